@@ -1,0 +1,41 @@
+"""Exceptions raised by sapkit for user mistakes.
+
+Every message says what is wrong, what was expected, what was found and how to fix it,
+naming the file or parameter involved. Library code raises these instead of letting a
+deep nibabel/torch traceback reach the user.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SapkitError",
+    "ConfigError",
+    "ManifestError",
+    "NiftiError",
+    "CheckpointError",
+    "MetricInputError",
+]
+
+
+class SapkitError(ValueError):
+    """Base class of every error sapkit raises for bad input (a ``ValueError``)."""
+
+
+class ConfigError(SapkitError):
+    """A profile, override or parameter is unknown or out of range."""
+
+
+class ManifestError(SapkitError):
+    """A data manifest (YAML/CSV) or a file it names is invalid."""
+
+
+class NiftiError(SapkitError):
+    """A NIfTI file cannot be read, has the wrong shape/grid, or holds invalid values."""
+
+
+class CheckpointError(SapkitError):
+    """A checkpoint cannot be loaded safely or does not fit the model."""
+
+
+class MetricInputError(SapkitError):
+    """Masks, probability maps or metric parameters are invalid (shape, spacing, range)."""

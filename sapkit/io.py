@@ -1,0 +1,296 @@
+"""Strict NIfTI input/output on nibabel, and atomic file writes.
+
+Conventions
+-----------
+- Arrays are in the file's voxel order ``(X, Y, Z)`` (nibabel's ``get_fdata`` order); a scan
+  is channels-first ``(C, X, Y, Z)`` float32 with channel 0 = T1 and channel 1 = b1000.
+- ``affine`` is the 4×4 voxel→world (RAS+ mm) matrix; ``spacing_mm`` the voxel size in mm.
+- Every file is written to a temporary name in the destination folder and renamed into place,
+  so a crash never leaves a truncated output; inputs are only ever read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import nibabel as nib
+import numpy as np
+import numpy.typing as npt
+
+from sapkit.errors import NiftiError
+
+__all__ = [
+    "Scan",
+    "atomic_path",
+    "atomic_write_text",
+    "read_image",
+    "read_scan",
+    "read_label",
+    "save_nifti",
+    "reorient_to_ras",
+    "orientation_code",
+    "spacing_from_affine",
+    "check_same_grid",
+]
+
+_GRID_ATOL_MM = 1e-3
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A two-channel scan on the T1 grid.
+
+    Attributes
+    ----------
+    image : (C, X, Y, Z) float32
+        Channel 0 = T1, channel 1 = DWI b1000 (raw intensities, not yet scaled).
+    affine : (4, 4) float64
+        Voxel → world (RAS+, mm) matrix of the T1 grid.
+    header : nibabel.Nifti1Header
+        Header of the T1 file (carries the qform/sform codes to write back).
+    """
+
+    image: npt.NDArray[np.float32]
+    affine: npt.NDArray[np.float64]
+    header: nib.Nifti1Header
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        """Voxel size in mm along X, Y, Z."""
+        return spacing_from_affine(self.affine)
+
+    def __repr__(self) -> str:
+        sp = ", ".join(f"{s:.2f}" for s in self.spacing_mm)
+        return (
+            f"Scan(shape: {self.image.shape}; spacing: ({sp}) mm; "
+            f"orientation: {orientation_code(self.affine)}; dtype: {self.image.dtype})"
+        )
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    The temporary name keeps the final suffix (``.nii.gz``) so writers that infer the format
+    from the name work. On error the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes) or ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically and return the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def spacing_from_affine(affine: npt.ArrayLike) -> tuple[float, float, float]:
+    """Voxel size in mm: the column norms of the affine's 3×3 part."""
+    a = np.asarray(affine, dtype=np.float64)
+    return tuple(float(v) for v in np.sqrt((a[:3, :3] ** 2).sum(axis=0)))  # type: ignore[return-value]
+
+
+def orientation_code(affine: npt.ArrayLike) -> str:
+    """Three-letter axis code such as ``RAS`` or ``LPS`` (nibabel's aff2axcodes)."""
+    return "".join(nib.aff2axcodes(np.asarray(affine)))
+
+
+def _load(path: Path, what: str) -> nib.Nifti1Image:
+    if not path.exists():
+        raise NiftiError(f"{what} file {path} does not exist; check the path in the manifest (relative to data_root)")
+    try:
+        img = nib.load(str(path))
+        # Touch the data now so truncated/corrupt files fail here with a clear message.
+        data = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as exc:
+        raise NiftiError(
+            f"{what} file {path} is not a readable NIfTI ({type(exc).__name__}: {exc}); "
+            "re-export it as .nii or .nii.gz"
+        ) from None
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise NiftiError(f"{what} file {path} is {type(img).__name__}, not NIfTI; convert it to .nii.gz")
+    if data.ndim == 4 and data.shape[3] == 1:
+        img = nib.Nifti1Image(data[..., 0], img.affine, img.header)
+    elif data.ndim != 3:
+        raise NiftiError(
+            f"{what} file {path} is {data.ndim}D with shape {data.shape}; sapkit needs one 3D volume "
+            "per file (split 4D series into one file per channel)"
+        )
+    return img
+
+
+def read_image(path: str | Path, *, what: str = "image") -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], nib.Nifti1Header]:
+    """Read a 3D intensity image as float32 with its affine and header.
+
+    Raises
+    ------
+    NiftiError
+        Missing, unreadable, non-3D file, or non-finite intensities.
+    """
+    path = Path(path)
+    img = _load(path, what)
+    data = np.asarray(img.get_fdata(dtype=np.float32))
+    if not np.isfinite(data).all():
+        n_bad = int((~np.isfinite(data)).sum())
+        raise NiftiError(f"{what} file {path} has {n_bad} NaN/Inf voxels; replace them (e.g. with 0) before use")
+    return data, np.asarray(img.affine, dtype=np.float64), img.header
+
+
+def check_same_grid(
+    shape_a: tuple[int, ...], affine_a: npt.ArrayLike, shape_b: tuple[int, ...], affine_b: npt.ArrayLike,
+    *, name_a: str, name_b: str, atol_mm: float = _GRID_ATOL_MM,
+) -> None:
+    """Raise NiftiError unless both volumes share shape and affine (within ``atol_mm``)."""
+    if tuple(shape_a) != tuple(shape_b):
+        raise NiftiError(
+            f"{name_b} shape {tuple(shape_b)} ≠ {name_a} shape {tuple(shape_a)}; "
+            f"resample {name_b} onto the {name_a} grid (sapkit prepare)"
+        )
+    diff = float(np.abs(np.asarray(affine_a) - np.asarray(affine_b)).max())
+    if diff > atol_mm:
+        raise NiftiError(
+            f"{name_b} affine differs from {name_a} affine by {diff:.4g} mm "
+            f"({orientation_code(affine_b)} {spacing_from_affine(affine_b)} vs "
+            f"{orientation_code(affine_a)} {spacing_from_affine(affine_a)}); "
+            f"resample/reorient {name_b} onto the {name_a} grid (sapkit prepare)"
+        )
+
+
+def read_scan(t1_path: str | Path, b1000_path: str | Path) -> Scan:
+    """Read the T1 and b1000 files of one scan into a channels-first array on the T1 grid.
+
+    Raises
+    ------
+    NiftiError
+        Either file unreadable, not 3D, non-finite, or b1000 not on the T1 grid.
+    """
+    t1, affine, header = read_image(t1_path, what="T1")
+    b1000, b_affine, _ = read_image(b1000_path, what="b1000")
+    check_same_grid(t1.shape, affine, b1000.shape, b_affine, name_a=f"T1 {t1_path}", name_b=f"b1000 {b1000_path}")
+    return Scan(np.stack([t1, b1000]).astype(np.float32, copy=False), affine, header)
+
+
+def read_label(
+    path: str | Path, *, allowed: set[int] | None = None, what: str = "label",
+) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.float64], nib.Nifti1Header]:
+    """Read an integer label map as int16 with its affine and header.
+
+    Parameters
+    ----------
+    allowed : set of int, optional
+        Label values declared in the manifest; any other value raises.
+
+    Raises
+    ------
+    NiftiError
+        Unreadable file, non-integer values, or values outside ``allowed``.
+    """
+    path = Path(path)
+    img = _load(path, what)
+    raw = np.asarray(img.dataobj)
+    if raw.dtype.kind == "f" or img.header.get_slope_inter()[0] not in (None, 1.0):
+        data = np.asarray(img.get_fdata(dtype=np.float64))
+        if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
+            raise NiftiError(
+                f"{what} file {path} holds non-integer values; labels must be integers "
+                "(resample label maps with nearest-neighbour interpolation)"
+            )
+        raw = data
+    values = np.unique(raw)
+    if values.size and (values.min() < -32768 or values.max() > 32767):
+        raise NiftiError(f"{what} file {path} has values outside int16 range; relabel to small integers")
+    labels = raw.astype(np.int16)
+    if allowed is not None:
+        bad = sorted(set(int(v) for v in values) - set(allowed))
+        if bad:
+            raise NiftiError(
+                f"{what} file {path} contains label values {bad} not in the declared map {sorted(allowed)}; "
+                "fix the label map or declare the values in manifest.yaml"
+            )
+    return labels, np.asarray(img.affine, dtype=np.float64), img.header
+
+
+def save_nifti(
+    array: npt.ArrayLike, affine: npt.ArrayLike, path: str | Path, *,
+    header: nib.Nifti1Header | None = None, dtype: npt.DTypeLike | None = None,
+) -> Path:
+    """Save a 3D array as NIfTI atomically, keeping the reference header's qform/sform codes.
+
+    Parameters
+    ----------
+    array : (X, Y, Z) array
+    affine : (4, 4) voxel → world matrix (mm).
+    header : Nifti1Header, optional
+        Source header; its qform/sform codes (and xyzt units) are preserved.
+    dtype : dtype, optional
+        On-disk dtype (default: the array's). Intensity scaling (scl_slope) is reset.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    path = Path(path)
+    data = np.asarray(array)
+    if dtype is not None:
+        data = data.astype(dtype, copy=False)
+    if data.dtype == np.bool_:
+        data = data.astype(np.uint8)
+    affine = np.asarray(affine, dtype=np.float64)
+    new_header = nib.Nifti1Header()
+    if header is not None:
+        new_header.set_xyzt_units(*header.get_xyzt_units())
+    img = nib.Nifti1Image(data, affine, new_header)
+    img.set_data_dtype(data.dtype)
+    q_code = int(header["qform_code"]) if header is not None else 1
+    s_code = int(header["sform_code"]) if header is not None else 1
+    img.set_qform(affine, code=q_code)
+    img.set_sform(affine, code=s_code)
+    img.header.set_slope_inter(1.0, 0.0)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path
+
+
+def reorient_to_ras(array: npt.NDArray, affine: npt.ArrayLike) -> tuple[npt.NDArray, npt.NDArray[np.float64]]:
+    """Reorient a 3D (or channels-first 4D) array by axis flips/permutations to RAS+.
+
+    No resampling: voxels are only permuted, so values are exact and the world position of
+    every voxel centre is unchanged.
+
+    Returns
+    -------
+    array : ndarray on the RAS grid; affine : (4, 4) the new voxel → world matrix.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    spatial_shape = array.shape[-3:]
+    current = nib.orientations.io_orientation(affine)
+    target = nib.orientations.axcodes2ornt(("R", "A", "S"))
+    transform = nib.orientations.ornt_transform(current, target)
+    if array.ndim == 4:
+        out = np.stack([nib.orientations.apply_orientation(c, transform) for c in array])
+    else:
+        out = nib.orientations.apply_orientation(array, transform)
+    new_affine = affine @ nib.orientations.inv_ornt_aff(transform, spatial_shape)
+    return np.ascontiguousarray(out), new_affine
