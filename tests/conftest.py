@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny NIfTI cohorts written into tmp folders, nibabel's bundled real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from nibabel.testing import data_path
+
+from sapkit.manifest import write_manifest
+
+NIBABEL_DATA = Path(data_path)
+
+
+def _save(path: Path, data: np.ndarray, affine: np.ndarray) -> str:
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    nib.save(img, str(path))
+    return path.name
+
+
+def write_tiny_cohort(root: Path, *, n_healthy: int = 2, n_patients: int = 4, shape=(12, 10, 14),
+                      spacing=(2.0, 2.0, 3.0), seed: int = 0) -> Path:
+    """Write a minimal valid two-cohort manifest (random images, blob labels) into ``root``."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    affine = np.diag([*spacing, 1.0])
+    rows = []
+    for i in range(n_healthy + n_patients):
+        cohort = "healthy" if i < n_healthy else "patient"
+        sid = f"{cohort[0]}{i:02d}"
+        t1 = rng.normal(100, 10, shape).astype(np.float32)
+        b = rng.normal(50, 5, shape).astype(np.float32)
+        row = {"scan_id": f"{sid}_s0", "subject_id": sid, "site": f"site{i % 2}", "cohort": cohort,
+               "t1": _save(root / f"{sid}_t1.nii.gz", t1, affine),
+               "b1000": _save(root / f"{sid}_b1000.nii.gz", b, affine), "skeleton_label": "", "lesion_label": ""}
+        if cohort == "healthy":
+            skel = np.zeros(shape, np.int16)
+            skel[3:6, 3:6, 2:12] = 2
+            skel[7:10, 2:5, 4:8] = 4
+            row["skeleton_label"] = _save(root / f"{sid}_skel.nii.gz", skel, affine)
+        else:
+            lesion = np.zeros(shape, np.uint8)
+            for j in range(i - n_healthy + 1):  # patient k has k+1 lesions
+                x, y, z = 1 + 3 * (j % 3), 1 + 4 * (j // 3 % 2), 1 + 4 * (j // 6)
+                lesion[x:x + 2, y:y + 2, z:z + 2] = 1
+            row["lesion_label"] = _save(root / f"{sid}_lesion.nii.gz", lesion, affine)
+        rows.append(row)
+    return write_manifest(root, pd.DataFrame(rows), name="tiny", description="test cohort")
+
+
+@pytest.fixture
+def tiny_cohort(tmp_path: Path) -> Path:
+    """Path of a valid manifest.yaml with 2 healthy and 4 patient scans."""
+    return write_tiny_cohort(tmp_path / "data")
+
+
+@pytest.fixture
+def nibabel_data() -> Path:
+    """Folder of the real NIfTI files nibabel ships with its tests."""
+    return NIBABEL_DATA

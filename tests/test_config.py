@@ -1,0 +1,58 @@
+import pytest
+import yaml
+
+from sapkit.config import PROFILES, Config, config_to_dict, load_config, parse_overrides, save_config
+from sapkit.errors import ConfigError
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_loads(profile):
+    cfg = load_config(profile)
+    assert isinstance(cfg, Config)
+    assert cfg.profile == profile
+    assert cfg.model.in_channels == 2
+    assert 0 <= cfg.splits.tuning_fold < cfg.splits.k
+
+
+def test_nested_and_dotted_overrides_apply():
+    cfg = load_config("smoke", {"lesion": {"epochs": 7}, "eval.tolerance_mm": 1.5, "infer.roi": [16, 16, 16]})
+    assert cfg.lesion.epochs == 7
+    assert cfg.eval.tolerance_mm == 1.5
+    assert cfg.infer.roi == (16, 16, 16)
+    # the profile's other values are untouched
+    assert cfg.lesion.batch_size == load_config("smoke").lesion.batch_size
+
+
+def test_cli_overrides_are_yaml_values():
+    assert parse_overrides(["lesion.inits=[sap, scratch]", "eval.hit=iou:0.5", "skeleton.amp=false"]) == {
+        "lesion.inits": ["sap", "scratch"], "eval.hit": "iou:0.5", "skeleton.amp": False}
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_overrides(["lesion.epochs"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"lesion.epochz": 2}, "unknown config key 'lesion.epochz'"),
+    ({"nosuch": {"a": 1}}, "unknown config"),
+    ({"lesion.epochs": "many"}, "'lesion.epochs' must be an integer"),
+    ({"model.backbone": "resnet"}, "must be one of"),
+    ({"eval.connectivity": 8}, "must be one of"),
+    ({"infer.roi": [32, 32]}, "needs 3 values"),
+    ({"skeleton.amp": "yes"}, "true or false"),
+])
+def test_bad_overrides_raise_clear_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("smoke", overrides)
+
+
+def test_unknown_profile_names_the_choices():
+    with pytest.raises(ConfigError, match="smoke, demo, paper"):
+        load_config("fast")
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    cfg = load_config("demo", {"lesion.epochs": 3})
+    path = save_config(cfg, tmp_path / "run" / "config.yaml")
+    again = load_config(path)
+    assert again == cfg
+    assert yaml.safe_load(path.read_text())["lesion"]["epochs"] == 3
+    assert config_to_dict(again)["infer"]["roi"] == list(cfg.infer.roi)
