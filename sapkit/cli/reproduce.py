@@ -1,0 +1,31 @@
+"""``sapkit reproduce --profile smoke|demo|paper [--run-dir D] [-p key=value ...] [--force]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sapkit.cli._common import add_profile_arguments
+from sapkit.config import parse_overrides
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_profile_arguments(parser, default_profile="demo")
+    parser.add_argument("--force", action="store_true", help="re-run notebooks whose outputs are complete")
+    parser.add_argument("--notebooks", nargs="+", default=None, metavar="NAME",
+                        help="run only these notebooks (e.g. 04_lesion_finetuning 05_lesion_analysis)")
+    parser.add_argument("--kernel", default=None, help="Jupyter kernel (default: 'sapkit' when registered)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sapkit.reproduce import reproduce
+
+    run_dir = Path(args.run_dir or f"runs/{args.profile}")
+    results = reproduce(args.profile, run_dir, parse_overrides(args.overrides), notebooks=args.notebooks,
+                        force=args.force, kernel=args.kernel,
+                        on_result=lambda r: print(f"  {r.name}: {r.status} ({r.seconds / 60:.1f} min)", flush=True))
+    total = sum(r.seconds for r in results)
+    print(f"series finished in {total / 60:.1f} min; report: {run_dir.resolve() / 'report.html'}")
+    return 0
