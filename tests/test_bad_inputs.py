@@ -157,7 +157,7 @@ def subject_in_two_folds(root):
 @case
 def empty_manifest(root):
     _write_table(root, _table(root).iloc[0:0])
-    return _load(root), r"manifest .*manifest\.csv has 1 problem.*no rows; add one row per scan"
+    return _load(root), r"(?s)manifest .*manifest\.csv has 1 problem.*no rows; add one row per scan"
 
 
 @case
