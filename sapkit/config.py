@@ -51,8 +51,15 @@ class SynthConfig:
     n_patients: int = 8
     spacing_mm: float = 3.0
     n_sites: int = 3
-    height_mm: float = 900.0
+    height_mm: float = 900.0  # field of view from skull base to just below the knees, mm
     seed: int = 42
+    lesion_volume_median_ml: float = 0.5
+    lesion_volume_sigma: float = 1.03  # log-sd; 1.03 puts 25 % of lesions at >= 1 mL
+    lesion_count_median: float = 3.0
+    lesion_count_sigma: float = 1.2
+    lesion_count_max: int = 40
+    nodes_per_subject: float = 12.0  # mean number of DWI-bright lymph nodes (look-alikes)
+    limb_rotation_deg: tuple[float, float] = (5.0, 10.0)  # limb rotation range between repeat scans
 
 
 @dataclass(frozen=True)
