@@ -47,9 +47,12 @@ def _check_prob_map(prob_map: npt.ArrayLike) -> np.ndarray:
     if not np.issubdtype(prob.dtype, np.floating):
         raise MetricInputError(f"prob_map must be float probabilities in [0, 1], got dtype {prob.dtype}; "
                                "pass the model's probability map, not a mask.")
-    if prob.size and not (np.nanmin(prob) >= 0.0 and np.nanmax(prob) <= 1.0 and np.isfinite(prob).all()):
-        raise MetricInputError(f"prob_map values must be finite and in [0, 1], got range "
-                               f"[{np.nanmin(prob):g}, {np.nanmax(prob):g}]; apply a sigmoid/softmax first.")
+    if prob.size and not np.isfinite(prob).all():
+        raise MetricInputError(f"prob_map holds {int((~np.isfinite(prob)).sum())} NaN/inf voxels; values must be "
+                               "finite and in [0, 1]; check the inference output.")
+    if prob.size and not (prob.min() >= 0.0 and prob.max() <= 1.0):
+        raise MetricInputError(f"prob_map values must be in [0, 1], got range [{prob.min():g}, {prob.max():g}]; "
+                               "apply a sigmoid/softmax first.")
     return prob
 
 
@@ -197,6 +200,7 @@ class LesionExplorer:
         self._options = dict(connectivity=connectivity, min_volume_ml=min_volume_ml)
         self._channel, self._axis, self._max_rows = channel, _AXES[axis], max_rows
         self.table = pd.DataFrame(columns=LESION_TABLE_COLUMNS)
+        self.comparison_table = pd.DataFrame(columns=["init", "n_lesions", "total_volume_ml"])
         self.component_map: np.ndarray | None = None
 
         self.case_picker = w.Dropdown(options=cases, value=cases[0], description="case")
@@ -291,7 +295,8 @@ class LesionExplorer:
             self.figure.layout.title = f"{case} · {init} · t = {t:.2f}"
         self.summary.value = (f"<b>{len(self.table)}</b> lesions, <b>{self.table['volume_ml'].sum():.2f}</b> mL "
                               f"at threshold {t:.2f} ({init})")
-        self.comparison.value = pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.3f}")
+        self.comparison_table = pd.DataFrame(rows)
+        self.comparison.value = self.comparison_table.to_html(index=False, float_format=lambda v: f"{v:.3f}")
         shown = self.table.head(self._max_rows)
         self.table_html.value = (shown.to_html(index=False, float_format=lambda v: f"{v:.3f}")
                                  + (f"<i>… {len(self.table) - len(shown)} more</i>"
@@ -330,7 +335,8 @@ def lesion_explorer(images: Mapping[str, npt.NDArray], prob_maps: Mapping[str, M
     Returns
     -------
     LesionExplorer
-        ``.widget`` is the ipywidgets box; ``.table`` the current lesion table.
+        ``.widget`` is the ipywidgets box; ``.table`` the current lesion table;
+        ``.comparison_table`` one row per init (n_lesions, total_volume_ml [, dice]).
     """
     return LesionExplorer(images, prob_maps, spacing_mm=spacing_mm, lesion_masks=lesion_masks, threshold=threshold,
                           connectivity=connectivity, min_volume_ml=min_volume_ml, channel=channel, axis=axis)
