@@ -1,0 +1,178 @@
+"""``sapkit evaluate``: lesion-wise evaluation of one case, a cohort, or a whole run folder.
+
+One case::
+
+    sapkit evaluate --gt GT.nii.gz --pred PRED.nii.gz [--prob --threshold T] [--tolerance-mm 2]
+                    [--connectivity 26] [--hit any|iou:0.5] [--skeleton S.nii.gz] --json OUT
+
+A cohort (patient scans of a manifest with ``<pred-dir>/<scan_id>_prob.nii.gz``)::
+
+    sapkit evaluate --manifest MANIFEST --pred-dir DIR --threshold T --out DIR
+
+A run folder (threshold tuned on the tuning fold, test folds evaluated, ``eval/`` written)::
+
+    sapkit evaluate --run-dir runs/smoke --profile smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sapkit.cli._common import add_profile_arguments, config_from_args
+from sapkit.errors import SapkitError
+
+__all__ = ["add_arguments", "run", "case_json"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_profile_arguments(parser)
+    one = parser.add_argument_group("one case")
+    one.add_argument("--gt", help="ground-truth lesion mask (NIfTI)")
+    one.add_argument("--pred", help="predicted mask, or probability map with --prob (NIfTI)")
+    one.add_argument("--prob", action="store_true", help="--pred is a probability map; binarise it at --threshold")
+    one.add_argument("--skeleton", help="skeleton label map (NIfTI) for the lesions' bone region")
+    one.add_argument("--json", dest="json_out", help="write the results as JSON here (default: print)")
+    cohort = parser.add_argument_group("cohort")
+    cohort.add_argument("--manifest", help="manifest.yaml (or its folder) of the GT")
+    cohort.add_argument("--pred-dir", help="folder of <scan_id>_prob.nii.gz probability maps")
+    cohort.add_argument("--out", help="output folder of the cohort tables (default: <pred-dir>/eval)")
+    cohort.add_argument("--name", default="model", help="model name used in Table 1 (default: model)")
+    opts = parser.add_argument_group("options (default: the profile's eval section)")
+    opts.add_argument("--threshold", type=float, default=None, help="probability threshold (default 0.5)")
+    opts.add_argument("--tolerance-mm", type=float, default=None, help="NSD tolerance in mm")
+    opts.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=None)
+    opts.add_argument("--hit", default=None, help="any (≥ 1 voxel overlap) or iou:T")
+    opts.add_argument("--nsd-mode", choices=("surface", "voxel"), default=None)
+
+
+def _eval_config(args: argparse.Namespace) -> Any:
+    e = config_from_args(args).eval
+    changes = {k: v for k, v in {"tolerance_mm": args.tolerance_mm, "connectivity": args.connectivity,
+                                 "hit": args.hit, "nsd_mode": args.nsd_mode}.items() if v is not None}
+    return dataclasses.replace(e, **changes)
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_clean(x) for x in v]
+    if hasattr(v, "item"):
+        return _clean(v.item())
+    return v
+
+
+def case_json(report: Any) -> dict[str, Any]:
+    """The JSON document of one case (keys listed in issue 6 / the README)."""
+    p = report.patient
+    return _clean({
+        "dice": p.dice_mean, "nsd": p.nsd_detected, "global_dice": p.global_dice,
+        "tp": p.tp, "fn": p.fn, "fp": p.fp, "sensitivity": p.sensitivity, "precision": p.precision, "f2": p.f2,
+        "sensitivity_large": p.sensitivity_large, "fp_large": p.fp_large,
+        "lesions": [{"id": int(r.lesion_id), "volume_ml": float(r.volume_ml), "detected": bool(r.detected),
+                     "dice": float(r.dice), "nsd": float(r.nsd)} for r in report.lesions.itertuples()],
+        "predictions": [{"id": int(r.pred_id), "volume_ml": float(r.volume_ml),
+                         "false_positive": bool(r.false_positive)} for r in report.predictions.itertuples()],
+        "parameters": report.params.to_dict(),
+    })
+
+
+def _run_case(args: argparse.Namespace) -> int:
+    from sapkit.evaluation import read_prob_map
+    from sapkit.io import check_same_grid, read_label, spacing_from_affine
+    from sapkit.metrics import lesion_report
+
+    if not args.pred:
+        raise SapkitError("--gt needs --pred (a mask, or a probability map with --prob)")
+    e = _eval_config(args)
+    gt, affine, _ = read_label(args.gt, what="GT lesion mask")
+    if args.prob:
+        pred, p_affine = read_prob_map(args.pred)
+    else:
+        pred, p_affine, _ = read_label(args.pred, what="predicted mask")
+    check_same_grid(gt.shape, affine, pred.shape, p_affine, name_a=f"GT {args.gt}", name_b=f"prediction {args.pred}")
+    skel = None
+    if args.skeleton:
+        skel, s_affine, _ = read_label(args.skeleton, what="skeleton label")
+        check_same_grid(gt.shape, affine, skel.shape, s_affine, name_a=f"GT {args.gt}", name_b=f"skeleton {args.skeleton}")
+    kw = dict(prob_map=pred, threshold=0.5 if args.threshold is None else args.threshold) if args.prob \
+        else dict(pred_mask=pred)
+    report = lesion_report(gt, spacing_mm=spacing_from_affine(affine), connectivity=e.connectivity, hit=e.hit,
+                           tolerance_mm=e.tolerance_mm, nsd_mode=e.nsd_mode, skeleton=skel,
+                           large_lesion_ml=e.large_lesion_ml, patient_id=Path(args.gt).name, **kw)
+    text = json.dumps(case_json(report), indent=2)
+    if args.json_out:
+        from sapkit.io import atomic_write_text
+
+        atomic_write_text(args.json_out, text + "\n")
+        print(f"{report!r}\nwrote {args.json_out}")
+    else:
+        print(text)
+    return 0
+
+
+def _run_cohort(args: argparse.Namespace) -> int:
+    from sapkit.evaluation import PROB_SUFFIX, evaluate_cohort, _write_csv
+    from sapkit.io import atomic_write_text
+    from sapkit.manifest import load_manifest
+    from sapkit.metrics import froc_curve
+    from sapkit.report import table1, table1_markdown, table1_values
+
+    if not args.pred_dir:
+        raise SapkitError("--manifest needs --pred-dir (folder of <scan_id>_prob.nii.gz files)")
+    e = _eval_config(args)
+    manifest = load_manifest(args.manifest, check_files=False)
+    pred_dir = Path(args.pred_dir)
+    rows = [{"patient_id": r["scan_id"], "gt_path": r["lesion_label"], "prob_path": str(pred_dir / f"{r['scan_id']}{PROB_SUFFIX}"),
+             "skeleton_path": r.get("skeleton_label", "") or "", "subject_id": r["subject_id"]}
+            for r in manifest.patients().to_dict("records") if (pred_dir / f"{r['scan_id']}{PROB_SUFFIX}").is_file()]
+    if not rows:
+        raise SapkitError(f"no <scan_id>{PROB_SUFFIX} files in {pred_dir} match the patient scans of {manifest.path}")
+    result = evaluate_cohort(pd.DataFrame(rows), threshold=0.5 if args.threshold is None else args.threshold,
+                             eval_config=e, progress=False)
+    out = Path(args.out) if args.out else pred_dir / "eval"
+    pat, les = result.patients.assign(init=args.name), result.lesions.assign(init=args.name)
+    auc = froc_curve(result.counts, max_fp=e.froc_max_fp).auc
+    t1 = table1(table1_values(pat, les, froc_auc={args.name: auc}, n_resamples=e.n_bootstrap, seed=e.seed))
+    _write_csv(les, out / "lesions.csv")
+    _write_csv(result.predictions.assign(init=args.name), out / "predictions.csv")
+    _write_csv(pat, out / "patients.csv")
+    _write_csv(t1, out / "table1.csv")
+    atomic_write_text(out / "table1.md", table1_markdown(t1, note=f"threshold {result.threshold:g}, hit {e.hit}, "
+                                                         f"connectivity {e.connectivity}, τ {e.tolerance_mm:g} mm"))
+    summary = {"n_scans": len(rows), "threshold": result.threshold, "froc_auc": auc,
+               "median_f2": float(pat["f2"].median()), "out": str(out)}
+    if args.json_out:
+        atomic_write_text(args.json_out, json.dumps(_clean(summary), indent=2) + "\n")
+    print(json.dumps(_clean(summary), indent=2))
+    return 0
+
+
+def _run_folder(args: argparse.Namespace) -> int:
+    from sapkit.evaluation import evaluate_run
+    from sapkit.runs import default_run_dir
+
+    config = config_from_args(args)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config.profile)
+    result = evaluate_run(run_dir, config, progress=True)
+    print(result.table1.to_string(index=False))
+    for name, path in result.files.items():
+        print(f"wrote {name}: {path}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.gt:
+        return _run_case(args)
+    if args.manifest:
+        return _run_cohort(args)
+    return _run_folder(args)
