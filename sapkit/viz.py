@@ -406,7 +406,8 @@ def slice_figure(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, pred
     Returns
     -------
     plotly.graph_objects.Figure
-        Traces: image, label contours, prediction contours; one frame per stored slice.
+        Traces: image, label contours, prediction contours; one frame per stored slice. It opens
+        on the slice with most predicted voxels (else label voxels, else the middle slice).
         Export with ``fig.write_html(path, auto_play=False)`` (plotly otherwise plays the
         frames once when the page opens).
 
@@ -454,7 +455,10 @@ def slice_figure(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, pred
             out.append(_contour(pred_edge, k, "prediction", color=PREDICTION_COLOR))
         return out
 
-    start = len(indices) // 2
+    # Open on the slice showing most of the prediction (else of the labels, else the middle one).
+    focus = pred if pred is not None and pred.any() else lab if lab is not None and lab.any() else None
+    start = len(indices) // 2 if focus is None else \
+        int(np.argmax(np.take((focus > 0).sum(axis=(u_ax, v_ax)), indices)))
     fig = go.Figure(data=_traces(indices[start]),
                     frames=[go.Frame(data=_traces(k), name=str(k)) for k in indices])
     steps = [dict(method="animate", label=str(k), args=[[str(k)], dict(mode="immediate", frame=dict(

@@ -165,6 +165,12 @@ def lesion_table_at_threshold(prob_map: npt.ArrayLike, threshold: float, *, spac
                              min_volume_ml=min_volume_ml)[1]
 
 
+def _overlay_colorscale(colour: str) -> list[list]:
+    """0 → transparent, 1 → ``colour``."""
+    clear = "rgba(0,0,0,0)"
+    return [[0.0, clear], [0.5, clear], [0.5, colour], [1.0, colour]]
+
+
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
     total = int(a.sum()) + int(b.sum())
     return float("nan") if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
@@ -183,7 +189,7 @@ class LesionExplorer:
                  spacing_mm: float | Sequence[float] | Mapping[str, Sequence[float]],
                  lesion_masks: Mapping[str, npt.NDArray] | None = None, threshold: float = 0.5,
                  connectivity: int = 26, min_volume_ml: float = 0.0, channel: int = 1, axis: str = "coronal",
-                 max_rows: int = 12):
+                 init: str | None = None, max_rows: int = 12):
         import ipywidgets as w
         import plotly.graph_objects as go
 
@@ -204,7 +210,9 @@ class LesionExplorer:
         self.component_map: np.ndarray | None = None
 
         self.case_picker = w.Dropdown(options=cases, value=cases[0], description="case")
-        self.init_picker = w.ToggleButtons(options=self.inits, value=self.inits[0], description="init")
+        if init is not None and init not in self.inits:
+            raise MetricInputError(f"init {init!r} has no probability maps; choose one of {self.inits}.")
+        self.init_picker = w.ToggleButtons(options=self.inits, value=init or self.inits[0], description="init")
         self.threshold_slider = w.FloatSlider(value=threshold, min=0.05, max=0.95, step=0.05, description="threshold",
                                               continuous_update=False, readout_format=".2f")
         self.summary = w.HTML()
@@ -214,8 +222,8 @@ class LesionExplorer:
         self.figure = go.FigureWidget(layout=dict(height=420, width=420, margin=dict(l=10, r=10, t=30, b=10),
                                                   xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x")))
         self.figure.add_heatmap(z=[[0]], colorscale="gray", showscale=False, hoverinfo="skip", name="scan")
-        self.figure.add_heatmap(z=[[np.nan]], colorscale=[[0, LABEL_COLORS[0]], [1, LABEL_COLORS[0]]], opacity=0.65,
-                                showscale=False, hoverinfo="skip", name="lesions")
+        self.figure.add_heatmap(z=[[0]], colorscale=_overlay_colorscale(LABEL_COLORS[0]), zmin=0, zmax=1,
+                                opacity=0.65, showscale=False, hoverinfo="skip", name="lesions")
         self.figure.add_scatter(x=[], y=[], mode="markers", marker=dict(symbol="square", size=2, color="white"),
                                 hoverinfo="skip", name="reference")
         controls = w.VBox([self.case_picker, self.init_picker, self.threshold_slider, self.summary,
@@ -290,14 +298,14 @@ class LesionExplorer:
         projected = self.component_map.max(axis=self._axis).T
         with self.figure.batch_update():
             colour = init_color(init)
-            self.figure.data[1].z = np.where(projected > 0, 1.0, np.nan).astype(np.float32)
-            self.figure.data[1].colorscale = [[0, colour], [1, colour]]
+            self.figure.data[1].z = (projected > 0).astype(np.uint8)  # no NaN: widget messages are JSON
+            self.figure.data[1].colorscale = _overlay_colorscale(colour)
             self.figure.layout.title = f"{case} · {init} · t = {t:.2f}"
         self.summary.value = (f"<b>{len(self.table)}</b> lesions, <b>{self.table['volume_ml'].sum():.2f}</b> mL "
                               f"at threshold {t:.2f} ({init})")
         self.comparison_table = pd.DataFrame(rows)
         self.comparison.value = self.comparison_table.to_html(index=False, float_format=lambda v: f"{v:.3f}")
-        shown = self.table.head(self._max_rows)
+        shown = self.table.head(self._max_rows)[["lesion_id", "n_voxels", "volume_ml", "max_prob", "mean_prob"]]
         self.table_html.value = (shown.to_html(index=False, float_format=lambda v: f"{v:.3f}")
                                  + (f"<i>… {len(self.table) - len(shown)} more</i>"
                                     if len(self.table) > len(shown) else ""))
@@ -310,7 +318,7 @@ def lesion_explorer(images: Mapping[str, npt.NDArray], prob_maps: Mapping[str, M
                     spacing_mm: float | Sequence[float] | Mapping[str, Sequence[float]],
                     lesion_masks: Mapping[str, npt.NDArray] | None = None, threshold: float = 0.5,
                     connectivity: int = 26, min_volume_ml: float = 0.0, channel: int = 1,
-                    axis: str = "coronal") -> LesionExplorer:
+                    axis: str = "coronal", init: str | None = None) -> LesionExplorer:
     """Build the interactive lesion explorer for a notebook.
 
     Parameters
@@ -331,6 +339,8 @@ def lesion_explorer(images: Mapping[str, npt.NDArray], prob_maps: Mapping[str, M
         Channel of a 4D image used for the projection.
     axis : {"coronal", "axial", "sagittal"}
         Projection direction.
+    init : str, optional
+        Initialisation selected first; default the first of :data:`sapkit.figures.INIT_ORDER`.
 
     Returns
     -------
@@ -339,4 +349,5 @@ def lesion_explorer(images: Mapping[str, npt.NDArray], prob_maps: Mapping[str, M
         ``.comparison_table`` one row per init (n_lesions, total_volume_ml [, dice]).
     """
     return LesionExplorer(images, prob_maps, spacing_mm=spacing_mm, lesion_masks=lesion_masks, threshold=threshold,
-                          connectivity=connectivity, min_volume_ml=min_volume_ml, channel=channel, axis=axis)
+                          connectivity=connectivity, min_volume_ml=min_volume_ml, channel=channel, axis=axis,
+                          init=init)

@@ -181,7 +181,9 @@ def test_plotly_slices_contours_and_geometry():
     image, labels, prediction = _volume()
     fig = viz.view(image, labels, prediction, spacing_mm=(1.5, 2.0, 4.0), backend="plotly", axis="coronal")
     assert [t.name for t in fig.data] == ["image", "labels", "prediction"]
-    assert len(fig.frames) == 10 and fig.layout.sliders[0].active == 5           # one frame per y slice
+    assert len(fig.frames) == 10                                                   # one frame per y slice
+    assert fig.layout.sliders[0].active == 3                                       # first y holding most prediction
+    assert viz.slice_figure(image, spacing_mm=1.0).layout.sliders[0].active == 5   # nothing to show: the middle
     frame = {f.name: f for f in fig.frames}["4"]                                  # y = 4 cuts both labels
     heat, lab, pred = frame.data
     assert np.asarray(heat.z).shape == (16, 12) and (heat.dx, heat.dy) == (1.5, 4.0)

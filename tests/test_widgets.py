@@ -132,8 +132,8 @@ def test_explorer_slider_recomputes_table_overlay_and_comparison(explorer_inputs
     ex.init_picker.value = "sap"
     assert ex.table["n_voxels"].tolist() == [24]
     assert ex.table["volume_ml"].tolist() == pytest.approx([24 * 20 / 1000])
-    assert ex.figure.data[1].colorscale[0][1] == INIT_COLORS["sap"]
-    assert int(np.isfinite(np.asarray(ex.figure.data[1].z, float)).sum()) == 3 * 4  # coronal projection: 3 x × 4 z
+    assert ex.figure.data[1].colorscale[-1][1] == INIT_COLORS["sap"]
+    assert int(np.asarray(ex.figure.data[1].z).sum()) == 3 * 4  # coronal projection: 3 x × 4 z
     before = ex.table_html.value
     ex.threshold_slider.value = 0.25
     assert ex.table["n_voxels"].tolist() == [24, 2] and ex.table_html.value != before
@@ -161,3 +161,6 @@ def test_explorer_rejects_unmatched_ids(explorer_inputs):
     images, probs, _ = explorer_inputs
     with pytest.raises(MetricInputError, match="no scan has both"):
         lesion_explorer({"other": images["p1"]}, probs, spacing_mm=1.0)
+    with pytest.raises(MetricInputError, match="init 'mae' has no probability maps"):
+        lesion_explorer(images, probs, spacing_mm=1.0, init="mae")
+    assert lesion_explorer(images, probs, spacing_mm=1.0, init="ssl").init_picker.value == "ssl"
