@@ -512,7 +512,7 @@ def normalized_surface_dice(gt: npt.ArrayLike, pred: npt.ArrayLike, *, spacing_m
     --------
     >>> import numpy as np
     >>> gt = np.zeros((10, 10), bool); gt[5, 5] = True
-    >>> pred = np.zeros((10, 10), bool); pred[5, 6] = True
+    >>> pred = np.zeros((10, 10), bool); pred[5, 7] = True  # 2 mm apart
     >>> normalized_surface_dice(gt, pred, spacing_mm=(1, 1), tolerance_mm=1.0)
     0.5
     """
