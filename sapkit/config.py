@@ -183,6 +183,7 @@ class InferConfig:
     sw_batch_size: int = 4
     tta_flip: bool = False
     skip_background: bool = True
+    crop_to_body: bool = False
     prob_dtype: str = "float16"
     amp: bool = True
 

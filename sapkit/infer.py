@@ -179,8 +179,19 @@ def window_slices(shape: Sequence[int], *, roi: Sequence[int], overlap: float) -
             for s in dense_patch_slices(padded, roi, interval)]
 
 
-def count_windows(body: npt.NDArray[np.bool_], *, roi: Sequence[int], overlap: float) -> WindowCount:
-    """How many windows of the full grid intersect ``body`` ((X, Y, Z) bool)."""
+def count_windows(
+    body: npt.NDArray[np.bool_], *, roi: Sequence[int], overlap: float, crop_to_body: bool = False,
+) -> WindowCount:
+    """How many windows of the full grid intersect ``body`` ((X, Y, Z) bool).
+
+    With ``crop_to_body``, ``n_evaluated`` counts the windows of the grid laid over the body's
+    bounding box instead (see :func:`predict_probabilities`); ``n_total`` stays the full grid.
+    """
+    if crop_to_body:
+        total = len(window_slices(body.shape, roi=roi, overlap=overlap))
+        box = _bounding_box(body)
+        inner = 0 if box is None else count_windows(np.ascontiguousarray(body[box]), roi=roi, overlap=overlap).n_evaluated
+        return WindowCount(total, inner)
     slices = window_slices(body.shape, roi=roi, overlap=overlap)
     padded = np.pad(body, _pad_sizes(body.shape, _check_roi(roi)))
     return WindowCount(len(slices), sum(1 for s in slices if padded[s].any()))
@@ -205,6 +216,7 @@ def predict_probabilities(
     blend: str = "constant",
     sw_batch_size: int = 4,
     skip_background: bool = True,
+    crop_to_body: bool = False,
     tta_flip: bool = False,
     device: str | torch.device | None = "cpu",
     amp: bool = True,
@@ -230,6 +242,13 @@ def predict_probabilities(
     skip_background : bool
         Run the network only on windows intersecting the body mask and set the output outside
         the body to the background class. False = plain MONAI ``sliding_window_inference``.
+    crop_to_body : bool
+        Faster, but **not** identical to full-volume inference: crop the volume to the body
+        mask's bounding box, infer there (with ``skip_background``'s rule inside the crop) and
+        fill the rest with background. The window grid then follows the body, so a wide
+        field of view costs far fewer windows (see :func:`count_windows`); the output inside
+        the body differs from full-volume inference by the network's sensitivity to window
+        placement.
     tta_flip : bool
         Average the probabilities over the 8 combinations of flips of the 3 spatial axes (8×
         the cost; the result is exactly flip-equivariant).
@@ -265,11 +284,28 @@ def predict_probabilities(
         raise ConfigError(f"overlap must be in [0, 1), got {overlap}; the paper uses 0.5")
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    if skip_background:
+    if skip_background or crop_to_body:
         if body is None:
             body = body_mask(x.numpy())
         elif tuple(body.shape) != tuple(x.shape[1:]):
             raise SapkitError(f"body mask shape {tuple(body.shape)} ≠ image shape {tuple(x.shape[1:])}")
+    if crop_to_body:
+        assert body is not None
+        box = _bounding_box(body)
+        if box is None:  # no body at all
+            k = _n_classes(model, x, roi, dev)
+            full = np.zeros((k, *x.shape[1:]), np.float32)
+            full[0] = 1.0
+            return full
+        inner = predict_probabilities(
+            model, x[(slice(None), *box)], roi=roi, overlap=overlap, blend=blend, sw_batch_size=sw_batch_size,
+            skip_background=skip_background, crop_to_body=False, tta_flip=tta_flip, device=dev, amp=amp,
+            body=np.ascontiguousarray(body[box]), progress=progress,
+        )
+        full = np.zeros((inner.shape[0], *x.shape[1:]), np.float32)
+        full[0] = 1.0
+        full[(slice(None), *box)] = inner
+        return full
     use_amp = bool(amp) and dev.type == "cuda"
     flips: Iterable[tuple[int, ...]] = [()]
     if tta_flip:
@@ -540,8 +576,10 @@ def predict_manifest(
     ids = list(man.scans["scan_id"]) if scan_ids is None else list(scan_ids)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    masked = inf.skip_background or inf.crop_to_body
     options = dict(roi=inf.roi, overlap=inf.overlap, blend=inf.blend, sw_batch_size=inf.sw_batch_size,
-                   skip_background=inf.skip_background, tta_flip=inf.tta_flip, device=dev, amp=inf.amp)
+                   skip_background=inf.skip_background, crop_to_body=inf.crop_to_body, tta_flip=inf.tta_flip,
+                   device=dev, amp=inf.amp)
     iterator: Iterable[str] = ids
     if progress:
         from tqdm.auto import tqdm
@@ -551,9 +589,9 @@ def predict_manifest(
     for scan_id in iterator:
         t0 = time.perf_counter()
         case = load_case(man, scan_id, percentiles=tuple(config.preprocess.clip_percentiles))
-        body = body_mask(case.image) if inf.skip_background else np.ones(case.shape, bool)
-        windows = count_windows(body, roi=inf.roi, overlap=inf.overlap)
-        prob = lesion_probability(model, case.image, body=body if inf.skip_background else None, **options)
+        body = body_mask(case.image) if masked else np.ones(case.shape, bool)
+        windows = count_windows(body, roi=inf.roi, overlap=inf.overlap, crop_to_body=inf.crop_to_body)
+        prob = lesion_probability(model, case.image, body=body if masked else None, **options)
         prob, prob_path = _save_probability(prob, case.affine, out / f"{scan_id}_prob.nii.gz", header=case.header,
                                             dtype=inf.prob_dtype)
         mask_path = lesions_path = ""
@@ -572,7 +610,7 @@ def predict_manifest(
                 table.to_csv(tmp, index=False)
             n_lesions = len(table)
         rows.append((scan_id, str(prob_path), mask_path, lesions_path, n_lesions, windows.n_total,
-                     windows.n_evaluated if inf.skip_background else windows.n_total,
+                     windows.n_evaluated if masked else windows.n_total,
                      round(time.perf_counter() - t0, 3)))
     summary = pd.DataFrame(rows, columns=["scan_id", "prob_path", "mask_path", "lesions_path", "n_lesions",
                                           "n_windows", "n_windows_evaluated", "seconds"])
@@ -614,6 +652,23 @@ def _check_roi(roi: Sequence[int]) -> tuple[int, int, int]:
     if len(out) != 3 or any(r < 1 for r in out):
         raise ConfigError(f"roi must be 3 positive integers (voxels), got {roi!r}; e.g. [96, 96, 96]")
     return out  # type: ignore[return-value]
+
+
+def _bounding_box(mask: npt.NDArray[np.bool_]) -> tuple[slice, slice, slice] | None:
+    if not mask.any():
+        return None
+    out = []
+    for ax in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax)))
+        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def _n_classes(model: nn.Module, x: torch.Tensor, roi: Sequence[int], device: torch.device) -> int:
+    pads = _pad_sizes(x.shape[1:], roi)
+    probe = torch.nn.functional.pad(x, [v for a, b in reversed(pads) for v in (a, b)])
+    with torch.no_grad():
+        return int(model(probe[None, :, :roi[0], :roi[1], :roi[2]].to(device)).shape[1])
 
 
 def _as_image_tensor(image: npt.NDArray | torch.Tensor) -> torch.Tensor:
@@ -689,9 +744,7 @@ def _sliding_window_skip(model: nn.Module, x: torch.Tensor, body: npt.NDArray[np
                 out[(slice(None), *s)] += p * weight
                 count[s] += weight
     if out is None:  # no window touches the body: everything is background
-        with torch.no_grad():
-            k = predictor(x[None, :, :roi[0], :roi[1], :roi[2]]).shape[1]
-        out = torch.zeros((k, *x.shape[1:]), dtype=torch.float32)
+        out = torch.zeros((_n_classes(model, x, roi, device), *x.shape[1:]), dtype=torch.float32)
     out /= count.clamp_min(torch.finfo(torch.float32).tiny)
     if any(a or b for a, b in pads):
         out = out[(slice(None), *(slice(a, n - b) for (a, b), n in zip(pads, x.shape[1:])))]

@@ -92,6 +92,22 @@ def test_body_skipping_equals_full_volume_inside_body_with_fewer_windows(net, bl
     np.testing.assert_allclose(skip.sum(axis=0), 1.0, atol=1e-5)
 
 
+def test_crop_to_body_runs_on_the_body_box_grid(net):
+    image = _phantom(shape=(50, 40, 45), centre=(25, 20), radii=(7, 6), z=(8, 30))
+    body = body_mask(image)
+    xs, ys, zs = (np.flatnonzero(body.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3))
+    box = (slice(xs[0], xs[-1] + 1), slice(ys[0], ys[-1] + 1), slice(zs[0], zs[-1] + 1))
+    counted = Counting(net)
+    crop = predict_probabilities(counted, image, roi=ROI, overlap=0.5, crop_to_body=True)
+    inner = predict_probabilities(net, image[(slice(None), *box)], roi=ROI, overlap=0.5,
+                                  body=np.ascontiguousarray(body[box]))
+    np.testing.assert_array_equal(crop[(slice(None), *box)], inner)
+    assert crop[1][~body].max() == 0.0 and crop[0][~body].min() == 1.0
+    skip_count = count_windows(body, roi=ROI, overlap=0.5)
+    crop_count = count_windows(body, roi=ROI, overlap=0.5, crop_to_body=True)
+    assert counted.n_windows == crop_count.n_evaluated < skip_count.n_evaluated <= skip_count.n_total
+
+
 def test_volume_smaller_than_roi_matches_monai_padding(net):
     image = _phantom(shape=(20, 11, 30), centre=(10, 5), radii=(5, 4), z=(3, 25))
     full = predict_probabilities(net, image, roi=ROI, overlap=0.5, skip_background=False)
