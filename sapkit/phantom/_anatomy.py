@@ -116,7 +116,7 @@ def _frame(z: float, curvature: float) -> npt.NDArray[np.float64]:
 
 def _vertebra_sizes(i: int) -> dict[str, float]:
     if i < 7:  # C1-C7
-        return dict(rx=10, ry=8, h=13, canal=8, arch=4, spin=30 if i == 6 else 18, tp=18, disc=4)
+        return dict(rx=12, ry=10, h=14, canal=8, arch=5.5, spin=30 if i == 6 else 20, tp=18, disc=4)
     if i < 19:  # T1-T12
         j = (i - 7) / 11
         return dict(rx=13 + 7 * j, ry=11 + 6 * j, h=17 + 7 * j, canal=8, arch=5, spin=30, tp=25, disc=5)
@@ -181,8 +181,8 @@ def _ribs_sternum(sp: SubjectParams, levels) -> list[Part]:
             parts.append(Part("bone", Tissue.MARROW, label, caps))
     tilt = rotation((1, 0, 0), 9.0)
     parts.append(Part("bone", Tissue.MARROW, 36, (
-        Ellipsoid((0.0, 78 * g, 1418), _EYE, (26, 9 * b, 26)),
-        EllipticCylinder((0.0, 90 * g, 1330), tuple(map(tuple, tilt)), (15, 8 * b), 62),
+        Ellipsoid((0.0, 78 * g, 1418), _EYE, (26, 11 * b, 26)),
+        EllipticCylinder((0.0, 90 * g, 1330), tuple(map(tuple, tilt)), (16, 10 * b), 62),
         Ellipsoid((0.0, 100 * g, 1262), _EYE, (8, 5, 10)))))
     return parts
 
@@ -195,7 +195,7 @@ def _shoulder_girdle(sp: SubjectParams) -> list[Part]:
             Capsule((s * 70 * g, -95 * g, 1405), (s * 160, -40, 1466), 6 * b, 6 * b),
             Capsule((s * 130, -70 * g, 1420), (s * 152, -20, 1440), 11 * b, 11 * b))))
         p = [(s * 22, 62 * g, 1452), (s * 85, 55 * g, 1465), (s * 158, -30, 1472)]
-        parts.append(Part("bone", Tissue.MARROW, clav, (Capsule(p[0], p[1], 7 * b, 7 * b), Capsule(p[1], p[2], 7 * b, 7 * b))))
+        parts.append(Part("bone", Tissue.MARROW, clav, (Capsule(p[0], p[1], 8.5 * b, 8.5 * b), Capsule(p[1], p[2], 8.5 * b, 8.5 * b))))
     return parts
 
 
