@@ -68,21 +68,19 @@ def is_headless() -> bool:
     Returns
     -------
     bool
-        ``True`` when any of these holds, checked in order:
-
-        1. no IPython kernel is running (plain Python, pytest, a script);
-        2. ``papermill`` or ``nbclient`` is imported in this process (in-process execution);
-        3. the current ``execute_request`` carries no ``metadata.cellId``. JupyterLab,
-           Notebook 7 and VS Code send the id of the cell they run; nbclient, and therefore
-           papermill and ``sapkit reproduce``, do not.
+        ``True`` when no IPython kernel is running (plain Python, pytest, a script), or when the
+        request the kernel is executing carries no ``metadata.cellId``. JupyterLab 4 and
+        Notebook 7 send the id of the cell they run (checked by ``tests/test_browser.py``);
+        nbclient, and therefore papermill and ``sapkit reproduce``, do not (checked by a real
+        papermill run in ``tests/test_viz.py``).
 
     Notes
     -----
-    The rule errs towards ``True``: a wrong ``True`` only costs a static plotly view, a wrong
-    ``False`` could hang a headless run.
+    Whether ``papermill``/``nbclient`` is *imported* says nothing: they always drive a kernel in
+    another process, and a person may import them in a live notebook. The rule errs towards
+    ``True``: a frontend that omits the cell id (Voilà, some IDEs) gets the static plotly view,
+    which is safe; a wrong ``False`` could hang a headless run.
     """
-    if "papermill" in sys.modules or "nbclient" in sys.modules:
-        return True
     parent = _kernel_parent()
     if parent is None:
         return True
