@@ -132,10 +132,14 @@ def transfer_weights(
 
 
 def save_transfer_report(report: pd.DataFrame, path: str | Path) -> Path:
-    """Write the transfer report as CSV atomically (remaps in a leading ``#`` comment line)."""
-    header = f"# source={report.attrs.get('source', '')}; layout={report.attrs.get('layout', '')}; " \
-             f"remaps={';'.join(report.attrs.get('remaps', [])) or 'none'}\n"
-    return atomic_write_text(Path(path), header + report.to_csv(index=False))
+    """Write the transfer report as a plain CSV atomically.
+
+    Three columns are appended from ``report.attrs`` (same value on every row): ``source`` (file),
+    ``layout`` and ``remaps`` (``;``-joined, ``none`` when no key was renamed).
+    """
+    table = report.assign(source=report.attrs.get("source", ""), layout=report.attrs.get("layout", ""),
+                          remaps=";".join(report.attrs.get("remaps", [])) or "none")
+    return atomic_write_text(Path(path), table.to_csv(index=False))
 
 
 def param_groups(model: nn.Module, *, lr_encoder: float, lr_decoder: float) -> list[dict[str, Any]]:

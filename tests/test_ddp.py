@@ -41,6 +41,6 @@ def test_torchrun_two_ranks_skeleton_then_lesion(tmp_path):
         assert names == expected  # no per-rank duplicates, no leftover temp files
         log = pd.read_csv(folder / "log.csv")
         assert log["epoch"].tolist() == list(range(n_rows))  # each epoch logged once
-    transfer = pd.read_csv(run_dir / "lesion" / "sap" / "fold_0" / "transfer.csv", comment="#")
+    transfer = pd.read_csv(run_dir / "lesion" / "sap" / "fold_0" / "transfer.csv")
     assert set(transfer.loc[transfer["part"] == "head", "status"]) == {"skipped-by-rule"}
     assert set(transfer.loc[transfer["part"].isin(["encoder", "decoder"]), "status"]) == {"loaded"}

@@ -93,9 +93,10 @@ def test_report_csv(tmp_path):
     lesion = build_model(TINY["unet"], 2)
     report = transfer_weights(lesion, build_model(TINY["unet"], 10).state_dict(), init="sap")
     path = save_transfer_report(report, tmp_path / "transfer.csv")
-    assert path.read_text().startswith("# source=<object>; layout=bare; remaps=none")
-    back = pd.read_csv(path, comment="#")
-    assert list(back.columns) == ["tensor", "part", "shape", "source_shape", "source_name", "status"]
+    back = pd.read_csv(path)
+    assert list(back.columns) == ["tensor", "part", "shape", "source_shape", "source_name", "status", "source",
+                                  "layout", "remaps"]
+    assert set(back["remaps"]) == {"none"} and set(back["layout"]) == {"bare"}
     assert back["status"].value_counts().to_dict() == report["status"].value_counts().to_dict()
 
 
