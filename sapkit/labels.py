@@ -32,6 +32,7 @@ __all__ = [
     "majority_vote_components",
     "bone_volumes",
     "skeleton_qc_table",
+    "lesion_volume_table",
     "label_overlay_figure",
 ]
 
@@ -260,6 +261,29 @@ def skeleton_qc_table(manifest, *, scan_ids: list[str] | None = None, column: st
     table["robust_z"] = z.fillna(0.0)
     table["outlier"] = (table["n_voxels"] == 0) | (table["robust_z"].abs() > z_threshold)
     return table[cols]
+
+
+def lesion_volume_table(manifest, *, connectivity: int = 26) -> pd.DataFrame:
+    """One row per lesion (connected component) of every patient scan's lesion mask.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``scan_id, subject_id, lesion_id, n_voxels, volume_ml``; empty (same columns)
+        when no scan has lesions.
+    """
+    from sapkit.io import read_label, spacing_from_affine
+
+    if connectivity not in (6, 18, 26):
+        raise MetricInputError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+    rows = []
+    for _, row in manifest.scans[manifest.scans["lesion_label"] != ""].iterrows():
+        lesion, affine, _ = read_label(row["lesion_label"], what="lesion_label")
+        comp = cc3d.connected_components(np.ascontiguousarray(lesion > 0), connectivity=connectivity)
+        sizes = np.bincount(comp.ravel())[1:]
+        voxel_ml = float(np.prod(spacing_from_affine(affine))) / 1000.0
+        rows += [(row["scan_id"], row["subject_id"], k, int(n), int(n) * voxel_ml) for k, n in enumerate(sizes, start=1)]
+    return pd.DataFrame(rows, columns=["scan_id", "subject_id", "lesion_id", "n_voxels", "volume_ml"])
 
 
 def label_overlay_figure(image: npt.ArrayLike, label_map: npt.ArrayLike | None = None, *,

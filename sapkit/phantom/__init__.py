@@ -13,10 +13,11 @@ files and manifest).
 from __future__ import annotations
 
 from sapkit.phantom._anatomy import SubjectParams, Tissue
-from sapkit.phantom._cohort import LESION_COLUMNS, Subject, SynthScan, generate_cohorts, make_grid, make_scan, make_subject
+from sapkit.phantom._cohort import (LESION_COLUMNS, Subject, SynthScan, generate_cohorts, is_generated, make_grid,
+                                    make_scan, make_subject)
 from sapkit.phantom._contrast import Site, make_sites
 from sapkit.phantom._lesions import LESION_SITE_WEIGHTS
 from sapkit.phantom._shapes import Grid
 
-__all__ = ["generate_cohorts", "make_subject", "make_scan", "make_grid", "make_sites", "Subject", "SynthScan",
+__all__ = ["generate_cohorts", "is_generated", "make_subject", "make_scan", "make_grid", "make_sites", "Subject", "SynthScan",
            "SubjectParams", "Site", "Grid", "Tissue", "LESION_COLUMNS", "LESION_SITE_WEIGHTS"]

@@ -20,7 +20,8 @@ from sapkit.phantom._lesions import grow_lesions, lesion_intensities, sample_les
 from sapkit.phantom._render import render_body
 from sapkit.phantom._shapes import Grid, rotation
 
-__all__ = ["Subject", "SynthScan", "make_grid", "make_subject", "make_scan", "generate_cohorts", "LESION_COLUMNS"]
+__all__ = ["Subject", "SynthScan", "make_grid", "make_subject", "make_scan", "generate_cohorts", "is_generated",
+           "LESION_COLUMNS"]
 
 _COHORT_CODE = {"healthy": 1, "patient": 2}
 _FINE_TO_SKELETON_LUT = np.zeros(256, np.uint8)
@@ -209,6 +210,20 @@ def _write_scan(scan: SynthScan, out_dir: Path) -> dict[str, str]:
     return rel
 
 
+def _config_json(config: SynthConfig) -> str:
+    import dataclasses
+    import json
+
+    return json.dumps(dataclasses.asdict(config), sort_keys=True, indent=1)
+
+
+def is_generated(out_dir: str | Path, config: SynthConfig) -> bool:
+    """True when ``out_dir`` holds a complete cohort generated with exactly ``config``."""
+    out_dir = Path(out_dir)
+    record = out_dir / "synth_config.json"
+    return (out_dir / "manifest.yaml").is_file() and record.is_file() and record.read_text() == _config_json(config)
+
+
 def generate_cohorts(out_dir: str | Path, config: SynthConfig, *, progress: bool = True) -> Path:
     """Generate the healthy and patient cohorts into ``out_dir`` and write their manifest.
 
@@ -216,7 +231,8 @@ def generate_cohorts(out_dir: str | Path, config: SynthConfig, *, progress: bool
     ``(i + k) mod n_sites`` (a multi-site repeatability design); every patient has one scan at
     the first site, as in the paper. Files: ``healthy/`` and ``patients/`` NIfTI (T1 and b1000
     int16, labels uint8, fine atlas as the extra column ``fine_label``), ``lesions.csv`` (one row
-    per metastasis), ``manifest.yaml`` + ``manifest.csv``. Same config → byte-identical files.
+    per metastasis), ``synth_config.json`` (the config used), ``manifest.yaml`` + ``manifest.csv``.
+    Same config → byte-identical files.
 
     Parameters
     ----------
@@ -260,6 +276,7 @@ def generate_cohorts(out_dir: str | Path, config: SynthConfig, *, progress: bool
         lesion_tables.append(scan.lesions)
     lesions = pd.concat(lesion_tables, ignore_index=True) if lesion_tables else pd.DataFrame(columns=list(LESION_COLUMNS))
     atomic_write_text(out_dir / "lesions.csv", lesions.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(out_dir / "synth_config.json", _config_json(config))
     description = (f"sapkit synthetic whole-body MRI (T1, b1000): {config.n_healthy_subjects} healthy subjects × "
                    f"{config.scans_per_subject} scans, {config.n_patients} patients; {grid.spacing_mm} mm isotropic, "
                    f"grid {grid.shape}, seed {config.seed}")
