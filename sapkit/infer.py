@@ -533,7 +533,8 @@ def predict_manifest(
       (:data:`LESION_COLUMNS`; bone region from the manifest's skeleton label, else from
       ``skeleton_checkpoint`` when given);
 
-    and ``predictions.csv`` with one row per scan. Every file is written atomically.
+    and ``predictions.csv`` with one row per scan (rows of other scans already in the file are
+    kept, so folds can predict into one folder). Every file is written atomically.
 
     Parameters
     ----------
@@ -614,8 +615,14 @@ def predict_manifest(
                      round(time.perf_counter() - t0, 3)))
     summary = pd.DataFrame(rows, columns=["scan_id", "prob_path", "mask_path", "lesions_path", "n_lesions",
                                           "n_windows", "n_windows_evaluated", "seconds"])
-    with atomic_path(out / "predictions.csv") as tmp:
-        summary.to_csv(tmp, index=False)
+    table_path = out / "predictions.csv"
+    merged = summary
+    if table_path.is_file():  # several folds predict into one folder: keep the other scans' rows
+        previous = pd.read_csv(table_path, dtype={"scan_id": str}, keep_default_na=False)
+        previous = previous[~previous["scan_id"].isin(summary["scan_id"])]
+        merged = pd.concat([previous, summary], ignore_index=True).sort_values("scan_id", kind="stable")
+    with atomic_path(table_path) as tmp:
+        merged.to_csv(tmp, index=False)
     return summary
 
 

@@ -238,7 +238,9 @@ def test_predict_manifest_keeps_grid_and_header_codes(wb_manifest, tmp_path, net
         np.testing.assert_array_equal(mask.get_fdata() > 0, data >= 0.5)
         table = pd.read_csv(out / f"{sid}_lesions.csv", keep_default_na=False)
         assert list(table.columns) == list(LESION_COLUMNS)
-    assert (out / "predictions.csv").is_file()
+    predict_manifest(net, wb_manifest, out, config=_config(), scan_ids=["p1"], progress=False)  # another fold
+    table = pd.read_csv(out / "predictions.csv")
+    assert table["scan_id"].tolist() == ["p0", "p1"] and table["n_lesions"].tolist()[1] == -1
 
 
 def test_checkpoint_round_trip_and_cli(wb_manifest, tmp_path):
