@@ -175,28 +175,49 @@ def surface_area_table(spacing_mm: tuple[float, ...]) -> npt.NDArray[np.float64]
         Area in mm² (3D) or length in mm (2D) for every code; 0 for codes 0 and "all corners".
     """
     sp = np.asarray(spacing_mm, dtype=np.float64)
-    ndim = sp.size
-    corners = _corner_bits(ndim)
-    n_corners = len(corners)
-    table = np.zeros(2 ** n_corners, dtype=np.float64)
-    faces = [list(range(4))] if ndim == 2 else [
-        [i for i, c in enumerate(corners) if c[axis] == side] for axis in range(3) for side in (0, 1)]
-    rings = [_face_ring(face, corners) for face in faces]
-    for code in range(1, 2 ** n_corners - 1):
-        inside = [(code >> i) & 1 for i in range(n_corners)]
-        n_fg = sum(inside)
-        if 2 * n_fg < n_corners:
-            table[code] = _cube_area(inside, 1, rings, corners, sp)
-        elif 2 * n_fg > n_corners:
-            table[code] = _cube_area(inside, 0, rings, corners, sp)
-        else:
-            table[code] = min(_cube_area(inside, v, rings, corners, sp) for v in (0, 1))
+    n_codes = 2 ** (2 ** sp.size)
+    owner, option, tri = _unit_triangles(sp.size)
+    if sp.size == 2:  # segments: length of (b - a) in mm
+        measure = np.linalg.norm((tri[:, 1] - tri[:, 0]) * sp, axis=1)
+    else:
+        measure = 0.5 * np.linalg.norm(np.cross((tri[:, 1] - tri[:, 0]) * sp, (tri[:, 2] - tri[:, 0]) * sp), axis=1)
+    per_option = np.zeros((n_codes, 2))
+    np.add.at(per_option, (owner, option), measure)
+    n_fg = np.array([bin(c).count("1") for c in range(n_codes)])
+    half = 2 ** sp.size // 2
+    # fewer foreground corners: keep foreground apart (option 1); more: background (option 0);
+    # exactly half: the smaller surface
+    table = np.where(n_fg < half, per_option[:, 1], np.where(n_fg > half, per_option[:, 0], per_option.min(axis=1)))
+    table[0] = table[-1] = 0.0
     return table
 
 
-def _cube_area(inside: list[int], separate: int, rings: list[list[int]], corners: list[tuple[int, ...]],
-               sp: np.ndarray) -> float:
-    """Surface area (length in 2D) inside one cube; saddle faces keep corners of value ``separate`` apart."""
+@functools.lru_cache(maxsize=2)
+def _unit_triangles(ndim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Triangles (3D) or segments (2D) of every code on the unit cube, for both saddle options.
+
+    Returns (code, option, vertices): option 1 keeps foreground corners apart on saddle faces,
+    option 0 background corners; vertices are (N, 3, 3) triangles or (N, 2, 2) segments.
+    """
+    corners = _corner_bits(ndim)
+    n_corners = len(corners)
+    faces = [list(range(4))] if ndim == 2 else [
+        [i for i, c in enumerate(corners) if c[axis] == side] for axis in range(3) for side in (0, 1)]
+    rings = [_face_ring(face, corners) for face in faces]
+    owner, option, tris = [], [], []
+    for code in range(1, 2 ** n_corners - 1):
+        inside = [(code >> i) & 1 for i in range(n_corners)]
+        for separate in (0, 1):
+            for t in _cube_pieces(inside, separate, rings, corners):
+                owner.append(code)
+                option.append(separate)
+                tris.append(t)
+    return np.asarray(owner), np.asarray(option), np.asarray(tris, dtype=np.float64)
+
+
+def _cube_pieces(inside: list[int], separate: int, rings: list[list[int]],
+                 corners: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """Unit-cube triangles (3D) or segments (2D) of one code; saddle faces keep ``separate`` corners apart."""
     segments = []
     for ring in rings:
         cut = [tuple(sorted((ring[k], ring[(k + 1) % 4]))) for k in range(4)
@@ -212,9 +233,16 @@ def _cube_area(inside: list[int], separate: int, rings: list[list[int]], corners
     def midpoint(edge: tuple[int, int]) -> np.ndarray:
         return (np.asarray(corners[edge[0]], float) + np.asarray(corners[edge[1]], float)) / 2.0
 
-    if sp.size == 2:
-        return float(sum(np.linalg.norm((midpoint(a) - midpoint(b)) * sp) for a, b in segments))
-    return float(sum(_polygon_area([midpoint(e) for e in loop], sp) for loop in _chain(segments)))
+    if len(corners) == 4:
+        return [np.stack([midpoint(a), midpoint(b)]) for a, b in segments]
+    pieces = []
+    for loop in _chain(segments):
+        pts = [midpoint(e) for e in loop]
+        areas = [round(_fan_area(pts, i), 9) for i in range(len(pts))]
+        start = areas.index(max(areas))  # fan from the vertex with the largest isotropic fan area
+        pts = pts[start:] + pts[:start]
+        pieces.extend(np.stack([pts[0], pts[k], pts[k + 1]]) for k in range(1, len(pts) - 1))
+    return pieces
 
 
 def _face_ring(face: list[int], corners: list[tuple[int, ...]]) -> list[int]:
@@ -253,13 +281,6 @@ def _fan_area(points: list[np.ndarray], start: int) -> float:
     pts = points[start:] + points[:start]
     p0 = pts[0]
     return float(sum(0.5 * np.linalg.norm(np.cross(pts[k] - p0, pts[k + 1] - p0)) for k in range(1, len(pts) - 1)))
-
-
-def _polygon_area(unit_points: list[np.ndarray], sp: np.ndarray) -> float:
-    """Area in mm² of a polygon given on the unit cube, fanned from its best isotropic vertex."""
-    unit = [round(_fan_area(unit_points, i), 9) for i in range(len(unit_points))]
-    start = unit.index(max(unit))
-    return _fan_area([p * sp for p in unit_points], start)
 
 
 def _neighbour_codes(mask: np.ndarray) -> np.ndarray:
