@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from importlib import metadata
 import platform
 import resource
 import subprocess
@@ -142,7 +143,7 @@ def main() -> None:
 
     print("== environment")
     print(f"python {platform.python_version()} · {platform.machine()} · {os.cpu_count()} CPUs · "
-          f"numpy {np.__version__} · scipy {scipy.__version__} · cc3d {getattr(cc3d, '__version__', '?')} · "
+          f"numpy {np.__version__} · scipy {scipy.__version__} · cc3d {metadata.version('connected-components-3d')} · "
           f"sapkit {sapkit.__version__}")
     t0 = time.perf_counter()
     gt, prob, pred = make_case()
