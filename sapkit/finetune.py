@@ -111,6 +111,7 @@ def finetune(
     """
     from sapkit.data import load_cases
     from sapkit.infer import predict_manifest
+    from sapkit.sampling import build_sampler
     from sapkit.train import train_lesion
 
     run_dir = Path(run_dir)
@@ -125,8 +126,9 @@ def finetune(
     if not train_cases:
         raise SapkitError(f"fold {fold} has no training patients in {manifest.path}; check splits.json")
     out = fold_dir(run_dir, init, fold)
+    sampler = build_sampler(train_cases, config.lesion, seed=config.seed)
     train_lesion(run_dir, config, init=init, fold=fold, train_cases=train_cases, val_cases=val_cases,
-                 pretrained=pretrained, resume=resume, progress=progress)
+                 sampler=sampler, pretrained=pretrained, resume=resume, progress=progress)
     predictions: list[Path] = []
     if predict:
         checkpoint = out / ("model_best.pt" if config.lesion.checkpoint == "best" else "model_final.pt")

@@ -49,7 +49,7 @@ def build_report(run_dir: str | Path) -> Path:
     for i, path in enumerate(figures):
         payload = json.loads(path.read_text())
         fig = pio.from_json(json.dumps(payload["figure"]))
-        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig{i}")
+        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig{i}", auto_play=False)
         parts.append(_section(payload.get("title", path.stem), div))
     timings = []
     for marker in sorted((run_dir / "notebooks").glob("*.done.json")) if (run_dir / "notebooks").is_dir() else []:
