@@ -35,8 +35,12 @@ def smoke_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-def _run(name: str, run_dir: Path, tmp_path: Path) -> dict:
+def _run(name: str, run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     import papermill as pm
+
+    # one math thread per kernel: on a busy 2-core runner, oversubscribed OpenMP threads make the
+    # tiny smoke network ~10x slower; unloaded, the cost of one thread is small
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
     out = tmp_path / name
     pm.execute_notebook(str(REPO / "notebooks" / name), str(out), kernel_name=KERNEL, cwd=str(REPO),
@@ -47,8 +51,8 @@ def _run(name: str, run_dir: Path, tmp_path: Path) -> dict:
     return nb
 
 
-def test_notebook_02_skeleton(smoke_run, tmp_path):
-    _run("02_skeleton_pretraining.ipynb", smoke_run, tmp_path)
+def test_notebook_02_skeleton(smoke_run, tmp_path, monkeypatch):
+    _run("02_skeleton_pretraining.ipynb", smoke_run, tmp_path, monkeypatch)
     folder = smoke_run / "skeleton"
     assert {"model_final.pt", "model_best.pt", "log.csv", "MODEL_CARD.md"} <= {p.name for p in folder.iterdir()}
     log = pd.read_csv(folder / "log.csv")
@@ -56,8 +60,8 @@ def test_notebook_02_skeleton(smoke_run, tmp_path):
     assert log["loss"].iloc[1:].notna().all()
 
 
-def test_notebook_03_ssl(smoke_run, tmp_path):
-    nb = _run("03_ssl_pretraining.ipynb", smoke_run, tmp_path)
+def test_notebook_03_ssl(smoke_run, tmp_path, monkeypatch):
+    nb = _run("03_ssl_pretraining.ipynb", smoke_run, tmp_path, monkeypatch)
     assert (smoke_run / "ssl" / "model_final.pt").is_file()
     log = pd.read_csv(smoke_run / "ssl" / "log.csv")
     assert {"loss_rotation", "loss_contrastive", "loss_reconstruction", "val_loss"} <= set(log.columns)

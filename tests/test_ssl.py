@@ -58,7 +58,7 @@ def test_nt_xent_hand_value():
 @pytest.mark.parametrize("cfg,roi", [
     (ModelConfig(backbone="unet", channels=(4, 8, 16)), 16),
     (ModelConfig(backbone="dynunet", channels=(4, 8, 16)), 16),
-    (ModelConfig(backbone="swinunetr", feature_size=12), 32),
+    (ModelConfig(backbone="swinunetr", feature_size=12, depths=(1, 1, 1, 1)), 32),
 ])
 def test_losses_and_gradients(cfg, roi):
     sc = SSLConfig(projection_dim=8, drop_block=4, loss_weight_contrastive=0.5)

@@ -42,6 +42,15 @@ def make_case(seed: int, *, shape=(40, 40, 56), lesions: bool = False) -> Simple
 TRAIN, VAL = [make_case(0), make_case(1)], [make_case(10)]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One math thread: on a busy 2-core runner oversubscribed OpenMP makes these runs ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def smoke():
     return load_config("smoke")
@@ -109,14 +118,15 @@ def test_artefacts(skeleton_run):
 def test_resume_is_bit_identical(tmp_path, skeleton_run, smoke):
     """Acceptance 3: stop after epoch 1, resume, end with the same weights as the uninterrupted run."""
     _, full = skeleton_run
-    part = train_skeleton(tmp_path, smoke, train_cases=TRAIN, val_cases=VAL, progress=False, stop_after=1)
+    # validation does not touch the training RNG streams: skip it here to save time
+    part = train_skeleton(tmp_path, smoke, train_cases=TRAIN, val_cases=None, progress=False, stop_after=1)
     assert not part.finished and (tmp_path / "skeleton" / "checkpoint_last.pt").is_file()
     assert not (tmp_path / "skeleton" / "model_final.pt").exists()
-    resumed = train_skeleton(tmp_path, smoke, train_cases=TRAIN, val_cases=VAL, progress=False, resume=True)
+    resumed = train_skeleton(tmp_path, smoke, train_cases=TRAIN, val_cases=None, progress=False, resume=True)
     a = torch.load(full.final_path, weights_only=True)["state_dict"]
     b = torch.load(resumed.final_path, weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert resumed.log["loss"].iloc[1:].tolist() == full.log["loss"].iloc[1:].tolist()
+    assert resumed.log["loss"].tolist() == full.log["loss"].iloc[1:].tolist()
 
 
 def test_resume_refuses_unsafe_checkpoint(tmp_path, smoke):
