@@ -167,7 +167,7 @@ def _refine_piece(piece, init, m_img, f_img, m_aff, fixed_shape, *, dilate_vox: 
 def propagate_labels(
     moving_image: npt.ArrayLike, moving_label: npt.ArrayLike, fixed_image: npt.ArrayLike, *,
     moving_affine: npt.ArrayLike, fixed_affine: npt.ArrayLike, groups: Mapping[str, tuple[int, ...]] | None = None,
-    refine: bool = True, dilate_mm: float = 6.0, coarse_dilate_mm: float = 15.0, split_components: bool | None = None,
+    refine: bool = True, dilate_mm: float = 6.0, coarse_dilate_mm: float = 25.0, split_components: bool | None = None,
     min_voxels: int = 20, seed: int = 42,
 ) -> PropagationResult:
     """Carry ``moving_label`` (drawn on ``moving_image``) onto the grid of ``fixed_image``.
@@ -246,8 +246,9 @@ def propagate_labels(
                 out[(w > 0) & (out == 0)] = w[(w > 0) & (out == 0)]
         for j, piece in enumerate(pieces):
             tx = g_tx
-            # Coarse stage: a wide margin (the limb's soft tissue moves with its bone), then a tight one.
-            for dil_mm, shrink, sampling, margin in ((coarse_dilate_mm, (4, 2), 0.5, 8), (dilate_mm, (2, 1), 0.5, 4)):
+            # Coarse stage: a wide mask (the limb's soft tissue moves with its bone) and a target crop with
+            # room for a 10° limb rotation (~15 voxels at the far end of a femur), then a tight mask.
+            for dil_mm, shrink, sampling, margin in ((coarse_dilate_mm, (4, 2), 0.5, 20), (dilate_mm, (2, 1), 0.5, 6)):
                 tx, val = _refine_piece(piece, tx, m_img, f_img, m_aff, fix.shape, dilate_vox=max(1, int(round(dil_mm / spacing))),
                                         shrink=shrink, sampling=sampling, margin_vox=margin, seed=seed)
             metrics[f"{name}#{j}" if len(pieces) > 1 else name] = val
