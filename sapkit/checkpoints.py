@@ -17,6 +17,7 @@ and Tang et al.'s Swin naming (``swin_vit.`` or bare ``patch_embed.``/``layers1.
 from __future__ import annotations
 
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -115,12 +116,22 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         raise CheckpointError(f"checkpoint {path} does not exist; train the model first or pass the right path")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError, EOFError) as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        first = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else type(exc).__name__)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError, EOFError, KeyError,
+            IndexError, OSError) as exc:
+        text = str(exc)
+        code = re.search(r"GLOBAL ([\w.]+)", text)
+        if code is not None:
+            raise CheckpointError(
+                f"refused to load checkpoint {path}: it holds pickled code or objects (GLOBAL {code.group(1)}), "
+                "not only tensors, so it does not load with weights_only=True (sapkit never executes pickled "
+                "code); re-save only its state_dict (tensors) from trusted code"
+            ) from None
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        first = next((ln for ln in lines if ln.startswith("Unsupported")), lines[0] if lines else "")
         raise CheckpointError(
-            f"refused to load checkpoint {path}: it is not a plain tensor checkpoint loadable with "
-            f"weights_only=True ({first}); re-save only its state_dict (tensors) from trusted code"
+            f"refused to load checkpoint {path}: it is not a readable torch checkpoint ({type(exc).__name__}"
+            f"{': ' + first[:200] if first else ''}); it may be truncated or another kind of file — check the path, or re-save it "
+            "with torch.save(model.state_dict(), path)"
         ) from None
 
 

@@ -44,7 +44,7 @@ def read_prob_map(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a lesion probability map as float32 (X, Y, Z) in [0, 1] with its affine.
 
     Values within 1e-4 outside [0, 1] (quantisation of uint16 storage) are clipped; anything
-    further out is left for the metric's validation to report.
+    further out, or NaN/Inf, raises :class:`~sapkit.errors.SapkitError` naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -54,6 +54,10 @@ def read_prob_map(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if prob.ndim != 3:
         raise SapkitError(f"probability map {path} has shape {prob.shape}; expected a 3D (X, Y, Z) map")
     lo, hi = float(prob.min(initial=0.0)), float(prob.max(initial=0.0))
+    if not (-1e-4 <= lo and hi <= 1 + 1e-4):  # also catches NaN (min/max propagate it)
+        n_bad = int((~((prob >= -1e-4) & (prob <= 1 + 1e-4))).sum())
+        raise SapkitError(f"probability map {path} holds {n_bad} voxel(s) outside [0, 1] or NaN (min {lo:g}, max "
+                          f"{hi:g}); write softmax/sigmoid probabilities (sapkit predict), not logits or labels")
     if -1e-4 <= lo and hi <= 1 + 1e-4 and (lo < 0 or hi > 1):
         np.clip(prob, 0.0, 1.0, out=prob)
     return prob, np.asarray(img.affine, dtype=np.float64)

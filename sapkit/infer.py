@@ -282,6 +282,7 @@ def predict_probabilities(
         raise ConfigError(f"sw_batch_size must be ≥ 1, got {sw_batch_size}")
     if not 0 <= overlap < 1:
         raise ConfigError(f"overlap must be in [0, 1), got {overlap}; the paper uses 0.5")
+    _check_roi_fits(roi, model)
     dev = resolve_device(device)
     model = model.to(dev).eval()
     if skip_background or crop_to_body:
@@ -659,6 +660,19 @@ def _check_roi(roi: Sequence[int]) -> tuple[int, int, int]:
     if len(out) != 3 or any(r < 1 for r in out):
         raise ConfigError(f"roi must be 3 positive integers (voxels), got {roi!r}; e.g. [96, 96, 96]")
     return out  # type: ignore[return-value]
+
+
+def _check_roi_fits(roi: tuple[int, int, int], model: nn.Module) -> None:
+    """Windows must be divisible by the network's downsampling factor (sapkit networks only)."""
+    from sapkit.models import backbone_of, downsample_factor
+
+    try:
+        factor, backbone = downsample_factor(model), backbone_of(model)
+    except ConfigError:  # not built by sapkit.models: no known constraint
+        return
+    if any(r % factor for r in roi):
+        raise ConfigError(f"infer.roi {list(roi)} must be divisible by {factor} for the {backbone} backbone; "
+                          f"use e.g. {[max(factor, r // factor * factor) for r in roi]}")
 
 
 def _bounding_box(mask: npt.NDArray[np.bool_]) -> tuple[slice, slice, slice] | None:

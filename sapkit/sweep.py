@@ -55,13 +55,27 @@ def load_grid(path: str | Path) -> SweepGrid:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"grid file {path} does not exist; see `sapkit sweep --help` for its format")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"grid file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix its syntax, "
+                          "see `sapkit sweep --help` for its format") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"grid file {path} must be a YAML mapping with keys profile, base_dir, grid, fixed, "
+                          f"notebooks, reuse; got a {type(raw).__name__}")
     unknown = set(raw) - {"profile", "base_dir", "grid", "fixed", "notebooks", "reuse"}
     if unknown:
         raise ConfigError(f"grid file {path}: unknown key(s) {sorted(unknown)}; use profile, base_dir, grid, fixed, notebooks, reuse")
     grid = raw.get("grid") or {}
     if not isinstance(grid, Mapping) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"grid file {path}: 'grid' must map override keys to non-empty lists, e.g. seed: [1, 2]")
+    from sapkit.config import load_config
+
+    for key in grid:  # fail now, naming the file, rather than when the first run starts
+        try:
+            load_config(str(raw.get("profile", "smoke")), {**(raw.get("fixed") or {}), key: grid[key][0]})
+        except ConfigError as exc:
+            raise ConfigError(f"grid file {path}: {exc}") from None
     root = path.parent
     reuse = raw.get("reuse")
     return SweepGrid(
