@@ -1,7 +1,9 @@
 """``sapkit train skeleton|ssl|lesion``: train one model into the run folder.
 
-Works the same under ``torchrun --nproc_per_node=N sapkit-train ...`` (``python -m torch.distributed.run``):
-every rank runs the command, only rank 0 writes.
+Works the same under DDP: ``torchrun --standalone --nproc_per_node=N --no-python sapkit train ...``
+(gloo on CPU, nccl on CUDA); every rank runs the command, only rank 0 writes. ``lesion`` needs
+``sapkit.sampling`` (instance-balanced sampler); train ``skeleton``/``ssl`` first for ``--init sap|ssl``
+or pass ``--pretrained FILE``.
 """
 
 from __future__ import annotations
