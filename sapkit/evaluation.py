@@ -186,8 +186,11 @@ def evaluate_cohort(cases: pd.DataFrame, *, threshold: float, eval_config: EvalC
         float(threshold))
 
 
-def case_table(manifest: Any, splits: Mapping[str, Any], pred_dir: str | Path, *, folds: str = "test") -> pd.DataFrame:
+def case_table(manifest: Any, splits: Mapping[str, Any], pred_dir: str | Path, *, folds: str = "test",
+               only_folds: Sequence[str] | None = None) -> pd.DataFrame:
     """Cases of the patient cohort for one init: ``folds`` = ``"test"`` or ``"tune"``.
+
+    ``only_folds`` restricts the test folds to these fold ids (the folds that were fine-tuned).
 
     Returns
     -------
@@ -201,6 +204,8 @@ def case_table(manifest: Any, splits: Mapping[str, Any], pred_dir: str | Path, *
     for r in pts.to_dict("records"):
         fold = fold_of.get(str(r["subject_id"]))
         if fold is None or (folds == "tune") != (fold == tuning):
+            continue
+        if folds == "test" and only_folds is not None and fold not in set(map(str, only_folds)):
             continue
         rows.append({"patient_id": r["scan_id"], "gt_path": r["lesion_label"],
                      "prob_path": str(Path(pred_dir) / f"{r['scan_id']}{PROB_SUFFIX}"),
@@ -277,12 +282,18 @@ def evaluate_run(run_dir: str | Path, config: Config, *, inits: Sequence[str] | 
         No predictions, missing probability maps, or an empty tuning fold.
     """
     from sapkit.manifest import load_manifest
+    from sapkit.finetune import resolve_folds
     from sapkit.splits import load_splits
 
     run_dir = Path(run_dir)
     e = config.eval
     manifest = load_manifest(run_dir / "data", check_files=False)
     splits = load_splits(run_dir)
+    selected = resolve_folds(splits, config.lesion.folds)
+    if "tune" not in selected:
+        raise SapkitError(f"lesion.folds {list(config.lesion.folds)} has no 'tune': the threshold is tuned on the "
+                          "predictions of the tuning-fold model; add 'tune' (or use ['all'])")
+    test_ids = [f for f in selected if f != "tune"]
     wanted = list(inits) if inits is not None else list(config.lesion.inits)
     present = [i for i in wanted if (run_dir / "predictions" / i).is_dir()]
     if not present:
@@ -299,7 +310,7 @@ def evaluate_run(run_dir: str | Path, config: Config, *, inits: Sequence[str] | 
         choice = tune_threshold(cohort_counts(tune_cases, eval_config=e, progress=progress),
                                 statistic=e.tune_statistic)
         choices[init] = choice
-        result = evaluate_cohort(case_table(manifest, splits, pred_dir, folds="test"), threshold=choice.threshold,
+        result = evaluate_cohort(case_table(manifest, splits, pred_dir, folds="test", only_folds=test_ids), threshold=choice.threshold,
                                  eval_config=e, progress=progress)
         for frame, bucket in ((result.lesions, lesions), (result.predictions, preds), (result.patients, patients),
                               (result.counts, counts)):
