@@ -237,6 +237,22 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "lesion.checkpoint": ("final", "best"),
     "device": ("auto", "cpu", "cuda"),
 }
+# Every element of these sequences must be one of the choices.
+_ELEMENT_CHOICES: dict[str, tuple[Any, ...]] = {"lesion.inits": ("scratch", "ssl", "sap")}
+# (low, high, what): inclusive bounds; None = unbounded.
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "eval.tolerance_mm": (0.0, None), "eval.large_lesion_ml": (0.0, None), "eval.froc_max_fp": (0.0, None),
+    "eval.froc_max_fp_large": (0.0, None), "eval.n_bootstrap": (1, None),
+    "infer.overlap": (0.0, 0.99), "infer.sw_batch_size": (1, None),
+    "lesion.label_fraction": (1e-9, 1.0), "lesion.negative_ratio": (0.0, None), "lesion.margin_voxels": (0, None),
+    "lesion.epochs": (1, None), "skeleton.epochs": (1, None), "ssl.epochs": (1, None),
+    "lesion.batch_size": (1, None), "skeleton.batch_size": (1, None), "ssl.batch_size": (1, None),
+    "ssl.drop_ratio": (0.0, 1.0), "ssl.temperature": (1e-9, None), "synth.spacing_mm": (1e-9, None),
+    "splits.k": (2, None), "splits.healthy_val_fraction": (0.0, 0.99), "model.in_channels": (2, 2),
+}
+for _section in ("augment",):
+    for _key in ("flip_prob", "rot90_prob", "scale_prob", "shift_prob"):
+        _RANGES[f"{_section}.{_key}"] = (0.0, 1.0)
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -291,6 +307,15 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
         coerced = _coerce(value, hints[name], key)
         if key in _CHOICES and coerced not in _CHOICES[key]:
             raise ConfigError(f"config key '{key}' must be one of {_CHOICES[key]}, got {coerced!r}")
+        if key in _ELEMENT_CHOICES:
+            bad = [v for v in coerced if v not in _ELEMENT_CHOICES[key]]
+            if bad:
+                raise ConfigError(f"config key '{key}' has {bad}; each entry must be one of {_ELEMENT_CHOICES[key]}")
+        if key in _RANGES:
+            low, high = _RANGES[key]
+            if (low is not None and coerced < low) or (high is not None and coerced > high):
+                raise ConfigError(f"config key '{key}' must be in [{low}, {high if high is not None else '∞'}], "
+                                  f"got {coerced!r}")
         kwargs[name] = coerced
     return cls(**kwargs)
 

@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 _GRID_ATOL_MM = 1e-3
+_TMP_DIR = ".sapkit-tmp"
 
 
 @dataclass(frozen=True)
@@ -76,17 +77,25 @@ class Scan:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+    """Yield a temporary path for ``path``; rename it onto ``path`` on success.
 
-    The temporary name keeps the final suffix (``.nii.gz``) so writers that infer the format
-    from the name work. On error the temporary file is removed and ``path`` is untouched.
+    The temporary file lives in a hidden ``.sapkit-tmp`` folder next to ``path`` (same file
+    system, so the rename is atomic; folder globs like ``*.json`` never see half-written files)
+    and keeps the final suffix (``.nii.gz``) so writers that infer the format from the name work.
+    On error the temporary file is removed and ``path`` is untouched. The file gets the usual
+    permissions (0666 minus the umask), not ``mkstemp``'s private 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = path.parent / _TMP_DIR
+    tmp_dir.mkdir(exist_ok=True)
     suffix = "".join(path.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name.split('.')[0]}.", suffix=suffix, dir=tmp_dir)
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
@@ -95,6 +104,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+        with contextlib.suppress(OSError):
+            tmp_dir.rmdir()  # only when empty: another writer may be using it
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

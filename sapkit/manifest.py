@@ -35,6 +35,7 @@ __all__ = [
 
 REQUIRED_COLUMNS = ("scan_id", "subject_id", "site", "cohort", "t1", "b1000", "skeleton_label", "lesion_label")
 PATH_COLUMNS = ("t1", "b1000", "skeleton_label", "lesion_label")
+OPTIONAL_PATH_COLUMNS = ("fine_label",)
 CHANNELS = ("t1", "b1000")
 _COHORTS = ("healthy", "patient")
 
@@ -168,7 +169,7 @@ def load_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
     if problems:
         raise ManifestError(_format(problems, csv_path))
     scans = scans.copy()
-    for col in PATH_COLUMNS:
+    for col in PATH_COLUMNS + tuple(c for c in OPTIONAL_PATH_COLUMNS if c in scans.columns):
         scans[col] = [str(data_root / p) if p else "" for p in scans[col]]
     manifest = Manifest(
         path=yaml_path, data_root=data_root, name=str(meta.get("name", yaml_path.parent.name)),
@@ -210,7 +211,7 @@ def _check_table(scans: pd.DataFrame, csv_path: Path, data_root: Path) -> list[s
             problems.append(f"{sid}: healthy scan without skeleton_label; label it (notebook 01) or drop the row")
         if row["cohort"] == "patient" and not row["lesion_label"]:
             problems.append(f"{sid}: patient scan without lesion_label; add the lesion mask path")
-        for col in PATH_COLUMNS:
+        for col in PATH_COLUMNS + tuple(c for c in OPTIONAL_PATH_COLUMNS if c in scans.columns):
             if row[col] and (Path(row[col]).is_absolute() or _escapes(data_root, row[col])):
                 problems.append(
                     f"{sid}: {col} path '{row[col]}' leaves data_root {data_root}; use a path relative to data_root"
@@ -249,6 +250,11 @@ def validate_files(manifest: Manifest) -> list[str]:
                     allowed = skeleton_values if kind == "skeleton" else lesion_values
                     data, aff, _ = read_label(row[col], allowed=allowed, what=col)
                 check_same_grid(t1.shape, affine, data.shape, aff, name_a=f"T1 {row['t1']}", name_b=f"{col} {row[col]}")
+                if kind == "lesion" and not data.any():
+                    problems.append(
+                        f"{sid}: lesion_label {row[col]} is empty (no voxel > 0); every patient scan needs its "
+                        "lesion mask — check that the right file is named, or drop the row"
+                    )
             except NiftiError as exc:
                 problems.append(f"{sid}: {exc}")
     return problems

@@ -138,6 +138,12 @@ def lesion_mask_with_value_two(root):
 
 
 @case
+def empty_lesion_mask_in_a_patient(root):
+    save_nifti(np.zeros(SHAPE, np.uint8), AFFINE, root / "data" / "p03_lesion.nii.gz")
+    return _load(root), r"p03_s0: lesion_label .*p03_lesion\.nii\.gz is empty \(no voxel > 0\).*check that the right file"
+
+
+@case
 def duplicate_scan_ids(root):
     t = _table(root)
     t.loc[3, "scan_id"] = t.loc[2, "scan_id"]
@@ -600,7 +606,7 @@ def sampler_given_only_empty_lesion_masks(root):
 
     for i in range(2, 6):
         save_nifti(np.zeros(SHAPE, np.uint8), AFFINE, root / "data" / f"p{i:02d}_lesion.nii.gz")
-    cases = load_cases(load_manifest(root / "data"), cohort="patient")
+    cases = load_cases(load_manifest(root / "data", check_files=False), cohort="patient")
     return (lambda: InstanceBalancedSampler(cases, roi=(8, 8, 8))), \
         r"no lesion voxel in any of the 4 cases.*check the lesion_label column of the manifest"
 

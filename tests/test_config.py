@@ -38,6 +38,11 @@ def test_cli_overrides_are_yaml_values():
     ({"eval.connectivity": 8}, "must be one of"),
     ({"infer.roi": [32, 32]}, "needs 3 values"),
     ({"skeleton.amp": "yes"}, "true or false"),
+    ({"eval.tolerance_mm": -1}, r"'eval.tolerance_mm' must be in \[0.0, ∞\]"),
+    ({"lesion.inits": ["sap", "imagenet"]}, r"has \['imagenet'\]; each entry must be one of"),
+    ({"infer.overlap": 1.0}, r"'infer.overlap' must be in \[0.0, 0.99\]"),
+    ({"lesion.label_fraction": 0}, r"'lesion.label_fraction' must be in"),
+    ({"augment.flip_prob": 1.5}, r"'augment.flip_prob' must be in \[0.0, 1.0\]"),
 ])
 def test_bad_overrides_raise_clear_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):

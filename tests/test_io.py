@@ -118,6 +118,22 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.nii.gz"]
 
 
+def test_atomic_write_uses_normal_permissions_and_hides_temp_files(tmp_path):
+    import os
+
+    from sapkit.io import atomic_write_text
+
+    path = atomic_write_text(tmp_path / "figures" / "a.json", "{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    with atomic_path(tmp_path / "figures" / "b.json") as tmp:
+        assert tmp.parent.name == ".sapkit-tmp"  # a folder glob like figures/*.json never sees it
+        assert list((tmp_path / "figures").glob("*.json")) == [path]
+        tmp.write_text("{}")
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["a.json", "b.json"]
+
+
 def test_saved_gzip_is_valid(tmp_path):
     save_nifti(np.ones((2, 2, 2), np.uint8), np.eye(4), tmp_path / "m.nii.gz")
     assert gzip.decompress((tmp_path / "m.nii.gz").read_bytes())[:4] == (348).to_bytes(4, "little")
