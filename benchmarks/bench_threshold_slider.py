@@ -46,6 +46,14 @@ def _median_s(fn, repeats: int = 3) -> float:
 
 
 def main() -> None:
+    import importlib.metadata
+    import os
+    import platform
+
+    import scipy
+
+    print(f"python {platform.python_version()} · {platform.machine()} · {os.cpu_count()} CPUs · numpy {np.__version__} "
+          f"· scipy {scipy.__version__} · cc3d {importlib.metadata.version('connected-components-3d')} · {platform.platform()}")
     rng = np.random.default_rng(0)
     probs = {init: {"case": _prob_map(rng)} for init in ("scratch", "ssl", "sap")}
     image = rng.random((2, *SHAPE), dtype=np.float32)
