@@ -90,6 +90,7 @@ def label_subset(subjects: Sequence[str], fraction: float, *, seed: int) -> list
 def finetune(
     run_dir: str | Path, config: Config, *, init: str, fold: str | int, data: str | Path | None = None,
     pretrained: str | Path | None = None, resume: bool = False, predict: bool = True, progress: bool = True,
+    rank: int = 0, world_size: int = 1,
 ) -> FoldResult:
     """Train one lesion model (``init`` × ``fold``) and predict its held-out patients.
 
@@ -104,6 +105,8 @@ def finetune(
         Manifest folder (default ``run_dir/data``).
     pretrained : path, optional
         Checkpoint to transfer from instead of the run's skeleton/SSL model (e.g. the authors' layout).
+    rank, world_size : int
+        DDP placement of this process (``torchrun``): the sampler shards positives by rank.
 
     Returns
     -------
@@ -126,11 +129,11 @@ def finetune(
     if not train_cases:
         raise SapkitError(f"fold {fold} has no training patients in {manifest.path}; check splits.json")
     out = fold_dir(run_dir, init, fold)
-    sampler = build_sampler(train_cases, config.lesion, seed=config.seed)
+    sampler = build_sampler(train_cases, config.lesion, seed=config.seed, rank=rank, world_size=world_size)
     train_lesion(run_dir, config, init=init, fold=fold, train_cases=train_cases, val_cases=val_cases,
                  sampler=sampler, pretrained=pretrained, resume=resume, progress=progress)
     predictions: list[Path] = []
-    if predict:
+    if predict and rank == 0:
         checkpoint = out / ("model_best.pt" if config.lesion.checkpoint == "best" else "model_final.pt")
         scan_ids = [c.scan_id for c in val_cases]
         predict_manifest(checkpoint, manifest, prediction_dir(run_dir, init), config=config, scan_ids=scan_ids,
