@@ -63,3 +63,22 @@ def tiny_cohort(tmp_path: Path) -> Path:
 def nibabel_data() -> Path:
     """Folder of the real NIfTI files nibabel ships with its tests."""
     return NIBABEL_DATA
+
+
+@pytest.fixture(scope="session")
+def smoke_series(tmp_path_factory) -> Path:
+    """One headless run of the whole notebook series (00 → 05) with the smoke profile.
+
+    Every notebook test reads this run folder (DESIGN.md: one session-scoped smoke run feeds all
+    notebook tests); the executed notebooks are in ``run_dir/notebooks``.
+    """
+    from sapkit.reproduce import reproduce
+
+    run_dir = tmp_path_factory.mktemp("series") / "smoke"
+    reproduce("smoke", run_dir, progress=False)
+    return run_dir
+
+
+def executed_text(run_dir: Path, name: str) -> str:
+    """All sources and outputs of an executed notebook of the series, as one string."""
+    return (run_dir / "notebooks" / f"{name}.ipynb").read_text()
