@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("sapkit.cli.evaluate", "lesion-wise evaluation of one case or a cohort"),
     "reproduce": ("sapkit.cli.reproduce", "run the notebook series 00-05 headless with papermill"),
     "sweep": ("sapkit.cli.sweep", "run the series once per parameter set of a grid and aggregate"),
+    "readme": ("sapkit.cli.readme", "regenerate the README's results table from a finished run"),
 }
 
 
