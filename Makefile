@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 TORCH_STAMP := $(VENV)/.sapkit-torch-$(shell printf '%s' '$(TORCH_SPEC)' | cksum | cut -d' ' -f1)
 STAMP := $(VENV)/.sapkit-installed
 
-.PHONY: install demo test lock clean-venv benchmarks
+.PHONY: install demo test lock clean-venv benchmarks readme-results
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/sapkit reproduce --profile demo --run-dir runs/demo
+
+# Regenerate the README's "Results on the synthetic cohort" block from runs/demo (after make demo).
+readme-results: install
+	$(BIN)/sapkit readme --run-dir runs/demo --readme README.md
 
 # pytest exits 5 when nothing is collected: that is not a failure of the kit.
 test: install
