@@ -1,4 +1,4 @@
-"""sapkit.train: the engine (schedule, sampler, learning, exact resume, artefacts) and all three tasks."""
+"""sapkit.train: the three tasks (learning, exact resume, artefacts, transfer) and `sapkit train lesion`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from sapkit.config import load_config
 from sapkit.errors import CheckpointError
-from sapkit.train import PatchSampler, lr_factor, segmentation_dice, train_lesion, train_skeleton, train_ssl
+from sapkit.train import segmentation_dice, train_lesion, train_skeleton, train_ssl
 
 
 def make_case(seed: int, *, shape=(40, 40, 56), lesions: bool = False) -> SimpleNamespace:
@@ -62,32 +62,11 @@ def skeleton_run(tmp_path_factory, smoke):
     return run_dir, train_skeleton(run_dir, smoke, train_cases=TRAIN, val_cases=VAL, progress=False)
 
 
-def test_lr_factor_schedule():
-    f = [lr_factor(e, warmup_epochs=10, epochs=400) for e in range(400)]
-    assert f[0] == pytest.approx(1 / 11) and f[9] == pytest.approx(10 / 11) and f[10] == 1.0
-    assert all(a < b for a, b in zip(f[:10], f[1:11])) and all(a > b for a, b in zip(f[10:], f[11:]))
-    assert f[205] == pytest.approx(0.5) and 0 < f[-1] < 1e-4
-
-
 def test_segmentation_dice_hand_values():
     pred = np.array([0, 1, 1, 2, 2, 0])
     truth = np.array([0, 1, 0, 2, 0, 0])
     d = segmentation_dice(pred, truth, [1, 2, 3])
     assert d[1] == pytest.approx(2 / 3) and d[2] == pytest.approx(2 / 3) and math.isnan(d[3])
-
-
-def test_patch_sampler_is_class_balanced_deterministic_and_sharded():
-    s = PatchSampler(TRAIN, roi=(16, 16, 16), samples_per_volume=40, label="skeleton", seed=1)
-    a, b = s.epoch_samples(0), s.epoch_samples(0)
-    assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b))
-    assert not all(np.array_equal(x[0], y[0]) for x, y in zip(a, s.epoch_samples(1)))
-    centre_bone = np.mean([lab[8, 8, 8] > 0 for _, lab in a])
-    assert centre_bone > 0.6  # 3 of 4 classes are bones (uniform over classes) vs ~2 % of voxels
-    ranks = [PatchSampler(TRAIN, roi=(16, 16, 16), samples_per_volume=3, label="skeleton", seed=1, rank=r,
-                          world_size=4) for r in range(4)]
-    assert [len(r) for r in ranks] == [2, 2, 2, 2] and all(len(r.epoch_samples(0)) == 2 for r in ranks)
-    small = PatchSampler([make_case(3, shape=(10, 12, 20))], roi=(16, 16, 16), samples_per_volume=2, label=None, seed=0)
-    assert [p[0].shape for p in small.epoch_samples(0)] == [(2, 16, 16, 16)] * 2 and small.epoch_samples(0)[0][1] is None
 
 
 def test_skeleton_smoke_learns(skeleton_run):
@@ -197,3 +176,24 @@ def write_train_cohort(root: Path, *, n_healthy: int = 3, n_patients: int = 3) -
     splits = splits_from_manifest(load_manifest(manifest), k=3, tuning_fold=2, seed=0, healthy_val_fraction=0.34)
     save_splits(splits, root)
     return root
+
+
+def test_cli_lesion_uses_finetune_label_fraction_and_predicts(tmp_path, capsys):
+    """`sapkit train lesion` is finetune(): lesion.label_fraction subsets the training patients, and
+    --predict writes the held-out fold's probability maps."""
+    from sapkit.cli import main
+    from sapkit.finetune import prediction_dir
+    from sapkit.splits import fold_subjects, load_splits, training_subjects
+
+    run_dir = write_train_cohort(tmp_path / "run")
+    splits = load_splits(run_dir)
+    assert len(training_subjects(splits, "0")) == 2
+    args = ["train", "lesion", "--profile", "smoke", "--run-dir", str(run_dir), "--init", "scratch", "--fold", "0",
+            "-p", "lesion.label_fraction=0.5", "-p", "lesion.roi=[16,16,16]", "-p", "device=cpu"]
+    assert main(args + ["--predict"]) == 0
+    out = capsys.readouterr().out
+    assert "lesion: 1 epochs done" in out and "model_final.pt" in out and "probability maps in" in out
+    card = (run_dir / "lesion" / "scratch" / "fold_0" / "MODEL_CARD.md").read_text()
+    assert "1 training patient scans" in card  # ceil(0.5 x 2) of the 2 training patients
+    expected = {f"{s}_s0_prob.nii.gz" for s in fold_subjects(splits, "0")}
+    assert expected and expected <= {p.name for p in prediction_dir(run_dir, "scratch").iterdir()}
