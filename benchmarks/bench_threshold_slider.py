@@ -1,7 +1,7 @@
 """Threshold-slider update time at demo size (64 × 48 × 200 voxels, 3 mm), against the 1 s budget.
 
 Times, median of repeated runs over thresholds 0.05…0.95:
-  * ``lesion_table_at_threshold`` (cc3d, 26-connectivity) and a scipy.ndimage.label peer;
+  * ``sapkit.postprocess.lesion_components`` (cc3d, 26-connectivity) and a scipy.ndimage.label peer;
   * one full ``LesionExplorer.update()`` (table for the chosen init, comparison over three inits,
     overlay projection pushed into the plotly FigureWidget) — the Python side of one slider move.
 Run: ``python benchmarks/bench_threshold_slider.py``. Prints ratios; asserts nothing.
@@ -15,7 +15,8 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from sapkit.widgets import lesion_explorer, lesion_table_at_threshold
+from sapkit.postprocess import lesion_components
+from sapkit.widgets import lesion_explorer
 
 SHAPE = (64, 48, 200)
 SPACING_MM = (3.0, 3.0, 3.0)
@@ -58,14 +59,14 @@ def main() -> None:
     probs = {init: {"case": _prob_map(rng)} for init in ("scratch", "ssl", "sap")}
     image = rng.random((2, *SHAPE), dtype=np.float32)
     prob = probs["sap"]["case"]
-    n_lesions = len(lesion_table_at_threshold(prob, 0.5, spacing_mm=SPACING_MM))
-    table_s = _median_s(lambda t: lesion_table_at_threshold(prob, t, spacing_mm=SPACING_MM))
+    n_lesions = len(lesion_components(prob, threshold=0.5, spacing_mm=SPACING_MM)[1])
+    table_s = _median_s(lambda t: lesion_components(prob, threshold=t, spacing_mm=SPACING_MM))
     scipy_s = _median_s(lambda t: _scipy_table(prob, t))
     explorer = lesion_explorer({"case": image}, probs, spacing_mm=SPACING_MM,
                                lesion_masks={"case": prob >= 0.6}, init="sap")
     update_s = _median_s(lambda t: setattr(explorer.threshold_slider, "value", t))
     print(f"demo-size case {SHAPE} voxels, {n_lesions} lesions at t = 0.5")
-    print(f"lesion_table_at_threshold (cc3d):  {table_s * 1e3:7.1f} ms")
+    print(f"lesion_components (cc3d):          {table_s * 1e3:7.1f} ms")
     print(f"scipy.ndimage.label peer:          {scipy_s * 1e3:7.1f} ms   (cc3d/scipy = {table_s / scipy_s:.2f})")
     print(f"LesionExplorer slider update:      {update_s * 1e3:7.1f} ms   (update / 1 s budget = {update_s:.3f})")
 

@@ -113,7 +113,7 @@ def finetune(
     FoldResult
     """
     from sapkit.data import load_cases
-    from sapkit.infer import predict_manifest
+    from sapkit.predict import predict_manifest
     from sapkit.sampling import build_sampler
     from sapkit.train import train_lesion
 

@@ -7,7 +7,8 @@ sliding_window_inference`` does), but runs the network only on the windows that 
 body mask. Every window containing a body voxel is evaluated, and evaluated windows are blended
 in MONAI's order with MONAI's weights, so inside the body the result equals full-volume
 inference (up to float rounding of batched convolutions); outside the body the output is set to
-the background class (lesion probability 0).
+the background class (lesion probability 0). When every window touches the body, the pass is
+MONAI's own ``sliding_window_inference`` (skipping then costs only the body mask).
 
 Other options: uniform (``constant``, the paper's) or ``gaussian`` blending, ``sw_batch_size``,
 automatic mixed precision on CUDA only, and flip test-time augmentation over all 8 combinations
@@ -15,30 +16,25 @@ of the 3 axis flips (exactly flip-equivariant).
 
 Arrays are in the file's voxel order: ``image`` (C, X, Y, Z) float32 scaled to [0, 1]
 (:func:`sapkit.preprocess.scale_intensity`), probabilities (K, X, Y, Z) float32 summing to 1.
+Checkpoints and manifests: :mod:`sapkit.predict`; thresholding into lesions: :mod:`sapkit.postprocess`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import cc3d
-import nibabel as nib
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import torch
-from scipy import ndimage
 from torch import nn
 
-from sapkit.errors import CheckpointError, ConfigError, SapkitError
+from sapkit import _infer_ops
+from sapkit.errors import ConfigError, SapkitError
 
 __all__ = [
-    "LESION_COLUMNS",
     "WindowCount",
     "body_mask",
     "window_slices",
@@ -46,16 +42,9 @@ __all__ = [
     "predict_probabilities",
     "lesion_probability",
     "skeleton_labels",
-    "lesion_table",
-    "load_model",
     "resolve_device",
-    "predict_manifest",
 ]
 
-LESION_COLUMNS = (
-    "scan_id", "lesion_id", "n_voxels", "volume_ml", "max_probability", "mean_probability",
-    "centroid_x", "centroid_y", "centroid_z", "bone_region",
-)
 _BLENDS = ("constant", "gaussian")
 
 
@@ -87,9 +76,11 @@ def body_mask(
     """Body mask from a scaled image: threshold, clean, fill holes, dilate.
 
     Steps: ``max over channels > threshold``; 26-connected specks smaller than
-    ``min_component_voxels`` (noise in the air) are removed; holes are filled in 3D and then in every axial slice (axis 2 = Z, so lungs and
-    bowel gas open to the airway still count as body); finally a dilation by
-    ``dilation_voxels`` keeps the skin edge safely inside.
+    ``min_component_voxels`` (noise in the air) are removed; holes are filled in every axial slice
+    (axis 2 = Z; a 4-connected background region not reaching the slice's edge is a hole, so lungs
+    and bowel gas open to the airway still count as body; this also fills every 3D cavity);
+    finally a dilation by ``dilation_voxels`` (6-neighbourhood, repeated) keeps the skin edge
+    safely inside.
 
     Parameters
     ----------
@@ -128,22 +119,10 @@ def body_mask(
     mask = arr.max(axis=0) > threshold
     if min_component_voxels > 1:
         mask = cc3d.dust(mask, threshold=int(min_component_voxels), connectivity=26)
-    mask = ndimage.binary_fill_holes(mask)
-    for z in range(mask.shape[2]):
-        if mask[:, :, z].any():
-            mask[:, :, z] = ndimage.binary_fill_holes(mask[:, :, z])
-    if dilation_voxels:
-        mask = ndimage.binary_dilation(mask, iterations=dilation_voxels)
+    mask = _infer_ops.fill_holes_axial(mask)
+    for _ in range(dilation_voxels):
+        mask = _infer_ops.dilate_6(mask)
     return mask
-
-
-def _pad_sizes(shape: Sequence[int], roi: Sequence[int]) -> list[tuple[int, int]]:
-    """MONAI's padding of a volume smaller than the ROI: (diff // 2, diff - diff // 2) per axis."""
-    out = []
-    for n, r in zip(shape, roi):
-        diff = max(r - n, 0)
-        out.append((diff // 2, diff - diff // 2))
-    return out
 
 
 def window_slices(shape: Sequence[int], *, roi: Sequence[int], overlap: float) -> list[tuple[slice, slice, slice]]:
@@ -168,15 +147,10 @@ def window_slices(shape: Sequence[int], *, roi: Sequence[int], overlap: float) -
     >>> [s[2] for s in window_slices((64, 64, 100), roi=(64, 64, 64), overlap=0.5)]
     [slice(0, 64, None), slice(32, 96, None), slice(36, 100, None)]
     """
-    from monai.data.utils import dense_patch_slices
-
     roi = _check_roi(roi)
     if not 0 <= overlap < 1:
         raise ConfigError(f"overlap must be in [0, 1), got {overlap}; the paper uses 0.5")
-    padded = [n + a + b for n, (a, b) in zip(shape, _pad_sizes(shape, roi))]
-    interval = [r if r == n else max(int(r * (1 - overlap)), 1) for n, r in zip(padded, roi)]
-    return [tuple(slice(int(a.start), int(a.stop)) for a in s)  # type: ignore[misc]
-            for s in dense_patch_slices(padded, roi, interval)]
+    return _infer_ops.grid(shape, roi, overlap)
 
 
 def count_windows(
@@ -193,8 +167,7 @@ def count_windows(
         inner = 0 if box is None else count_windows(np.ascontiguousarray(body[box]), roi=roi, overlap=overlap).n_evaluated
         return WindowCount(total, inner)
     slices = window_slices(body.shape, roi=roi, overlap=overlap)
-    padded = np.pad(body, _pad_sizes(body.shape, _check_roi(roi)))
-    return WindowCount(len(slices), sum(1 for s in slices if padded[s].any()))
+    return WindowCount(len(slices), len(_infer_ops.intersecting(body, slices, _check_roi(roi))))
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -294,7 +267,7 @@ def predict_probabilities(
         assert body is not None
         box = _bounding_box(body)
         if box is None:  # no body at all
-            k = _n_classes(model, x, roi, dev)
+            k = _infer_ops.n_classes(model, x, roi, dev)
             full = np.zeros((k, *x.shape[1:]), np.float32)
             full[0] = 1.0
             return full
@@ -318,17 +291,12 @@ def predict_probabilities(
         xf = torch.flip(x, dims) if axes else x
         bf = None if body is None else (np.flip(body, axes) if axes else body)
         if skip_background:
-            logits = _sliding_window_skip(model, xf, np.ascontiguousarray(bf), roi=roi, overlap=overlap,
-                                          blend=blend, sw_batch_size=sw_batch_size, device=dev, amp=use_amp,
-                                          progress=progress)
+            logits = _infer_ops.run_skip(model, xf, np.ascontiguousarray(bf), roi=roi, overlap=overlap, blend=blend,
+                                         sw_batch_size=sw_batch_size, device=dev, amp=use_amp, progress=progress)
         else:
-            logits = _sliding_window_full(model, xf, roi=roi, overlap=overlap, blend=blend,
-                                          sw_batch_size=sw_batch_size, device=dev, amp=use_amp, progress=progress)
+            logits = _infer_ops.run_full(model, xf, roi=roi, overlap=overlap, blend=blend,
+                                         sw_batch_size=sw_batch_size, device=dev, amp=use_amp, progress=progress)
         prob = torch.softmax(logits, dim=0)
-        if skip_background:
-            outside = torch.from_numpy(~np.ascontiguousarray(bf))
-            prob[:, outside] = 0.0
-            prob[0, outside] = 1.0
         if axes:
             prob = torch.flip(prob, dims)
         total = prob if total is None else total.add_(prob)
@@ -336,6 +304,11 @@ def predict_probabilities(
     assert total is not None
     if n > 1:
         total /= n
+    if skip_background:  # outside the body: background (exact 1 / 0, as every flip would give)
+        assert body is not None
+        outside = torch.from_numpy(~body)
+        total.masked_fill_(outside, 0.0)
+        total[0].masked_fill_(outside, 1.0)
     return total.numpy().astype(np.float32, copy=False)
 
 
@@ -383,275 +356,7 @@ def skeleton_labels(probabilities: npt.NDArray, *, majority_vote: bool = True) -
     return winner[comps]
 
 
-def lesion_table(
-    prob_map: npt.NDArray, *, threshold: float, spacing_mm: Sequence[float], min_volume_ml: float = 0.0,
-    connectivity: int = 26, skeleton: npt.NDArray | None = None, scan_id: str = "",
-    class_names: dict[int, str] | None = None,
-) -> tuple[npt.NDArray[np.uint8], pd.DataFrame]:
-    """Binarise a probability map, drop small lesions and describe each remaining lesion.
-
-    Parameters
-    ----------
-    prob_map : (X, Y, Z) float array in [0, 1]
-        Lesion probability.
-    threshold : float
-        A voxel is lesion when ``prob_map >= threshold``.
-    spacing_mm : 3 floats
-        Voxel size in mm (volume in mL = n_voxels × voxel volume / 1000).
-    min_volume_ml : float
-        Lesions (connected components) smaller than this are removed.
-    connectivity : {6, 18, 26}
-        Connectivity of lesion components (default 26).
-    skeleton : (X, Y, Z) int array, optional
-        Skeleton label map; a lesion's ``bone_region`` is the class most of its bone voxels have,
-        ``"none"`` if it touches no labelled bone (e.g. ribs), ``""`` without a skeleton.
-    scan_id : str
-        Copied into the table.
-    class_names : dict, optional
-        Skeleton class names (default :data:`sapkit.labelmaps.SKELETON_CLASSES`).
-
-    Returns
-    -------
-    mask : (X, Y, Z) uint8
-        1 inside kept lesions.
-    table : DataFrame
-        One row per kept lesion with :data:`LESION_COLUMNS` (empty with those columns if none).
-    """
-    from sapkit.labelmaps import SKELETON_CLASSES
-
-    prob = np.asarray(prob_map)
-    if prob.ndim != 3:
-        raise SapkitError(f"prob_map must be (X, Y, Z), got shape {prob.shape}")
-    if not 0 < threshold <= 1:
-        raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
-    if min_volume_ml < 0:
-        raise ConfigError(f"min_volume_ml must be ≥ 0 mL, got {min_volume_ml}")
-    if connectivity not in (6, 18, 26):
-        raise ConfigError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
-    if skeleton is not None and skeleton.shape != prob.shape:
-        raise SapkitError(f"skeleton shape {skeleton.shape} ≠ probability map shape {prob.shape}; use the same grid")
-    names = dict(class_names or SKELETON_CLASSES)
-    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
-    comps, n = cc3d.connected_components(prob >= threshold, connectivity=connectivity, return_N=True)
-    rows = []
-    keep = np.zeros(n + 1, dtype=bool)
-    if n:
-        stats = cc3d.statistics(comps)
-        flat = comps.ravel()
-        order = np.argsort(flat, kind="stable")
-        bounds = np.searchsorted(flat[order], np.arange(n + 2))
-        pflat = prob.ravel()
-        sflat = None if skeleton is None else np.asarray(skeleton).ravel()
-        for comp in range(1, n + 1):
-            idx = order[bounds[comp]:bounds[comp + 1]]
-            n_vox = int(idx.size)
-            volume_ml = n_vox * voxel_ml
-            if volume_ml < min_volume_ml:
-                continue
-            keep[comp] = True
-            region = ""
-            if sflat is not None:
-                bones = sflat[idx]
-                bones = bones[bones > 0]
-                region = names.get(int(np.bincount(bones).argmax()), "unknown") if bones.size else "none"
-            vals = pflat[idx]
-            cx, cy, cz = (float(c) for c in stats["centroids"][comp])
-            rows.append((scan_id, len(rows) + 1, n_vox, volume_ml, float(vals.max()), float(vals.mean()),
-                         cx, cy, cz, region))
-    mask = keep[comps].astype(np.uint8)
-    return mask, pd.DataFrame(rows, columns=list(LESION_COLUMNS))
-
-
-def load_model(checkpoint: str | Path | nn.Module, model_config: Any, *, out_channels: int = 2) -> nn.Module:
-    """A network with a checkpoint's weights (``weights_only=True``), on the CPU.
-
-    Parameters
-    ----------
-    checkpoint : str, Path or torch.nn.Module
-        A sapkit checkpoint (``sapkit.checkpoints``) or a bare state dict file; a module is
-        returned as is.
-    model_config : sapkit.config.ModelConfig
-        Architecture; the ``model`` section stored in the checkpoint, when present, wins.
-    out_channels : int
-        Classes of the head (2 lesion, 10 skeleton).
-
-    Raises
-    ------
-    CheckpointError
-        Unsafe/unreadable file or weights that do not fit the architecture.
-    """
-    if isinstance(checkpoint, nn.Module):
-        return checkpoint
-    from sapkit.checkpoints import load_checkpoint
-    from sapkit.models import build_model
-
-    payload = load_checkpoint(checkpoint)
-    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"checkpoint {checkpoint} holds no state_dict of tensors; pass a sapkit checkpoint")
-    stored = payload.get("config", {}).get("model") if isinstance(payload.get("config"), dict) else None
-    if isinstance(stored, dict):
-        fields = {f.name for f in dataclasses.fields(model_config)}
-        stored = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in fields}
-        model_config = dataclasses.replace(model_config, **stored)
-    model = build_model(model_config, out_channels)
-    state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(
-            f"checkpoint {checkpoint} does not fit a {model_config.backbone} with {out_channels} outputs "
-            f"({first}); check model.* settings and the checkpoint's task"
-        ) from None
-    return model
-
-
-def predict_manifest(
-    checkpoint: str | Path | nn.Module,
-    manifest: Any,
-    out_dir: str | Path,
-    *,
-    config: Any,
-    threshold: float | None = None,
-    min_volume_ml: float = 0.0,
-    scan_ids: Sequence[str] | None = None,
-    skeleton_checkpoint: str | Path | nn.Module | None = None,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Predict lesion probability maps (and optionally masks + lesion tables) for a manifest.
-
-    Writes, per scan, into ``out_dir``:
-
-    - ``<scan_id>_prob.nii.gz`` — lesion probability on the input grid, with the input's affine
-      and qform/sform codes. ``config.infer.prob_dtype`` ``float32`` stores float32;
-      ``float16`` stores 16 bits per voxel — NIfTI-1 has no float16 type, so the map is
-      quantised to uint16 with ``scl_slope = 1/65535`` (readers that apply the slope, such as
-      nibabel's ``get_fdata``, see values in [0, 1] within 7.7e-6); masks and tables are
-      computed from the stored values so they agree with the file;
-    - with ``threshold``: ``<scan_id>_mask.nii.gz`` (uint8) and ``<scan_id>_lesions.csv``
-      (:data:`LESION_COLUMNS`; bone region from the manifest's skeleton label, else from
-      ``skeleton_checkpoint`` when given);
-
-    and ``predictions.csv`` with one row per scan (rows of other scans already in the file are
-    kept, so folds can predict into one folder). Every file is written atomically.
-
-    Parameters
-    ----------
-    checkpoint : str, Path or torch.nn.Module
-        Lesion model (2 outputs).
-    manifest : str, Path or sapkit.manifest.Manifest
-        Scans to read (``manifest.yaml`` or its folder).
-    out_dir : str or Path
-        Output folder (created).
-    config : sapkit.config.Config
-        Uses ``infer``, ``model``, ``preprocess``, ``eval.connectivity`` and ``device``.
-    threshold : float, optional
-        Lesion threshold on the probability map.
-    min_volume_ml : float
-        Lesions below this volume are dropped from mask and table.
-    scan_ids : sequence of str, optional
-        Subset of scans (default: all).
-    skeleton_checkpoint : str, Path or torch.nn.Module, optional
-        Skeleton model (10 outputs) used for ``bone_region`` when a scan has no skeleton label.
-    device : str or torch.device, optional
-        Overrides ``config.device``.
-    progress : bool
-        tqdm progress bar over scans.
-
-    Returns
-    -------
-    DataFrame
-        scan_id, prob_path, mask_path, lesions_path, n_lesions, n_windows, n_windows_evaluated,
-        seconds.
-    """
-    from sapkit.data import load_case
-    from sapkit.io import atomic_path, save_nifti
-    from sapkit.manifest import Manifest, load_manifest
-
-    man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
-    inf = config.infer
-    dev = resolve_device(device if device is not None else config.device)
-    model = load_model(checkpoint, config.model, out_channels=2)
-    skel_model = None if skeleton_checkpoint is None else load_model(skeleton_checkpoint, config.model, out_channels=10)
-    ids = list(man.scans["scan_id"]) if scan_ids is None else list(scan_ids)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    masked = inf.skip_background or inf.crop_to_body
-    options = dict(roi=inf.roi, overlap=inf.overlap, blend=inf.blend, sw_batch_size=inf.sw_batch_size,
-                   skip_background=inf.skip_background, crop_to_body=inf.crop_to_body, tta_flip=inf.tta_flip,
-                   device=dev, amp=inf.amp)
-    iterator: Iterable[str] = ids
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(ids, desc="predict", unit="scan")
-    rows = []
-    for scan_id in iterator:
-        t0 = time.perf_counter()
-        case = load_case(man, scan_id, percentiles=tuple(config.preprocess.clip_percentiles))
-        body = body_mask(case.image) if masked else np.ones(case.shape, bool)
-        windows = count_windows(body, roi=inf.roi, overlap=inf.overlap, crop_to_body=inf.crop_to_body)
-        prob = lesion_probability(model, case.image, body=body if masked else None, **options)
-        prob, prob_path = _save_probability(prob, case.affine, out / f"{scan_id}_prob.nii.gz", header=case.header,
-                                            dtype=inf.prob_dtype)
-        mask_path = lesions_path = ""
-        n_lesions = -1
-        if threshold is not None:
-            skeleton = case.skeleton
-            if skeleton is None and skel_model is not None:
-                skeleton = skeleton_labels(predict_probabilities(skel_model, case.image, body=body, **options))
-            mask, table = lesion_table(prob, threshold=threshold, spacing_mm=case.spacing_mm,
-                                       min_volume_ml=min_volume_ml, connectivity=config.eval.connectivity,
-                                       skeleton=skeleton, scan_id=scan_id)
-            mask_path = str(save_nifti(mask, case.affine, out / f"{scan_id}_mask.nii.gz", header=case.header,
-                                       dtype=np.uint8))
-            lesions_path = str(out / f"{scan_id}_lesions.csv")
-            with atomic_path(Path(lesions_path)) as tmp:
-                table.to_csv(tmp, index=False)
-            n_lesions = len(table)
-        rows.append((scan_id, str(prob_path), mask_path, lesions_path, n_lesions, windows.n_total,
-                     windows.n_evaluated if masked else windows.n_total,
-                     round(time.perf_counter() - t0, 3)))
-    summary = pd.DataFrame(rows, columns=["scan_id", "prob_path", "mask_path", "lesions_path", "n_lesions",
-                                          "n_windows", "n_windows_evaluated", "seconds"])
-    table_path = out / "predictions.csv"
-    merged = summary
-    if table_path.is_file():  # several folds predict into one folder: keep the other scans' rows
-        previous = pd.read_csv(table_path, dtype={"scan_id": str}, keep_default_na=False)
-        previous = previous[~previous["scan_id"].isin(summary["scan_id"])]
-        merged = pd.concat([previous, summary], ignore_index=True).sort_values("scan_id", kind="stable")
-    with atomic_path(table_path) as tmp:
-        merged.to_csv(tmp, index=False)
-    return summary
-
-
 # ----------------------------------------------------------------------------------------------
-def _save_probability(prob: npt.NDArray[np.float32], affine: npt.NDArray, path: Path, *, header: Any,
-                      dtype: str) -> tuple[npt.NDArray[np.float32], Path]:
-    """Write a probability map; ``float16`` → uint16 with slope 1/65535. Returns (stored values, path)."""
-    from sapkit.io import atomic_path, save_nifti
-
-    if dtype == "float32":
-        return prob, save_nifti(prob, affine, path, header=header, dtype=np.float32)
-    if dtype != "float16":
-        raise ConfigError(f"infer.prob_dtype must be float16 or float32, got {dtype!r}")
-    slope = np.float32(1.0 / 65535.0)
-    quantised = np.round(np.clip(prob, 0.0, 1.0) * 65535.0).astype(np.uint16)
-    new_header = nib.Nifti1Header()
-    if header is not None:
-        new_header.set_xyzt_units(*header.get_xyzt_units())
-    img = nib.Nifti1Image(quantised, affine, new_header)
-    img.set_data_dtype(np.uint16)
-    img.set_qform(affine, code=int(header["qform_code"]) if header is not None else 1)
-    img.set_sform(affine, code=int(header["sform_code"]) if header is not None else 1)
-    img.header.set_slope_inter(float(slope), 0.0)
-    with atomic_path(path) as tmp:
-        nib.save(img, str(tmp))
-    return (quantised.astype(np.float32) * slope).astype(np.float32), path
-
-
 def _check_roi(roi: Sequence[int]) -> tuple[int, int, int]:
     try:
         out = tuple(int(r) for r in roi)
@@ -685,13 +390,6 @@ def _bounding_box(mask: npt.NDArray[np.bool_]) -> tuple[slice, slice, slice] | N
     return tuple(out)  # type: ignore[return-value]
 
 
-def _n_classes(model: nn.Module, x: torch.Tensor, roi: Sequence[int], device: torch.device) -> int:
-    pads = _pad_sizes(x.shape[1:], roi)
-    probe = torch.nn.functional.pad(x, [v for a, b in reversed(pads) for v in (a, b)])
-    with torch.no_grad():
-        return int(model(probe[None, :, :roi[0], :roi[1], :roi[2]].to(device)).shape[1])
-
-
 def _as_image_tensor(image: npt.NDArray | torch.Tensor) -> torch.Tensor:
     x = image.detach().cpu() if isinstance(image, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(image))
     if x.ndim != 4:
@@ -701,72 +399,3 @@ def _as_image_tensor(image: npt.NDArray | torch.Tensor) -> torch.Tensor:
     return x.float()
 
 
-class _Predictor:
-    """Runs the network on a batch of windows (autocast on CUDA), returns float32 logits."""
-
-    def __init__(self, model: nn.Module, device: torch.device, amp: bool) -> None:
-        self.model, self.device, self.amp = model, device, amp
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        if not self.amp:
-            return self.model(batch.to(self.device)).float()
-        with torch.autocast(device_type="cuda", dtype=torch.float16):
-            return self.model(batch.to(self.device)).float()
-
-
-def _sliding_window_full(model: nn.Module, x: torch.Tensor, *, roi: tuple[int, int, int], overlap: float,
-                         blend: str, sw_batch_size: int, device: torch.device, amp: bool,
-                         progress: bool) -> torch.Tensor:
-    """Plain MONAI sliding-window inference over the whole volume → logits (K, X, Y, Z) on CPU."""
-    from monai.inferers import sliding_window_inference
-
-    with torch.no_grad():
-        out = sliding_window_inference(
-            x[None], roi, sw_batch_size, _Predictor(model, device, amp), overlap=overlap, mode=blend,
-            sw_device=device, device=torch.device("cpu"), progress=progress,
-        )
-    return torch.as_tensor(out)[0].float()
-
-
-def _sliding_window_skip(model: nn.Module, x: torch.Tensor, body: npt.NDArray[np.bool_], *,
-                         roi: tuple[int, int, int], overlap: float, blend: str, sw_batch_size: int,
-                         device: torch.device, amp: bool, progress: bool) -> torch.Tensor:
-    """MONAI's grid and blending, evaluating only windows that intersect ``body`` → logits on CPU.
-
-    Voxels outside every evaluated window get logits 0 (they are outside the body and are
-    overwritten by the caller).
-    """
-    from monai.data.utils import compute_importance_map
-
-    pads = _pad_sizes(x.shape[1:], roi)
-    if any(a or b for a, b in pads):
-        flat = [v for a, b in reversed(pads) for v in (a, b)]
-        x = torch.nn.functional.pad(x, flat)
-        body = np.pad(body, pads)
-    slices = window_slices(x.shape[1:], roi=roi, overlap=overlap)
-    todo = [s for s in slices if body[s].any()]
-    weight = compute_importance_map(roi, mode=blend, sigma_scale=0.125, device="cpu", dtype=torch.float32)
-    predictor = _Predictor(model, device, amp)
-    out: torch.Tensor | None = None
-    count = torch.zeros(x.shape[1:], dtype=torch.float32)
-    batches = range(0, len(todo), sw_batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc="windows", unit="batch", leave=False)
-    with torch.no_grad():
-        for b in batches:
-            group = todo[b:b + sw_batch_size]
-            win = torch.stack([x[(slice(None), *s)] for s in group])
-            pred = predictor(win).to("cpu")
-            if out is None:
-                out = torch.zeros((pred.shape[1], *x.shape[1:]), dtype=torch.float32)
-            for p, s in zip(pred, group):
-                out[(slice(None), *s)] += p * weight
-                count[s] += weight
-    if out is None:  # no window touches the body: everything is background
-        out = torch.zeros((_n_classes(model, x, roi, device), *x.shape[1:]), dtype=torch.float32)
-    out /= count.clamp_min(torch.finfo(torch.float32).tiny)
-    if any(a or b for a, b in pads):
-        out = out[(slice(None), *(slice(a, n - b) for (a, b), n in zip(pads, x.shape[1:])))]
-    return out

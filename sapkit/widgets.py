@@ -1,8 +1,8 @@
 """Interactive exploration of lesion predictions: case picker, init selector, threshold slider.
 
-The computation lives in pure functions (:func:`threshold_lesions`,
-:func:`lesion_table_at_threshold`) that tests check for numbers; :class:`LesionExplorer` is a
-thin ipywidgets shell that calls them and redraws a table and a plotly overlay.
+The computation is :func:`sapkit.postprocess.lesion_components` (tested for numbers there);
+:class:`LesionExplorer` is a thin ipywidgets shell that calls it and redraws a table and a
+plotly overlay.
 """
 
 from __future__ import annotations
@@ -15,154 +15,12 @@ import pandas as pd
 
 from sapkit.errors import MetricInputError
 from sapkit.figures import INIT_ORDER, init_color
+from sapkit.postprocess import LESION_COLUMNS, _check_spacing, lesion_components
 from sapkit.viz import LABEL_COLORS, label_boundaries
 
-__all__ = [
-    "LESION_TABLE_COLUMNS",
-    "threshold_lesions",
-    "lesion_table_at_threshold",
-    "LesionExplorer",
-    "lesion_explorer",
-]
+__all__ = ["LesionExplorer", "lesion_explorer"]
 
-#: Columns of a lesion table; centroids are in mm from the centre of voxel (0, 0, 0).
-LESION_TABLE_COLUMNS = ("lesion_id", "n_voxels", "volume_ml", "max_prob", "mean_prob",
-                        "centroid_x_mm", "centroid_y_mm", "centroid_z_mm")
 _AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
-
-
-def _check_spacing(spacing_mm) -> tuple[float, float, float]:
-    spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,)) if np.ndim(spacing_mm) == 0 \
-        else np.asarray(spacing_mm, dtype=float)
-    if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise MetricInputError(f"spacing_mm must be 3 positive numbers (mm), got {spacing_mm!r}; "
-                               "pass case.spacing_mm.")
-    return tuple(float(s) for s in spacing)
-
-
-def _check_prob_map(prob_map: npt.ArrayLike) -> np.ndarray:
-    prob = np.asarray(prob_map)
-    if prob.ndim != 3:
-        raise MetricInputError(f"prob_map must be (X, Y, Z), got shape {prob.shape}; pass one channel.")
-    if not np.issubdtype(prob.dtype, np.floating):
-        raise MetricInputError(f"prob_map must be float probabilities in [0, 1], got dtype {prob.dtype}; "
-                               "pass the model's probability map, not a mask.")
-    if prob.size and not np.isfinite(prob).all():
-        raise MetricInputError(f"prob_map holds {int((~np.isfinite(prob)).sum())} NaN/inf voxels; values must be "
-                               "finite and in [0, 1]; check the inference output.")
-    if prob.size and not (prob.min() >= 0.0 and prob.max() <= 1.0):
-        raise MetricInputError(f"prob_map values must be in [0, 1], got range [{prob.min():g}, {prob.max():g}]; "
-                               "apply a sigmoid/softmax first.")
-    return prob
-
-
-def threshold_lesions(prob_map: npt.ArrayLike, threshold: float, *, spacing_mm: float | Sequence[float],
-                      connectivity: int = 26, min_volume_ml: float = 0.0) -> tuple[np.ndarray, pd.DataFrame]:
-    """Binarise a probability map, split it into lesions and describe each one.
-
-    Parameters
-    ----------
-    prob_map : (X, Y, Z) float array in [0, 1]
-        Lesion probability per voxel.
-    threshold : float in (0, 1]
-        Voxels with ``prob_map >= threshold`` are lesion.
-    spacing_mm : float or sequence of 3 float
-        Voxel size in mm along X, Y, Z.
-    connectivity : {6, 18, 26}
-        Neighbourhood joining voxels into one lesion (26: faces, edges and corners).
-    min_volume_ml : float
-        Components smaller than this (mL) are dropped.
-
-    Returns
-    -------
-    component_map : (X, Y, Z) int32
-        0 background, ``k`` for the voxels of lesion ``k`` of the table.
-    table : DataFrame
-        Columns :data:`LESION_TABLE_COLUMNS`, one row per lesion, ``lesion_id`` 1..n ordered by
-        decreasing volume (ties: raster order). Empty (all columns) when nothing passes.
-
-    Raises
-    ------
-    MetricInputError
-        Wrong shape/dtype/range of ``prob_map``, threshold outside (0, 1], bad spacing,
-        connectivity or ``min_volume_ml``.
-
-    Examples
-    --------
-    >>> p = np.zeros((4, 4, 4)); p[0, 0, 0:2] = 0.9; p[3, 3, 3] = 0.6
-    >>> components, table = threshold_lesions(p, 0.5, spacing_mm=(10.0, 10.0, 10.0))
-    >>> table[["volume_ml", "max_prob"]].values.tolist()
-    [[2.0, 0.9], [1.0, 0.6]]
-    >>> int(components[0, 0, 1]), int(components[3, 3, 3])
-    (1, 2)
-    """
-    import cc3d
-
-    prob = _check_prob_map(prob_map)
-    spacing = _check_spacing(spacing_mm)
-    if not 0.0 < float(threshold) <= 1.0:
-        raise MetricInputError(f"threshold must be in (0, 1], got {threshold!r}.")
-    if connectivity not in (6, 18, 26):
-        raise MetricInputError(f"connectivity must be 6, 18 or 26, got {connectivity!r}.")
-    if not (np.isfinite(min_volume_ml) and min_volume_ml >= 0):
-        raise MetricInputError(f"min_volume_ml must be ≥ 0 mL, got {min_volume_ml!r}.")
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    mask = prob >= threshold
-    components, n = cc3d.connected_components(mask, connectivity=connectivity, return_N=True)
-    empty = pd.DataFrame({c: pd.Series(dtype="int64" if c in ("lesion_id", "n_voxels") else "float64")
-                          for c in LESION_TABLE_COLUMNS})
-    if n == 0:
-        return np.zeros(prob.shape, np.int32), empty
-    flat_idx = np.flatnonzero(mask)
-    ids = components.ravel()[flat_idx].astype(np.int64)
-    values = prob.ravel()[flat_idx].astype(np.float64)
-    counts = np.bincount(ids, minlength=n + 1)[1:]
-    sums = np.bincount(ids, weights=values, minlength=n + 1)[1:]
-    peaks = np.zeros(n + 1)
-    np.maximum.at(peaks, ids, values)
-    coords = np.unravel_index(flat_idx, prob.shape)
-    centroids = [np.bincount(ids, weights=c, minlength=n + 1)[1:] / counts * s for c, s in zip(coords, spacing)]
-    volume_ml = counts * voxel_ml
-    keep = np.flatnonzero(volume_ml >= min_volume_ml)
-    keep = keep[np.lexsort((keep, -counts[keep]))]  # largest first, raster order on ties
-    if keep.size == 0:
-        return np.zeros(prob.shape, np.int32), empty
-    relabel = np.zeros(n + 1, np.int32)
-    relabel[keep + 1] = np.arange(1, keep.size + 1, dtype=np.int32)
-    table = pd.DataFrame({
-        "lesion_id": np.arange(1, keep.size + 1, dtype=np.int64), "n_voxels": counts[keep].astype(np.int64),
-        "volume_ml": volume_ml[keep], "max_prob": peaks[1:][keep], "mean_prob": sums[keep] / counts[keep],
-        "centroid_x_mm": centroids[0][keep], "centroid_y_mm": centroids[1][keep],
-        "centroid_z_mm": centroids[2][keep]})
-    return relabel[components], table
-
-
-def lesion_table_at_threshold(prob_map: npt.ArrayLike, threshold: float, *, spacing_mm: float | Sequence[float],
-                              connectivity: int = 26, min_volume_ml: float = 0.0) -> pd.DataFrame:
-    """Lesion table of a probability map at one threshold (the table of :func:`threshold_lesions`).
-
-    Parameters
-    ----------
-    prob_map : (X, Y, Z) float array in [0, 1]
-    threshold : float in (0, 1]
-    spacing_mm : float or sequence of 3 float
-        Voxel size in mm.
-    connectivity : {6, 18, 26}
-    min_volume_ml : float
-
-    Returns
-    -------
-    DataFrame
-        Columns :data:`LESION_TABLE_COLUMNS`; ``volume_ml = n_voxels × prod(spacing_mm) / 1000``.
-
-    Examples
-    --------
-    >>> p = np.zeros((3, 3, 3), np.float32); p[1, 1, :] = 0.7
-    >>> lesion_table_at_threshold(p, 0.8, spacing_mm=1.0).empty
-    True
-    """
-    return threshold_lesions(prob_map, threshold, spacing_mm=spacing_mm, connectivity=connectivity,
-                             min_volume_ml=min_volume_ml)[1]
 
 
 def _overlay_colorscale(colour: str) -> list[list]:
@@ -205,7 +63,7 @@ class LesionExplorer:
         self._spacing = spacing_mm
         self._options = dict(connectivity=connectivity, min_volume_ml=min_volume_ml)
         self._channel, self._axis, self._max_rows = channel, _AXES[axis], max_rows
-        self.table = pd.DataFrame(columns=LESION_TABLE_COLUMNS)
+        self.table = pd.DataFrame(columns=LESION_COLUMNS)
         self.comparison_table = pd.DataFrame(columns=["init", "n_lesions", "total_volume_ml"])
         self.component_map: np.ndarray | None = None
 
@@ -279,8 +137,8 @@ class LesionExplorer:
         """Recompute the table and overlay for the current case, init and threshold."""
         case, init, t = self.case_picker.value, self.init_picker.value, self.threshold_slider.value
         spacing = self._case_spacing(case)
-        self.component_map, self.table = threshold_lesions(self._prob_maps[init][case], t, spacing_mm=spacing,
-                                                           **self._options)
+        self.component_map, self.table = lesion_components(self._prob_maps[init][case], threshold=t,
+                                                           spacing_mm=spacing, scan_id=case, **self._options)
         reference = self._masks.get(case)
         rows = []
         for other in self.inits:
@@ -289,8 +147,8 @@ class LesionExplorer:
             if other == init:
                 components, table = self.component_map, self.table
             else:
-                components, table = threshold_lesions(self._prob_maps[other][case], t, spacing_mm=spacing,
-                                                      **self._options)
+                components, table = lesion_components(self._prob_maps[other][case], threshold=t,
+                                                      spacing_mm=spacing, **self._options)
             row = {"init": other, "n_lesions": len(table), "total_volume_ml": table["volume_ml"].sum()}
             if reference is not None:
                 row["dice"] = _dice(components > 0, np.asarray(reference) > 0)
@@ -334,7 +192,7 @@ def lesion_explorer(images: Mapping[str, npt.NDArray], prob_maps: Mapping[str, M
     threshold : float
         Initial slider value.
     connectivity, min_volume_ml
-        Passed to :func:`threshold_lesions`.
+        Passed to :func:`sapkit.postprocess.lesion_components`.
     channel : int
         Channel of a 4D image used for the projection.
     axis : {"coronal", "axial", "sagittal"}
@@ -345,7 +203,8 @@ def lesion_explorer(images: Mapping[str, npt.NDArray], prob_maps: Mapping[str, M
     Returns
     -------
     LesionExplorer
-        ``.widget`` is the ipywidgets box; ``.table`` the current lesion table;
+        ``.widget`` is the ipywidgets box; ``.table`` the current lesion table
+        (:data:`sapkit.postprocess.LESION_COLUMNS`), ``.component_map`` its lesions;
         ``.comparison_table`` one row per init (n_lesions, total_volume_ml [, dice]).
     """
     return LesionExplorer(images, prob_maps, spacing_mm=spacing_mm, lesion_masks=lesion_masks, threshold=threshold,

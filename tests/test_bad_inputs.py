@@ -507,7 +507,7 @@ def _tiny_model(out_channels: int = 2, channels=(4, 8), backbone: str = "unet"):
 def checkpoint_of_another_architecture(root):
     import torch
 
-    from sapkit.infer import load_model
+    from sapkit.predict import load_model
 
     other, _ = _tiny_model(channels=(4, 8, 16))
     torch.save(other.state_dict(), root / "other_arch.pt")  # bare state dict: no config inside
@@ -520,7 +520,7 @@ def checkpoint_of_another_architecture(root):
 def checkpoint_of_another_task(root):
     from sapkit.checkpoints import save_checkpoint
     from sapkit.config import config_to_dict, load_config
-    from sapkit.infer import load_model
+    from sapkit.predict import load_model
 
     skeleton, mc = _tiny_model(out_channels=10)
     cfg = config_to_dict(load_config("smoke", {"model.channels": [4, 8]}))
@@ -546,7 +546,7 @@ def transfer_from_another_architecture(root):
 def checkpoint_with_a_custom_class(root):
     import torch
 
-    from sapkit.infer import load_model
+    from sapkit.predict import load_model
 
     model, mc = _tiny_model()
     torch.save({"state_dict": model.state_dict(), "meta": _Custom()}, root / "custom_class.pt")
@@ -570,7 +570,7 @@ def checkpoint_with_a_pickled_function(root):
 
 @case
 def checkpoint_not_a_torch_file(root):
-    from sapkit.infer import load_model
+    from sapkit.predict import load_model
 
     (root / "model.pt").write_text("hello, this is a text file")
     _, mc = _tiny_model()

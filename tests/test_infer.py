@@ -1,32 +1,23 @@
-"""Tests of sapkit.infer (issue 5, acceptance 2) and the ``sapkit predict`` command."""
+"""Tests of sapkit.infer (issue 5, acceptance 2): body mask, MONAI's grid, body-skipping inference."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nibabel as nib
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from scipy import ndimage
 from torch import nn
 
-from sapkit.checkpoints import save_checkpoint
-from sapkit.config import ModelConfig, config_to_dict, load_config
-from sapkit.errors import CheckpointError, ConfigError, SapkitError
+from sapkit.config import ModelConfig
+from sapkit.errors import ConfigError, SapkitError
 from sapkit.infer import (
-    LESION_COLUMNS,
     body_mask,
     count_windows,
     lesion_probability,
-    lesion_table,
-    load_model,
-    predict_manifest,
     predict_probabilities,
     skeleton_labels,
     window_slices,
 )
-from sapkit.manifest import write_manifest
 from sapkit.models import build_model
 
 ROI = (16, 16, 16)
@@ -142,6 +133,47 @@ def test_body_mask_fills_holes_and_drops_noise():
         body_mask(image, threshold=2.0)
 
 
+def _scipy_body_mask(image: np.ndarray, dilation_voxels: int) -> np.ndarray:
+    """The reference definition: dust, 3D fill, per-axial-slice fill, dilation, all by scipy."""
+    import cc3d
+
+    mask = cc3d.dust(image.max(axis=0) > 0.05, threshold=64, connectivity=26)
+    mask = ndimage.binary_fill_holes(mask)
+    for z in range(mask.shape[2]):
+        mask[:, :, z] = ndimage.binary_fill_holes(mask[:, :, z])
+    return ndimage.binary_dilation(mask, iterations=dilation_voxels) if dilation_voxels else mask
+
+
+@pytest.mark.parametrize("dilation_voxels", [0, 1, 2])
+def test_body_mask_equals_scipy_morphology(dilation_voxels):
+    rng = np.random.default_rng(7)
+    image = ndimage.uniform_filter((rng.random((2, 23, 19, 17)) < 0.55).astype(np.float32), 2) * 0.3
+    image[:, 4:15, 3:14, 3:14] = 0.6
+    image[:, 7:10, 6:9, 6:9] = 0.0    # a closed 3D cavity
+    image[:, 11:13, 10:12, :] = 0.0   # a tube open at both ends: filled slice by slice only
+    image[:, 0, :, 5] = 0.6           # a slab touching the edge of the volume
+    mask = body_mask(image, dilation_voxels=dilation_voxels)
+    np.testing.assert_array_equal(mask, _scipy_body_mask(image, dilation_voxels))
+    assert mask[8, 7, 7] and mask[12, 11, 0] == mask[12, 11, 16]
+
+
+def test_nothing_to_skip_runs_monai_itself(net, monkeypatch):
+    import monai.inferers
+
+    calls = []
+    real = monai.inferers.sliding_window_inference
+    monkeypatch.setattr(monai.inferers, "sliding_window_inference", lambda *a, **k: calls.append(1) or real(*a, **k))
+    image = _phantom(shape=(24, 24, 40), centre=(12, 12), radii=(11, 11), z=(0, 40))  # body in every window
+    body = body_mask(image)
+    counted = Counting(net)
+    skip = predict_probabilities(counted, image, roi=ROI, overlap=0.5, body=body)
+    full = predict_probabilities(net, image, roi=ROI, overlap=0.5, skip_background=False)
+    windows = count_windows(body, roi=ROI, overlap=0.5)
+    assert windows.n_evaluated == windows.n_total == counted.n_windows and len(calls) == 2
+    np.testing.assert_array_equal(skip[:, body], full[:, body])
+    assert skip[1][~body].max() == 0.0 and skip[0][~body].min() == 1.0
+
+
 def test_window_grid_is_monai_grid():
     assert [s[2] for s in window_slices((16, 16, 40), roi=ROI, overlap=0.5)] == [
         slice(0, 16), slice(8, 24), slice(16, 32), slice(24, 40)]
@@ -162,121 +194,6 @@ def test_skeleton_majority_vote_per_6_connected_piece():
     assert voted[5, 0, 0] == 3 and voted[4, 2, 0] == 1 and voted[0, 0, 0] == 0
 
 
-def test_lesion_table_volumes_regions_and_empty():
-    prob = np.zeros((20, 20, 10), np.float32)
-    prob[2:4, 2:4, 2:4] = 0.9          # 8 voxels
-    prob[10:15, 10:14, 5:7] = 0.6      # 40 voxels, max 0.8 below
-    prob[12, 12, 6] = 0.8
-    prob[18, 18, 8] = 0.4              # below threshold
-    skeleton = np.zeros(prob.shape, np.int16)
-    skeleton[10:15, 10:12, 5:7] = 5     # pelvis under half the second lesion
-    skeleton[10:15, 12:14, 5:6] = 2
-    spacing = (2.0, 1.5, 4.0)           # 12 mm^3 = 0.012 mL per voxel
-    mask, table = lesion_table(prob, threshold=0.5, spacing_mm=spacing, skeleton=skeleton, scan_id="p1")
-    assert list(table.columns) == list(LESION_COLUMNS)
-    assert table["n_voxels"].tolist() == [8, 40]
-    np.testing.assert_allclose(table["volume_ml"], [0.096, 0.48])
-    assert table["max_probability"].tolist() == pytest.approx([0.9, 0.8])
-    assert table["bone_region"].tolist() == ["none", "pelvis"]
-    assert mask.sum() == 48 and mask.dtype == np.uint8
-    mask, table = lesion_table(prob, threshold=0.5, spacing_mm=spacing, min_volume_ml=0.1)
-    assert table["n_voxels"].tolist() == [40] and mask.sum() == 40 and table["bone_region"].tolist() == [""]
-    mask, table = lesion_table(np.zeros((5, 5, 5)), threshold=0.5, spacing_mm=(1, 1, 1))
-    assert table.empty and list(table.columns) == list(LESION_COLUMNS) and mask.sum() == 0
-
-
-def _write_scan(root: Path, name: str, data: np.ndarray, affine: np.ndarray) -> str:
-    img = nib.Nifti1Image(data, affine)
-    img.set_qform(affine, code=1)   # scanner
-    img.set_sform(affine, code=2)   # aligned
-    nib.save(img, str(root / name))
-    return name
-
-
-@pytest.fixture
-def wb_manifest(tmp_path: Path) -> Path:
-    root = tmp_path / "data"
-    root.mkdir()
-    affine = np.array([[-3.0, 0, 0, 90], [0, 3.0, 0, -60], [0, 0, 3.0, -300], [0, 0, 0, 1]])  # LAS
-    rows = []
-    for k in range(2):
-        image = _phantom(shape=(37, 30, 45), seed=k) * 400.0
-        lesion = np.zeros(image.shape[1:], np.uint8)
-        lesion[11:14, 9:12, 20:23] = 1
-        skeleton = np.zeros(image.shape[1:], np.int16)
-        skeleton[10:15, 8:13, 15:30] = 3
-        rows.append({
-            "scan_id": f"p{k}", "subject_id": f"s{k}", "site": "a", "cohort": "patient",
-            "t1": _write_scan(root, f"p{k}_t1.nii.gz", image[0], affine),
-            "b1000": _write_scan(root, f"p{k}_b.nii.gz", image[1], affine),
-            "skeleton_label": _write_scan(root, f"p{k}_skel.nii.gz", skeleton, affine) if k == 0 else "",
-            "lesion_label": _write_scan(root, f"p{k}_les.nii.gz", lesion, affine),
-        })
-    return write_manifest(root, pd.DataFrame(rows), name="wb", description="whole-body test")
-
-
-def _config(**extra):
-    return load_config("smoke", {"model.channels": [4, 8], "infer.roi": list(ROI), "infer.overlap": 0.5, **extra})
-
-
-def test_predict_manifest_keeps_grid_and_header_codes(wb_manifest, tmp_path, net):
-    out = tmp_path / "pred"
-    summary = predict_manifest(net, wb_manifest, out, config=_config(), threshold=0.5, progress=False)
-    assert summary["scan_id"].tolist() == ["p0", "p1"]
-    assert (summary["n_windows_evaluated"] < summary["n_windows"]).all()
-    src = nib.load(str(wb_manifest.parent / "p0_t1.nii.gz"))
-    for sid in ("p0", "p1"):
-        prob = nib.load(str(out / f"{sid}_prob.nii.gz"))
-        np.testing.assert_array_equal(prob.affine, src.affine)
-        assert int(prob.header["qform_code"]) == 1 and int(prob.header["sform_code"]) == 2
-        assert prob.shape == (37, 30, 45) and prob.get_data_dtype() == np.uint16  # 'float16': 16-bit storage
-        data = prob.get_fdata()
-        assert prob.dataobj.slope == pytest.approx(1 / 65535)
-        assert 0.0 <= data.min() and data.max() <= 1.0
-        mask = nib.load(str(out / f"{sid}_mask.nii.gz"))
-        np.testing.assert_array_equal(mask.affine, src.affine)
-        np.testing.assert_array_equal(mask.get_fdata() > 0, data >= 0.5)
-        table = pd.read_csv(out / f"{sid}_lesions.csv", keep_default_na=False)
-        assert list(table.columns) == list(LESION_COLUMNS)
-    predict_manifest(net, wb_manifest, out, config=_config(), scan_ids=["p1"], progress=False)  # another fold
-    table = pd.read_csv(out / "predictions.csv")
-    assert table["scan_id"].tolist() == ["p0", "p1"] and table["n_lesions"].tolist()[1] == -1
-
-
-def test_checkpoint_round_trip_and_cli(wb_manifest, tmp_path):
-    from sapkit.cli import main
-
-    config = _config()
-    model = build_model(config.model, 2, seed=3)
-    ckpt = save_checkpoint(tmp_path / "model_final.pt", state_dict=model.state_dict(), epoch=1,
-                           config=config_to_dict(config))
-    loaded = load_model(ckpt, config.model, out_channels=2)
-    x = torch.rand(1, 2, 16, 16, 16)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.eval()(x), model.eval()(x))
-    with pytest.raises(CheckpointError, match="does not fit"):
-        load_model(ckpt, config.model, out_channels=10)
-    out = tmp_path / "cli"
-    code = main(["predict", "--checkpoint", str(ckpt), "--manifest", str(wb_manifest.parent), "--out", str(out),
-                 "--threshold", "0.5", "--min-volume-ml", "0.1", "--no-progress",
-                 "-p", "model.channels=[4,8]", "-p", "infer.roi=[16,16,16]", "-p", "infer.prob_dtype=float32"])
-    assert code == 0
-    prob = nib.load(str(out / "p1_prob.nii.gz"))
-    assert prob.get_data_dtype() == np.float32
-    ref = lesion_probability(loaded, _load_scaled(wb_manifest, "p1"), roi=ROI, overlap=0.25)
-    np.testing.assert_allclose(prob.get_fdata(), ref, atol=1e-5)  # smoke profile: overlap 0.25
-    assert (out / "p1_mask.nii.gz").is_file()
-    assert main(["predict", "--checkpoint", str(tmp_path / "nope.pt"), "--manifest", str(wb_manifest.parent),
-                 "--out", str(out)]) == 1
-
-
-def _load_scaled(manifest_yaml: Path, scan_id: str) -> np.ndarray:
-    from sapkit.data import load_case
-    from sapkit.manifest import load_manifest
-
-    return load_case(load_manifest(manifest_yaml), scan_id).image
-
-
 def test_input_errors(net):
     image = _phantom(shape=(20, 20, 20))
     with pytest.raises(ConfigError, match="blend must be one of"):
@@ -287,5 +204,3 @@ def test_input_errors(net):
         predict_probabilities(net, image[0], roi=ROI)
     with pytest.raises(SapkitError, match="body mask shape"):
         predict_probabilities(net, image, roi=ROI, body=np.ones((5, 5, 5), bool))
-    with pytest.raises(ConfigError, match="threshold must be in"):
-        lesion_table(image[0], threshold=0.0, spacing_mm=(1, 1, 1))

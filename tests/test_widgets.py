@@ -1,109 +1,15 @@
-"""Lesion tables at a threshold (hand-computed numbers) and the thin explorer widget around them."""
+"""The thin lesion-explorer widget (its table numbers are tested in tests/test_postprocess.py)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sapkit.errors import MetricInputError
 from sapkit.figures import INIT_COLORS
-from sapkit.widgets import LESION_TABLE_COLUMNS, lesion_explorer, lesion_table_at_threshold, threshold_lesions
-
-
-def _two_blobs() -> np.ndarray:
-    """A 2×2×2 cube (prob 0.9, one corner 0.95) and a 1×1×3 rod (prob 0.6) in a 10×8×6 grid."""
-    prob = np.zeros((10, 8, 6), np.float32)
-    prob[1:3, 1:3, 1:3] = 0.9
-    prob[2, 2, 2] = 0.95
-    prob[7, 5, 1:4] = 0.6
-    return prob
-
-
-def test_anisotropic_hand_computed_table():
-    table = lesion_table_at_threshold(_two_blobs(), 0.5, spacing_mm=(1.0, 2.0, 3.0))
-    assert list(table.columns) == list(LESION_TABLE_COLUMNS)
-    assert table["lesion_id"].tolist() == [1, 2]
-    assert table["n_voxels"].tolist() == [8, 3]
-    np.testing.assert_allclose(table["volume_ml"], [8 * 6 / 1000, 3 * 6 / 1000])
-    np.testing.assert_allclose(table["max_prob"], [0.95, 0.6], rtol=1e-6)
-    np.testing.assert_allclose(table["mean_prob"], [(7 * 0.9 + 0.95) / 8, 0.6], rtol=1e-6)
-    # cube centre at voxel (1.5, 1.5, 1.5), rod at (7, 5, 2); × spacing
-    np.testing.assert_allclose(table[["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].to_numpy(),
-                               [[1.5, 3.0, 4.5], [7.0, 10.0, 6.0]])
-
-
-def test_threshold_is_inclusive_and_splits_by_probability():
-    prob = _two_blobs()
-    assert lesion_table_at_threshold(prob, 0.6, spacing_mm=1.0)["n_voxels"].tolist() == [8, 3]
-    assert lesion_table_at_threshold(prob, 0.61, spacing_mm=1.0)["n_voxels"].tolist() == [8]
-    assert lesion_table_at_threshold(prob, 0.95, spacing_mm=1.0)["n_voxels"].tolist() == [1]
-
-
-@pytest.mark.parametrize(("connectivity", "n_lesions"), [(26, 1), (18, 2), (6, 3)])
-def test_connectivity(connectivity, n_lesions):
-    prob = np.zeros((3, 3, 3))
-    prob[0, 0, 0] = prob[1, 1, 1] = 1.0  # corner neighbours: joined only by 26-connectivity
-    prob[2, 2, 1] = 1.0                  # edge neighbour of (1, 1, 1): joined by 18 and 26
-    table = lesion_table_at_threshold(prob, 0.5, spacing_mm=1.0, connectivity=connectivity)
-    assert len(table) == n_lesions
-
-
-def test_component_map_matches_table_and_largest_first():
-    prob = np.zeros((12, 12, 12))
-    prob[0, 0, 0] = 0.7                # 1 voxel, first in raster order
-    prob[5:8, 5:8, 5:8] = 0.8          # 27 voxels
-    prob[10:12, 0:2, 0:2] = 0.9        # 8 voxels
-    components, table = threshold_lesions(prob, 0.5, spacing_mm=(2.0, 2.0, 2.0))
-    assert components.dtype == np.int32
-    assert table["n_voxels"].tolist() == [27, 8, 1]
-    for row in table.itertuples():
-        assert int((components == row.lesion_id).sum()) == row.n_voxels
-    assert components[6, 6, 6] == 1 and components[11, 1, 1] == 2 and components[0, 0, 0] == 3
-
-
-def test_min_volume_drops_and_relabels():
-    prob = np.zeros((12, 12, 12))
-    prob[0, 0, 0] = 0.7
-    prob[5:8, 5:8, 5:8] = 0.8
-    prob[10:12, 0:2, 0:2] = 0.9
-    components, table = threshold_lesions(prob, 0.5, spacing_mm=(2.0, 2.0, 2.0), min_volume_ml=8 * 8 / 1000)
-    assert table["lesion_id"].tolist() == [1, 2]
-    assert table["volume_ml"].tolist() == pytest.approx([27 * 8 / 1000, 8 * 8 / 1000])
-    assert components[0, 0, 0] == 0 and set(np.unique(components)) == {0, 1, 2}
-
-
-def test_empty_table_has_all_columns():
-    components, table = threshold_lesions(np.full((4, 5, 6), 0.2, np.float32), 0.5, spacing_mm=1.0)
-    assert table.empty and list(table.columns) == list(LESION_TABLE_COLUMNS)
-    assert table["n_voxels"].dtype == np.int64 and table["volume_ml"].dtype == np.float64
-    assert components.shape == (4, 5, 6) and not components.any()
-    # everything filtered by min_volume_ml is empty too
-    assert lesion_table_at_threshold(_two_blobs(), 0.5, spacing_mm=1.0, min_volume_ml=1.0).empty
-
-
-def test_raising_the_threshold_never_grows_the_lesion_volume():
-    rng = np.random.default_rng(3)
-    prob = rng.random((20, 16, 12))
-    volumes = [lesion_table_at_threshold(prob, t, spacing_mm=(1.5, 1.5, 4.0))["volume_ml"].sum()
-               for t in np.linspace(0.05, 0.95, 10)]
-    assert all(a >= b for a, b in zip(volumes, volumes[1:]))
-    assert volumes[0] == pytest.approx((prob >= 0.05).sum() * 9.0 / 1000)
-
-
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"prob_map": np.zeros((3, 3))}, r"must be \(X, Y, Z\)"),
-    ({"prob_map": np.zeros((3, 3, 3), np.uint8)}, "float probabilities"),
-    ({"prob_map": np.full((3, 3, 3), 1.5)}, r"in \[0, 1\]"),
-    ({"prob_map": np.full((3, 3, 3), np.nan)}, "27 NaN/inf voxels"),
-    ({"threshold": 0.0}, r"threshold must be in \(0, 1\]"),
-    ({"spacing_mm": (1.0, -1.0, 1.0)}, "3 positive numbers"),
-    ({"connectivity": 8}, "6, 18 or 26"),
-    ({"min_volume_ml": -1.0}, "min_volume_ml"),
-])
-def test_bad_inputs_raise(kwargs, match):
-    args = {"prob_map": np.zeros((3, 3, 3)), "threshold": 0.5, "spacing_mm": 1.0, **kwargs}
-    with pytest.raises(MetricInputError, match=match):
-        lesion_table_at_threshold(args.pop("prob_map"), args.pop("threshold"), **args)
+from sapkit.postprocess import lesion_components
+from sapkit.widgets import lesion_explorer
 
 
 # ----------------------------------------------------------------------------- the widget shell
@@ -137,6 +43,9 @@ def test_explorer_slider_recomputes_table_overlay_and_comparison(explorer_inputs
     before = ex.table_html.value
     ex.threshold_slider.value = 0.25
     assert ex.table["n_voxels"].tolist() == [24, 2] and ex.table_html.value != before
+    components, table = lesion_components(probs["sap"]["p1"], threshold=0.25, spacing_mm=(2.0, 2.0, 5.0), scan_id="p1")
+    pd.testing.assert_frame_equal(ex.table, table)
+    np.testing.assert_array_equal(ex.component_map, components)
     assert "<b>2</b> lesions" in ex.summary.value
     comparison = ex.comparison_table
     assert "<table" in ex.comparison.value
