@@ -127,6 +127,8 @@ def lesion_components(
     centroid_vox = [np.bincount(ids, weights=c, minlength=n + 1)[keep] / counts[keep] for c in coords]
     relabel = np.zeros(n + 1, np.int32)
     relabel[keep] = np.arange(1, keep.size + 1, dtype=np.int32)
+    component_map = np.zeros(prob.shape, np.int32)
+    component_map.ravel()[flat_idx] = relabel[ids]  # only the lesion voxels: no full-volume gather
     table = pd.DataFrame({
         "scan_id": [scan_id] * keep.size,
         "lesion_id": np.arange(1, keep.size + 1, dtype=np.int64),
@@ -138,7 +140,7 @@ def lesion_components(
         **{f"centroid_{a}_mm": c * s for a, c, s in zip("xyz", centroid_vox, spacing)},
         "bone_region": _bone_regions(bones, flat_idx, ids, n, keep, class_names),
     }, columns=list(LESION_COLUMNS))
-    return relabel[components], table
+    return component_map, table
 
 
 def _bone_regions(bones: np.ndarray | None, flat_idx: np.ndarray, ids: np.ndarray, n: int, keep: np.ndarray,
