@@ -71,11 +71,11 @@ class WindowCount:
 
 def body_mask(
     image: npt.NDArray | torch.Tensor, *, threshold: float = 0.05, min_component_voxels: int = 64,
-    dilation_voxels: int = 2,
+    dilation_voxels: int = 2, channels: tuple[int, ...] = (0,),
 ) -> npt.NDArray[np.bool_]:
     """Body mask from a scaled image: threshold, clean, fill holes, dilate.
 
-    Steps: ``max over channels > threshold``; 26-connected specks smaller than
+    Steps: ``max over the given channels > threshold``; 26-connected specks smaller than
     ``min_component_voxels`` (noise in the air) are removed; holes are filled in every axial slice
     (axis 2 = Z; a 4-connected background region not reaching the slice's edge is a hole, so lungs
     and bowel gas open to the airway still count as body; this also fills every 3D cavity);
@@ -87,8 +87,11 @@ def body_mask(
     image : (C, X, Y, Z) float array in [0, 1]
         Scaled intensities (channel 0 T1, channel 1 b1000).
     threshold : float
-        Intensity in (0, 1) above which a voxel is tissue in at least one channel.
-    min_component_voxels : int
+        Intensity in (0, 1) above which a voxel is tissue in at least one of ``channels``.
+    channels : tuple of int
+        Channels that outline the body. Default T1 only: fat makes the skin line bright, while the
+        b1000 channel's noise floor in air scales to 0.15–0.4 after percentile scaling and would
+        turn the whole field of view into "body". : int
         Smaller connected pieces are noise (voxels).
     dilation_voxels : int
         Safety margin in voxels (≥ 0).
@@ -116,7 +119,9 @@ def body_mask(
         raise ConfigError(f"body threshold must be in (0, 1) on the scaled image, got {threshold}; e.g. 0.05")
     if dilation_voxels < 0:
         raise ConfigError(f"dilation_voxels must be ≥ 0, got {dilation_voxels}")
-    mask = arr.max(axis=0) > threshold
+    if not channels or any(not 0 <= c < arr.shape[0] for c in channels):
+        raise ConfigError(f"body-mask channels {channels} must index the image's {arr.shape[0]} channels")
+    mask = arr[list(channels)].max(axis=0) > threshold
     if min_component_voxels > 1:
         mask = cc3d.dust(mask, threshold=int(min_component_voxels), connectivity=26)
     mask = _infer_ops.fill_holes_axial(mask)
@@ -317,7 +322,7 @@ def lesion_probability(model: nn.Module, image: npt.NDArray | torch.Tensor, **kw
     return predict_probabilities(model, image, **kwargs)[1]
 
 
-def skeleton_labels(probabilities: npt.NDArray, *, majority_vote: bool = True) -> npt.NDArray[np.int16]:
+def skeleton_labels(probabilities: npt.NDArray, *, majority_vote: bool = False) -> npt.NDArray[np.int16]:
     """Skeleton label map by argmax, optionally one class per connected bone piece.
 
     Parameters
@@ -326,7 +331,9 @@ def skeleton_labels(probabilities: npt.NDArray, *, majority_vote: bool = True) -
         Class scores (probabilities or logits), class 0 = background.
     majority_vote : bool
         Give every 6-connected foreground component the class most of its voxels have
-        (ties → the lower class index), so a bone piece never carries two labels.
+        (ties → the lower class index), so a bone piece never carries two labels. Off by default
+        (SPEC §5: optional): where bones touch in the prediction (spine and pelvis, at 3 mm) the
+        whole piece gets one class.
 
     Returns
     -------
@@ -336,9 +343,9 @@ def skeleton_labels(probabilities: npt.NDArray, *, majority_vote: bool = True) -
     Examples
     --------
     >>> p = np.zeros((3, 5, 1, 1), np.float32); p[0, 0] = 1; p[1, 1:4] = 1; p[2, 4] = 1
-    >>> skeleton_labels(p, majority_vote=False)[:, 0, 0].tolist()
+    >>> skeleton_labels(p)[:, 0, 0].tolist()
     [0, 1, 1, 1, 2]
-    >>> skeleton_labels(p)[:, 0, 0].tolist()   # voxels 1-4 are one piece, mostly class 1
+    >>> skeleton_labels(p, majority_vote=True)[:, 0, 0].tolist()   # voxels 1-4: one piece, mostly class 1
     [0, 1, 1, 1, 1]
     """
     probs = np.asarray(probabilities)
