@@ -171,6 +171,7 @@ class LesionConfig:
     amp: bool = True
     label_fraction: float = 1.0
     checkpoint: str = "final"
+    val_max_scans: int = 0  # validation curves on at most this many held-out scans (0 = all)
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "eval.froc_max_fp_large": (0.0, None), "eval.n_bootstrap": (1, None),
     "infer.overlap": (0.0, 0.99), "infer.sw_batch_size": (1, None),
     "lesion.label_fraction": (1e-9, 1.0), "lesion.negative_ratio": (0.0, None), "lesion.margin_voxels": (0, None),
-    "lesion.epochs": (1, None), "skeleton.epochs": (1, None), "ssl.epochs": (1, None),
+    "lesion.epochs": (1, None), "lesion.val_max_scans": (0, None), "skeleton.epochs": (1, None), "ssl.epochs": (1, None),
     "lesion.batch_size": (1, None), "skeleton.batch_size": (1, None), "ssl.batch_size": (1, None),
     "ssl.drop_ratio": (0.0, 1.0), "ssl.temperature": (1e-9, None), "synth.spacing_mm": (1e-9, None),
     "splits.k": (2, None), "splits.healthy_val_fraction": (0.0, 0.99), "model.in_channels": (2, 2),

@@ -126,11 +126,15 @@ def finetune(
     pct = config.preprocess.clip_percentiles
     train_cases = load_cases(manifest, cohort="patient", subjects=train_subjects, percentiles=pct, progress=progress)
     val_cases = load_cases(manifest, cohort="patient", subjects=held_out, percentiles=pct)
+    if config.lesion.val_max_scans:  # curves on a few held-out scans; all of them are predicted below
+        monitored = val_cases[: config.lesion.val_max_scans]
+    else:
+        monitored = val_cases
     if not train_cases:
         raise SapkitError(f"fold {fold} has no training patients in {manifest.path}; check splits.json")
     out = fold_dir(run_dir, init, fold)
     sampler = build_sampler(train_cases, config.lesion, seed=config.seed, rank=rank, world_size=world_size)
-    train_lesion(run_dir, config, init=init, fold=fold, train_cases=train_cases, val_cases=val_cases,
+    train_lesion(run_dir, config, init=init, fold=fold, train_cases=train_cases, val_cases=monitored,
                  sampler=sampler, pretrained=pretrained, resume=resume, progress=progress)
     predictions: list[Path] = []
     if predict and rank == 0:
