@@ -65,6 +65,20 @@ def nibabel_data() -> Path:
     return NIBABEL_DATA
 
 
+@pytest.fixture(scope="module")
+def one_math_thread():
+    """One torch thread for a module of tiny in-process networks, restored afterwards.
+
+    On a shared 2-core runner oversubscribed OpenMP threads make tiny convolutions ~10x slower.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def smoke_series(tmp_path_factory) -> Path:
     """One headless run of the whole notebook series (00 → 05) with the smoke profile.

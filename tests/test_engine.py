@@ -13,13 +13,7 @@ from sapkit.train import train_skeleton
 from test_train import TRAIN, VAL
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One math thread: on a busy 2-core runner oversubscribed OpenMP makes these runs ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_math_thread")
 
 
 @pytest.fixture(scope="module")

@@ -35,13 +35,7 @@ def _phantom(shape=(37, 30, 45), centre=(12, 10), radii=(6, 5), z=(5, 40), seed=
     return image
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny convolutions run faster on one thread on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_math_thread")
 
 
 @pytest.fixture(scope="module")

@@ -42,13 +42,7 @@ def make_case(seed: int, *, shape=(40, 40, 56), lesions: bool = False) -> Simple
 TRAIN, VAL = [make_case(0), make_case(1)], [make_case(10)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One math thread: on a busy 2-core runner oversubscribed OpenMP makes these runs ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_math_thread")
 
 
 @pytest.fixture(scope="module")
