@@ -36,7 +36,7 @@ def test_run_metadata_is_complete(smoke_series):
     assert {c.parent for c in cards} == {m.parent for m in models}
     for card in cards:
         text = card.read_text()
-        assert "T1" in text and "b1000" in text
+        assert "0 = T1-weighted, 1 = DWI b = 1000" in text  # channel order stated
 
 
 def test_probability_maps_for_every_held_out_patient(smoke_series):
