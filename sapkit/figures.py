@@ -75,17 +75,21 @@ def _sorted_keys(keys) -> list[str]:
 def p_to_stars(p_value: float) -> str:
     """Significance mark of a p-value: ``***`` < 0.001 ≤ ``**`` < 0.01 ≤ ``*`` < 0.05 ≤ ``ns``.
 
+    NaN (the test could not be computed, e.g. every paired difference is zero) gives ``n/a``.
+
     Raises
     ------
     MetricInputError
-        ``p_value`` is not in [0, 1].
+        ``p_value`` is outside [0, 1].
 
     Examples
     --------
-    >>> [p_to_stars(p) for p in (0.0004, 0.001, 0.04, 0.05)]
-    ['***', '**', '*', 'ns']
+    >>> [p_to_stars(p) for p in (0.0004, 0.001, 0.04, 0.05, float("nan"))]
+    ['***', '**', '*', 'ns', 'n/a']
     """
     p = float(p_value)
+    if np.isnan(p):
+        return "n/a"
     if not 0.0 <= p <= 1.0:
         raise MetricInputError(f"p-value must be in [0, 1], got {p_value!r}.")
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "ns"

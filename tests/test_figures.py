@@ -22,7 +22,7 @@ def test_one_distinct_colour_per_init_and_stable_extras():
 
 
 @pytest.mark.parametrize(("p", "stars"), [(0.0, "***"), (0.00099, "***"), (0.001, "**"), (0.0099, "**"),
-                                          (0.01, "*"), (0.049, "*"), (0.05, "ns"), (1.0, "ns")])
+                                          (0.01, "*"), (0.049, "*"), (0.05, "ns"), (1.0, "ns"), (float("nan"), "n/a")])
 def test_p_to_stars(p, stars):
     assert figures.p_to_stars(p) == stars
 

@@ -79,7 +79,7 @@ def test_complete_notebooks_are_skipped_and_failures_name_the_cell(smoke_series,
 
 def test_sweep_over_a_two_by_two_grid(smoke_series, tmp_path):
     grid = tmp_path / "grid.yaml"
-    grid.write_text(yaml.safe_dump({
+    grid.write_text(yaml.safe_dump(sort_keys=False, data={
         "profile": "smoke", "base_dir": "sweep", "reuse": str(smoke_series),
         "notebooks": ["04_lesion_finetuning", "05_lesion_analysis"],
         "fixed": {"lesion.inits": ["scratch", "sap"]},
