@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 
 from sapkit.checkpoints import save_checkpoint
 from sapkit.config import ModelConfig, config_to_dict, load_config
@@ -21,26 +20,16 @@ from sapkit.postprocess import LESION_COLUMNS, lesion_components
 from sapkit.predict import load_model, predict_manifest
 
 ROI = (16, 16, 16)
-TINY = ModelConfig(backbone="unet", channels=(4, 8))
+from test_infer import TINY, net  # noqa: F401  (the shared tiny network fixture)
+from test_infer import _phantom as _infer_phantom
 
 
-def _phantom(shape=(37, 30, 45), centre=(12, 10), radii=(6, 5), z=(5, 40), seed=0) -> np.ndarray:
-    """A narrow 'torso' (elliptic cylinder) in a wide field of view; noise-free air."""
-    rng = np.random.default_rng(seed)
-    x, y, zz = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
-    body = ((x - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 <= 1
-    body &= (zz >= z[0]) & (zz < z[1])
-    image = np.zeros((2, *shape), np.float32)
-    image[:, body] = 0.3 + 0.7 * rng.random((2, int(body.sum())), dtype=np.float32)
-    return image
+def _phantom(seed: int = 0) -> np.ndarray:
+    """The narrow torso of test_infer, 45 slices long."""
+    return _infer_phantom(shape=(37, 30, 45), seed=seed)
 
 
 pytestmark = pytest.mark.usefixtures("one_math_thread")
-
-
-@pytest.fixture(scope="module")
-def net() -> nn.Module:
-    return build_model(TINY, 2, seed=0).eval()
 
 
 def _write_scan(root: Path, name: str, data: np.ndarray, affine: np.ndarray) -> str:
