@@ -46,10 +46,13 @@ def results_block(run_dir: str | Path) -> str:
         comp = pd.read_csv(comparisons)
         comp = comp[comp["metric"].isin(_KEY_METRICS)]
         if not comp.empty:
-            lines += ["Paired tests per patient (Wilcoxon signed-rank, Bonferroni over the comparisons of each metric):", "",
-                      "| metric | comparison | n | p | p (Bonferroni) |", "|---|---|---|---|---|"]
+            diffs = _paired_differences(run_dir / "eval" / "patients.csv")
+            lines += ["Paired tests per patient (Wilcoxon signed-rank, Bonferroni over the comparisons of each metric; "
+                      "difference = median over patients of a − b):", "",
+                      "| metric | comparison | n | median difference | p | p (Bonferroni) |", "|---|---|---|---|---|---|"]
             for r in comp.itertuples():
-                lines.append(f"| {r.metric} | {r.a} vs {r.b} | {r.n} | {r.p_value:.3g} | {r.p_bonferroni:.3g} |")
+                diff = diffs.get((r.metric, r.a, r.b), float("nan"))
+                lines.append(f"| {r.metric} | {r.a} vs {r.b} | {r.n} | {diff:+.3f} | {r.p_value:.3g} | {r.p_bonferroni:.3g} |")
             lines.append("")
     timings = []
     for marker in sorted((run_dir / "notebooks").glob("*.done.json")):
@@ -57,6 +60,23 @@ def results_block(run_dir: str | Path) -> str:
     if timings:
         lines.append("Minutes per notebook: " + ", ".join(timings) + ".")
     return "\n".join(lines)
+
+
+def _paired_differences(patients_csv: Path) -> dict[tuple[str, str, str], float]:
+    """Median over patients of (init a − init b) for every key metric and pair of inits."""
+    if not patients_csv.is_file():
+        return {}
+    patients = pd.read_csv(patients_csv)
+    out: dict[tuple[str, str, str], float] = {}
+    for metric in _KEY_METRICS:
+        if metric not in patients.columns:
+            continue
+        table = patients.pivot_table(index="patient_id", columns="init", values=metric)
+        for a in table.columns:
+            for b in table.columns:
+                if a != b:
+                    out[(metric, a, b)] = float((table[a] - table[b]).median())
+    return out
 
 
 def update_readme(readme: str | Path, run_dir: str | Path) -> Path:
