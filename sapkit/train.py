@@ -198,6 +198,19 @@ def _check_roi(roi: Sequence[int], model: nn.Module, what: str) -> None:
                           f"use e.g. {[max(f, r // f * f) for r in roi]}")
 
 
+def _resolve_cases(run_dir: Path, config: Config, data: str | Path | None, train_cases: Sequence[Any] | None,
+                   val_cases: Sequence[Any] | None, *, need_skeleton: bool) -> tuple[Sequence[Any], Any, str]:
+    """Cases given directly, or the healthy cohort of the run's manifest; with a description for the model card."""
+    if train_cases is None:
+        return _healthy_cases(run_dir, config, data, need_skeleton=need_skeleton)
+    return train_cases, val_cases, f"{len(train_cases)} training and {len(val_cases or [])} validation scans given directly"
+
+
+def _rank_and_world() -> tuple[int, int]:
+    """This process's DDP rank and the number of ranks (torchrun's RANK / WORLD_SIZE; 0 / 1 otherwise)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def train_skeleton(
     run_dir: str | Path, config: Config, *, data: str | Path | None = None, resume: bool = False,
     train_cases: Sequence[Any] | None = None, val_cases: Sequence[Any] | None = None,
@@ -228,13 +241,11 @@ def train_skeleton(
     """
     run_dir = Path(run_dir)
     sc = config.skeleton
-    if train_cases is None:
-        train_cases, val_cases, desc = _healthy_cases(run_dir, config, data, need_skeleton=True)
-    else:
-        desc = f"{len(train_cases)} training and {len(val_cases or [])} validation scans given directly"
+    train_cases, val_cases, desc = _resolve_cases(run_dir, config, data, train_cases, val_cases,
+                                                  need_skeleton=True)
     model = build_model(config.model, sc.num_classes, seed=config.seed)
     _check_roi(sc.roi, model, "skeleton")
-    d_rank, d_world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    d_rank, d_world = _rank_and_world()
     sampler = PatchSampler(train_cases, roi=sc.roi, samples_per_volume=sc.samples_per_volume, label="skeleton",
                            seed=config.seed, rank=d_rank, world_size=d_world)
     names = {k: v for k, v in SKELETON_CLASSES.items() if k < sc.num_classes}
@@ -281,13 +292,11 @@ def train_ssl(
 
     run_dir = Path(run_dir)
     sc = config.ssl
-    if train_cases is None:
-        train_cases, val_cases, desc = _healthy_cases(run_dir, config, data, need_skeleton=False)
-    else:
-        desc = f"{len(train_cases)} training and {len(val_cases or [])} validation scans given directly"
+    train_cases, val_cases, desc = _resolve_cases(run_dir, config, data, train_cases, val_cases,
+                                                  need_skeleton=False)
     model = build_ssl_model(config, seed=config.seed)
     _check_roi(sc.roi, model.backbone, "ssl")
-    d_rank, d_world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    d_rank, d_world = _rank_and_world()
     sampler = PatchSampler(train_cases, roi=sc.roi, samples_per_volume=sc.samples_per_volume, label=None,
                            seed=config.seed, rank=d_rank, world_size=d_world)
 
