@@ -17,6 +17,8 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from sapkit.models import memory_format_for
+
 __all__: list[str] = []
 
 
@@ -94,13 +96,15 @@ class _Predictor:
     """Runs the network on a batch of windows (autocast on CUDA), returns float32 logits."""
 
     def __init__(self, model: nn.Module, device: torch.device, amp: bool) -> None:
-        self.model, self.device, self.amp = model, device, amp
+        self.layout = memory_format_for(device)
+        self.model, self.device, self.amp = model.to(memory_format=self.layout), device, amp
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.device, memory_format=self.layout)
         if not self.amp:
-            return self.model(batch.to(self.device)).float()
+            return self.model(batch).float().contiguous()
         with torch.autocast(device_type="cuda", dtype=torch.float16):
-            return self.model(batch.to(self.device)).float()
+            return self.model(batch).float().contiguous()
 
 
 def run_full(model: nn.Module, x: torch.Tensor, *, roi: tuple[int, int, int], overlap: float,

@@ -42,7 +42,7 @@ from sapkit.distributed import DistContext, all_mean, barrier, setup_distributed
 from sapkit.errors import CheckpointError, ConfigError
 from sapkit.io import atomic_write_text
 from sapkit.model_card import write_model_card
-from sapkit.models import unwrap
+from sapkit.models import memory_format_for, unwrap
 
 __all__ = [
     "LAST_CHECKPOINT",
@@ -300,7 +300,8 @@ def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.
          resume: bool, stop_after: int | None, progress: bool, transfer: pd.DataFrame | None) -> TrainResult:
     from tqdm.auto import tqdm
 
-    model.to(d.device)
+    layout = memory_format_for(d.device)
+    model.to(d.device, memory_format=layout)
     optimizer = torch.optim.Adam(groups, lr=groups[0]["lr"], weight_decay=tc.weight_decay)
     for g in optimizer.param_groups:
         g.setdefault("initial_lr", g["lr"])
@@ -371,7 +372,7 @@ def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.
                 images.append(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)))
                 if label is not None:
                     labels.append(torch.from_numpy(np.ascontiguousarray(label).astype(np.int64)))
-            x = torch.stack(images).to(d.device)
+            x = torch.stack(images).to(d.device, memory_format=layout)
             y = torch.stack(labels)[:, None].to(d.device) if labels else None
             gen = torch.Generator().manual_seed(seed_from(config.seed, _STREAM_SSL, epoch, d.rank, b))
             optimizer.zero_grad(set_to_none=True)

@@ -90,7 +90,7 @@ def label_subset(subjects: Sequence[str], fraction: float, *, seed: int) -> list
 def finetune(
     run_dir: str | Path, config: Config, *, init: str, fold: str | int, data: str | Path | None = None,
     pretrained: str | Path | None = None, resume: bool = False, predict: bool = True, progress: bool = True,
-    rank: int = 0, world_size: int = 1,
+    rank: int = 0, world_size: int = 1, manifest: Any = None, cases: Sequence[Any] | None = None,
 ) -> FoldResult:
     """Train one lesion model (``init`` × ``fold``) and predict its held-out patients.
 
@@ -107,6 +107,11 @@ def finetune(
         Checkpoint to transfer from instead of the run's skeleton/SSL model (e.g. the authors' layout).
     rank, world_size : int
         DDP placement of this process (``torchrun``): the sampler shards positives by rank.
+    manifest : Manifest, optional
+        The already loaded manifest of ``data`` (saves re-validating every file per model).
+    cases : sequence of Case, optional
+        Already loaded and preprocessed patient cases (``load_cases(manifest, cohort="patient")``);
+        the fold's training and held-out patients are taken from them instead of re-reading files.
 
     Returns
     -------
@@ -118,14 +123,20 @@ def finetune(
     from sapkit.train import train_lesion
 
     run_dir = Path(run_dir)
-    manifest = load_manifest(data_dir(run_dir, data))
+    if manifest is None:
+        manifest = load_manifest(data_dir(run_dir, data))
     splits = load_splits(run_dir)
     fold = str(fold)
     held_out = fold_subjects(splits, fold)
     train_subjects = label_subset(training_subjects(splits, fold), config.lesion.label_fraction, seed=config.seed)
-    pct = config.preprocess.clip_percentiles
-    train_cases = load_cases(manifest, cohort="patient", subjects=train_subjects, percentiles=pct, progress=progress)
-    val_cases = load_cases(manifest, cohort="patient", subjects=held_out, percentiles=pct)
+    if cases is None:
+        pct = config.preprocess.clip_percentiles
+        train_cases = load_cases(manifest, cohort="patient", subjects=train_subjects, percentiles=pct,
+                                 progress=progress)
+        val_cases = load_cases(manifest, cohort="patient", subjects=held_out, percentiles=pct)
+    else:
+        train_cases = [c for c in cases if c.subject_id in set(map(str, train_subjects))]
+        val_cases = [c for c in cases if c.subject_id in set(map(str, held_out))]
     if config.lesion.val_max_scans:  # curves on a few held-out scans; all of them are predicted below
         monitored = val_cases[: config.lesion.val_max_scans]
     else:
@@ -141,14 +152,20 @@ def finetune(
         checkpoint = out / ("model_best.pt" if config.lesion.checkpoint == "best" else "model_final.pt")
         scan_ids = [c.scan_id for c in val_cases]
         predict_manifest(checkpoint, manifest, prediction_dir(run_dir, init), config=config, scan_ids=scan_ids,
-                         progress=progress)
+                         progress=progress, cases={c.scan_id: c for c in val_cases})
         predictions = [prediction_dir(run_dir, init) / f"{s}_prob.nii.gz" for s in scan_ids]
     return FoldResult(init, fold, out, tuple(predictions), len(train_subjects))
 
 
 def finetune_all(run_dir: str | Path, config: Config, *, data: str | Path | None = None,
                  progress: bool = True) -> list[FoldResult]:
-    """Every ``lesion.inits`` × ``lesion.folds`` combination, in that order."""
+    """Every ``lesion.inits`` × ``lesion.folds`` combination, in that order (the manifest is
+    validated and the patient scans are read once for all of them)."""
+    from sapkit.data import load_cases
+
     splits = load_splits(run_dir)
-    return [finetune(run_dir, config, init=init, fold=fold, data=data, progress=progress)
+    manifest = load_manifest(data_dir(run_dir, data))
+    cases = load_cases(manifest, cohort="patient", percentiles=config.preprocess.clip_percentiles, progress=progress)
+    return [finetune(run_dir, config, init=init, fold=fold, data=data, progress=progress, manifest=manifest,
+                     cases=cases)
             for init in config.lesion.inits for fold in resolve_folds(splits, config.lesion.folds)]

@@ -37,6 +37,7 @@ __all__ = [
     "backbone_of",
     "part_of_tensors",
     "unwrap",
+    "memory_format_for",
 ]
 
 BACKBONES = ("swinunetr", "unet", "dynunet")
@@ -156,6 +157,20 @@ def _build(cfg: Any, out_channels: int) -> nn.Module:
         strides=[1] + [2] * (n - 1), upsample_kernel_size=[2] * (n - 1), filters=list(cfg.channels),
         norm_name=cfg.norm_name, res_block=True, deep_supervision=False,
     )
+
+
+def memory_format_for(device: torch.device | str) -> torch.memory_format:
+    """Tensor layout for 3D networks on ``device``: ``channels_last_3d`` (N, X, Y, Z, C in memory)
+    on the CPU, where oneDNN's 3D convolutions run about 1.5x faster in that layout (training
+    step of the demo UNet at 32³: 0.11 s vs 0.17 s on 2 cores); the default contiguous layout
+    elsewhere. Values are the same up to float rounding; shapes and indexing do not change.
+
+    Examples
+    --------
+    >>> memory_format_for("cpu")
+    torch.channels_last_3d
+    """
+    return torch.channels_last_3d if torch.device(device).type == "cpu" else torch.contiguous_format
 
 
 def unwrap(model: nn.Module) -> nn.Module:

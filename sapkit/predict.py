@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -88,6 +88,7 @@ def predict_manifest(
     skeleton_checkpoint: str | Path | nn.Module | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    cases: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Predict lesion probability maps (and optionally masks + lesion tables) for a manifest.
 
@@ -128,6 +129,8 @@ def predict_manifest(
         Overrides ``config.device``.
     progress : bool
         tqdm progress bar over scans.
+    cases : mapping scan_id → Case, optional
+        Scans already read and preprocessed with ``config.preprocess`` (used instead of the files).
 
     Returns
     -------
@@ -154,7 +157,10 @@ def predict_manifest(
     rows = []
     for scan_id in iterator:
         t0 = time.perf_counter()
-        case = load_case(man, scan_id, percentiles=tuple(config.preprocess.clip_percentiles))
+        if cases is not None and scan_id in cases:
+            case = cases[scan_id]
+        else:
+            case = load_case(man, scan_id, percentiles=tuple(config.preprocess.clip_percentiles))
         row = _predict_scan(case, model, skel_model, out, config=config, device=dev, threshold=threshold,
                             min_volume_ml=min_volume_ml)
         rows.append({**row, "seconds": round(time.perf_counter() - t0, 3)})

@@ -21,7 +21,15 @@ __all__ = ["START", "END", "results_block", "update_readme"]
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
-_KEY_METRICS = ("f2", "dice_mean", "sensitivity", "fp")
+_KEY_METRICS = ("f2", "global_dice", "dice_mean", "sensitivity", "fp")
+#: How the paired-test table names the metrics (the Table 1 row they belong to).
+_METRIC_NAMES = {
+    "f2": "F2 (patient level)",
+    "global_dice": "per-patient Dice (all lesions as one foreground; Table 1 \"global Dice\")",
+    "dice_mean": "per-patient mean lesion Dice (missed lesions = 0)",
+    "sensitivity": "sensitivity",
+    "fp": "FP per exam",
+}
 
 
 def results_block(run_dir: str | Path) -> str:
@@ -52,7 +60,7 @@ def results_block(run_dir: str | Path) -> str:
                       "| metric | comparison | n | median difference | p | p (Bonferroni) |", "|---|---|---|---|---|---|"]
             for r in comp.itertuples():
                 diff = diffs.get((r.metric, r.a, r.b), float("nan"))
-                lines.append(f"| {r.metric} | {r.a} vs {r.b} | {r.n} | {diff:+.3f} | {r.p_value:.3g} | {r.p_bonferroni:.3g} |")
+                lines.append(f"| {_METRIC_NAMES.get(r.metric, r.metric)} | {r.a} vs {r.b} | {r.n} | {diff:+.3f} | {r.p_value:.3g} | {r.p_bonferroni:.3g} |")
             lines.append("")
     timings = []
     for marker in sorted((run_dir / "notebooks").glob("*.done.json")):

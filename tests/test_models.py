@@ -84,3 +84,16 @@ def test_errors():
         build_model(ModelConfig(backbone="unet", channels=(8,)), 2)
     with pytest.raises(ConfigError, match="not built by sapkit"):
         backbone_of(torch.nn.Linear(2, 2))
+
+
+def test_cpu_layout_changes_speed_not_values():
+    """channels_last_3d (the CPU layout of the engine and inference) gives the same logits."""
+    from sapkit.models import memory_format_for
+
+    net = build_model(ModelConfig(backbone="unet", channels=(4, 8, 16)), 2, seed=0).eval()
+    x = torch.rand(2, 2, 16, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = net(x)
+        fast = net.to(memory_format=memory_format_for("cpu"))(x.to(memory_format=memory_format_for("cpu")))
+    assert memory_format_for("cuda") == torch.contiguous_format
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)

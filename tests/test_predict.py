@@ -98,6 +98,28 @@ def test_predict_manifest_keeps_grid_and_header_codes(wb_manifest, tmp_path, net
     assert table["scan_id"].tolist() == ["p0", "p1"] and table["n_lesions"].tolist()[1] == -1
 
 
+def test_preloaded_cases_are_used_instead_of_the_files(wb_manifest, tmp_path, net, monkeypatch):
+    """finetune/finetune_all pass the scans they already hold: same maps, no second read."""
+    import sapkit.data
+    from sapkit.data import load_cases
+    from sapkit.manifest import load_manifest
+
+    config = _config(**{"infer.prob_dtype": "float32"})
+    manifest = load_manifest(wb_manifest)
+    cases = {c.scan_id: c for c in load_cases(manifest, percentiles=config.preprocess.clip_percentiles)}
+    predict_manifest(net, manifest, tmp_path / "files", config=config, progress=False)
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a preloaded scan was read again")
+
+    monkeypatch.setattr(sapkit.data, "load_case", no_reading)
+    predict_manifest(net, manifest, tmp_path / "preloaded", config=config, progress=False, cases=cases)
+    for sid in ("p0", "p1"):
+        a = nib.load(str(tmp_path / "files" / f"{sid}_prob.nii.gz")).get_fdata()
+        b = nib.load(str(tmp_path / "preloaded" / f"{sid}_prob.nii.gz")).get_fdata()
+        np.testing.assert_array_equal(a, b)
+
+
 def test_checkpoint_round_trip_and_cli(wb_manifest, tmp_path):
     from sapkit.cli import main
 

@@ -30,7 +30,7 @@ def test_results_block_is_replaced_and_the_rest_kept(tmp_path):
     text = readme.read_text()
     assert text.startswith("# title\n\nbefore\n") and text.endswith(f"{END}\nafter\n")
     assert "old numbers" not in text and "| F2 | 0.500 |" in text
-    assert "| f2 | sap vs scratch | 18 | +0.350 | 0.01 | 0.02 |" in text  # median of (0.3, 0.4)
+    assert "| F2 (patient level) | sap vs scratch | 18 | +0.350 | 0.01 | 0.02 |" in text  # median of (0.3, 0.4)
     assert "04_lesion_finetuning 5.5 min" in text and "`demo` profile" in text
     update_readme(readme, _run(tmp_path))  # idempotent
     assert readme.read_text() == text
