@@ -1,14 +1,18 @@
 """Inference: body-skipping whole-body sliding windows vs full-volume MONAI inference.
 
-Both sides use the same network and the same window grid. Full volume =
-``monai.inferers.sliding_window_inference``; body skipping =
-``sapkit.infer.predict_probabilities(skip_background=True)``, which evaluates only the windows of
-that grid intersecting the body mask (and is MONAI's own call when every window does). The
-script checks that the outputs agree inside the body.
+Both sides use the same network weights and the same window grid. The peer is the authors'
+full-volume inference: ``monai.inferers.sliding_window_inference`` (uniform blending) + softmax
+with the network in PyTorch's default (contiguous) layout. sapkit runs the same grid through
+``sapkit.infer.predict_probabilities``: ``skip_background=False`` (every window, sapkit's CPU
+layout ``channels_last_3d``) and ``skip_background=True`` (only the windows intersecting the body
+mask; MONAI's own call when every window does). Three ratios are printed: the layout alone
+(sapkit full / authors), body skipping alone (sapkit full / sapkit skip, same layout: bounded by
+the window counts) and sapkit's default against the authors' (both). The script checks that the
+outputs agree inside the body.
 
 Settings: **demo** = the demo profile (ROI 32³, overlap 0.25, sw_batch_size 8, 3 mm); **paper** =
 ROI 96³, overlap 0.5, uniform blending, sw_batch_size 4 at 2 mm or 1.5 mm. The network is the demo
-profile's unet (channels 16…256) in both, on the CPU (the paper's SwinUNETR only changes the cost
+profile's unet (``model.channels`` of the demo profile) in both, on the CPU (the paper's SwinUNETR only changes the cost
 per window, which scales both sides alike).
 
 Volumes (``image`` (2, X, Y, Z), RAS, scaled to [0, 1] like ``sapkit.data`` does):
@@ -127,7 +131,7 @@ CASES = {
     "adult skull base-knees, FOV 500x400 mm (phantom, 3 mm, demo settings)":
         (lambda: phantom_scan(adult=True, spacing_mm=3.0, fov_mm=(500, 400)), DEMO, True, False),
     "adult head-feet, FOV 500x400 mm (ellipses, 3 mm, demo settings)":
-        (lambda: ellipse_body((500, 400), 1860, 3.0), DEMO, False, False),
+        (lambda: ellipse_body((500, 400), 1860, 3.0), DEMO, True, False),
     "adult skull base-knees, FOV 500x400 mm (phantom, 2 mm, paper settings)":
         (lambda: phantom_scan(adult=True, spacing_mm=2.0, fov_mm=(500, 400)), PAPER, True, True),
     "adult skull base-knees, FOV 500x350 mm (phantom, 2 mm, paper settings)":
@@ -161,27 +165,48 @@ def _window_row(name: str, image: np.ndarray, settings: dict, masks: dict) -> No
           f"{crop.n_evaluated:6d} {crop.n_total / max(crop.n_evaluated, 1):5.2f}x")
 
 
+def _authors_full(model: torch.nn.Module, image: np.ndarray, settings: dict) -> np.ndarray:
+    """The authors' inference: MONAI sliding windows over the whole volume, uniform blending, softmax."""
+    from monai.inferers import sliding_window_inference
+
+    with torch.no_grad():
+        logits = sliding_window_inference(torch.from_numpy(image)[None], (settings["roi"],) * 3,
+                                          settings["sw_batch_size"], model, overlap=settings["overlap"],
+                                          mode="constant")
+    return torch.softmax(torch.as_tensor(logits)[0].float(), dim=0).numpy()
+
+
 def _timed(name: str, model: torch.nn.Module, image: np.ndarray, settings: dict, masks: dict) -> None:
+    import copy
+
     kw = dict(roi=(settings["roi"],) * 3, overlap=settings["overlap"], blend="constant",
               sw_batch_size=settings["sw_batch_size"], device="cpu")
+    authors = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     with torch.no_grad():  # warm-up: the first pass at a new window size sets up the CPU kernels
-        model(torch.zeros((settings["sw_batch_size"], 2, *kw["roi"])))
+        for net, fmt in ((authors, torch.contiguous_format), (model, torch.channels_last_3d)):
+            net(torch.zeros((settings["sw_batch_size"], 2, *kw["roi"])).to(memory_format=fmt))
+    t_peer, peer = _seconds(lambda: _authors_full(authors, image, settings))
     t_full, full = _seconds(lambda: predict_probabilities(model, image, skip_background=False, **kw))
     print(f"\n## {name}: volume {image.shape[1:]}, roi {settings['roi']}, overlap {settings['overlap']}")
-    print(f"full-volume MONAI            : {t_full:8.2f} s")
+    print(f"authors: full-volume MONAI, default layout : {t_peer:8.2f} s")
+    print(f"sapkit: every window, CPU layout           : {t_full:8.2f} s  -> layout alone {t_peer / t_full:5.2f}x; "
+          f"max |diff| {float(np.abs(peer - full).max()):.1e}")
     for label, (t_mask, body) in masks.items():
         wc = count_windows(body, roi=kw["roi"], overlap=kw["overlap"])
         if wc.n_evaluated == wc.n_total:
             print(f"body skipping, {label:<14}: nothing to skip ({wc.n_total}/{wc.n_total} windows): MONAI's own call "
                   f"(tests/test_infer.py::test_nothing_to_skip_runs_monai_itself) + body mask {t_mask:.2f} s "
-                  f"-> full / skip {t_full / (t_full + t_mask):5.2f}x")
+                  f"-> skipping alone {t_full / (t_full + t_mask):5.2f}x, sapkit default vs authors "
+                  f"{t_peer / (t_full + t_mask):5.2f}x")
             continue
         t_skip, skip = _seconds(lambda: predict_probabilities(model, image, body=body, **kw))
         t_skip += t_mask
         diff = float(np.abs(full - skip)[:, body].max()) if body.any() else 0.0
+        diff_peer = float(np.abs(peer - skip)[:, body].max()) if body.any() else 0.0
         print(f"body skipping, {label:<14}: {t_skip:8.2f} s  ({wc.n_evaluated}/{wc.n_total} windows, body mask "
-              f"{t_mask:.2f} s) -> full / skip {t_full / t_skip:5.2f}x (bound {wc.n_total / max(wc.n_evaluated, 1):.2f}x; "
-              f"target >= 2x); max |diff| inside the body {diff:.1e}")
+              f"{t_mask:.2f} s) -> skipping alone {t_full / t_skip:5.2f}x (bound {wc.n_total / max(wc.n_evaluated, 1):.2f}x), "
+              f"sapkit default vs authors {t_peer / t_skip:5.2f}x (target >= 2x); max |diff| inside the body "
+              f"{diff:.1e} (vs authors {diff_peer:.1e})")
         del skip
     t_mask, body = masks["T1 only"]
     wc = count_windows(body, roi=kw["roi"], overlap=kw["overlap"], crop_to_body=True)
@@ -190,7 +215,8 @@ def _timed(name: str, model: torch.nn.Module, image: np.ndarray, settings: dict,
         t_crop += t_mask
         diff = float(np.abs(full - crop)[:, body].max())
         print(f"crop to body box (T1 mask)   : {t_crop:8.2f} s  ({wc.n_evaluated} windows on the body-box grid) -> "
-              f"full / crop {t_full / t_crop:5.2f}x (different grid, not identical: max |diff| inside the body {diff:.1e})")
+              f"sapkit full / crop {t_full / t_crop:5.2f}x, authors / crop {t_peer / t_crop:5.2f}x (different grid, "
+              f"not identical: max |diff| inside the body {diff:.1e})")
 
 
 def main() -> None:
@@ -207,9 +233,9 @@ def main() -> None:
     print(f"python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"monai {monai.__version__}, numpy {np.__version__}")
     print(f"machine: {platform.machine()}, os {platform.platform()}, device cpu")
-    print(f"network: unet channels (16, 32, 64, 128, 256); demo settings {DEMO}; paper settings {PAPER}; "
-          "constant blending")
-    model = build_model(ModelConfig(backbone="unet", channels=(16, 32, 64, 128, 256)), 2, seed=0).eval()
+    channels = tuple(load_config("demo").model.channels)
+    print(f"network: unet channels {channels}; demo settings {DEMO}; paper settings {PAPER}; constant blending")
+    model = build_model(ModelConfig(backbone="unet", channels=channels), 2, seed=0).eval()
 
     print("\n## Window counts (network cost ∝ windows evaluated; total / evaluated bounds the speed-up)")
     print("skip = windows of the full grid intersecting the body mask (identical output inside the body), with the")
