@@ -91,7 +91,8 @@ def body_mask(
     channels : tuple of int
         Channels that outline the body. Default T1 only: fat makes the skin line bright, while the
         b1000 channel's noise floor in air scales to 0.15–0.4 after percentile scaling and would
-        turn the whole field of view into "body". : int
+        turn the whole field of view into "body".
+    min_component_voxels : int
         Smaller connected pieces are noise (voxels).
     dilation_voxels : int
         Safety margin in voxels (≥ 0).
