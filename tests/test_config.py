@@ -28,6 +28,9 @@ def test_cli_overrides_are_yaml_values():
         "lesion.inits": ["sap", "scratch"], "eval.hit": "iou:0.5", "skeleton.amp": False}
     with pytest.raises(ConfigError, match="section.key=value"):
         parse_overrides(["lesion.epochs"])
+    # YAML 1.1 reads "1e-3" (no dot) as a string; a float field still takes it
+    config = load_config("smoke", parse_overrides(["lesion.lr_encoder_sap=1e-3", "lesion.lr_scratch=2E-4"]))
+    assert config.lesion.lr_encoder_sap == 1e-3 and config.lesion.lr_scratch == 2e-4
 
 
 @pytest.mark.parametrize("overrides, message", [
