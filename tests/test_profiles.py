@@ -69,3 +69,13 @@ def test_paper_network_builds_with_the_spec_parts(paper):
 def test_cpu_profiles_use_the_cnn_and_fewer_folds(profile):
     c = load_config(profile)
     assert c.model.backbone == "unet" and c.splits.k == 3 and c.splits.tuning_fold == 2
+
+
+def test_demo_pools_enough_test_patients_and_pretrains_at_the_lesion_roi():
+    """Issue 8's sizing: ≥ 16 pooled test patients; the skeleton model sees patches of the lesion ROI
+    (a 48³ skeleton model at 32³ lesion patches transferred badly); ≥ 24 healthy scans."""
+    c = load_config("demo")
+    test_folds = c.splits.k - 1  # one fold tunes the threshold
+    assert c.synth.n_patients * test_folds // c.splits.k >= 16
+    assert c.synth.n_healthy_subjects * c.synth.scans_per_subject >= 24
+    assert c.skeleton.roi == c.lesion.roi == c.infer.roi
