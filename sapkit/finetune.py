@@ -135,8 +135,9 @@ def finetune(
                                  progress=progress)
         val_cases = load_cases(manifest, cohort="patient", subjects=held_out, percentiles=pct)
     else:
-        train_cases = [c for c in cases if c.subject_id in set(map(str, train_subjects))]
-        val_cases = [c for c in cases if c.subject_id in set(map(str, held_out))]
+        train_ids, held_ids = set(map(str, train_subjects)), set(map(str, held_out))
+        train_cases = [c for c in cases if c.subject_id in train_ids]
+        val_cases = [c for c in cases if c.subject_id in held_ids]
     if config.lesion.val_max_scans:  # curves on a few held-out scans; all of them are predicted below
         monitored = val_cases[: config.lesion.val_max_scans]
     else:
