@@ -6,7 +6,8 @@ groups, a linear warm-up then cosine learning-rate schedule stepped per epoch
 CUDA; only rank 0 writes), validation every ``val_every`` epochs, ``model_best.pt`` /
 ``model_final.pt`` / ``checkpoint_last.pt``, an atomically rewritten ``log.csv`` (loss, learning
 rate per group, validation metrics, seconds per epoch), a ``tqdm`` progress bar, exact resume
-(refused when the configuration changed, see :func:`config_differences`), and ``MODEL_CARD.md``.
+(refused when the configuration changed, see :func:`config_differences`; files a killed run left
+half-written in the hidden staging folder are removed), and ``MODEL_CARD.md``.
 The tasks themselves (networks, losses, validation, data) live in :mod:`sapkit.train`.
 
 Data come from a *sampler*: any object with ``len(sampler)`` and
@@ -40,7 +41,7 @@ from sapkit.checkpoints import load_checkpoint, save_checkpoint
 from sapkit.config import Config, config_to_dict
 from sapkit.distributed import DistContext, all_mean, barrier, setup_distributed
 from sapkit.errors import CheckpointError, ConfigError
-from sapkit.io import atomic_write_text
+from sapkit.io import atomic_write_text, remove_stale_temporaries
 from sapkit.model_card import write_model_card
 from sapkit.models import memory_format_for, unwrap
 
@@ -314,6 +315,8 @@ def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.
 
     start, best, rows = 0, float("nan"), []
     ck = _load_resume(out_dir, config, d, task=task, augment_samples=augment_samples) if resume else None
+    if resume and d.is_main:  # half-written files of the killed run (never read; see atomic_path)
+        remove_stale_temporaries(out_dir)
     if ck is not None:
         unwrap(model).load_state_dict(ck["state_dict"])
         optimizer.load_state_dict(ck["optimizer"])

@@ -30,6 +30,7 @@ __all__ = [
     "Scan",
     "atomic_path",
     "atomic_write_text",
+    "remove_stale_temporaries",
     "read_image",
     "read_scan",
     "read_label",
@@ -106,6 +107,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
         with contextlib.suppress(OSError):
             tmp_dir.rmdir()  # only when empty: another writer may be using it
+
+
+def remove_stale_temporaries(folder: str | Path) -> int:
+    """Delete what a killed writer left in ``folder``'s hidden ``.sapkit-tmp`` staging folder.
+
+    Call it only when no other process writes into ``folder`` (e.g. when resuming a run whose
+    process died). Returns the number of files removed.
+    """
+    tmp_dir = Path(folder) / _TMP_DIR
+    if not tmp_dir.is_dir():
+        return 0
+    removed = 0
+    for p in tmp_dir.iterdir():
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed += 1
+    with contextlib.suppress(OSError):
+        tmp_dir.rmdir()
+    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -137,3 +137,18 @@ def test_atomic_write_uses_normal_permissions_and_hides_temp_files(tmp_path):
 def test_saved_gzip_is_valid(tmp_path):
     save_nifti(np.ones((2, 2, 2), np.uint8), np.eye(4), tmp_path / "m.nii.gz")
     assert gzip.decompress((tmp_path / "m.nii.gz").read_bytes())[:4] == (348).to_bytes(4, "little")
+
+
+def test_remove_stale_temporaries_only_touches_the_staging_folder(tmp_path):
+    from sapkit.io import atomic_path, remove_stale_temporaries
+
+    keep = tmp_path / "log.csv"
+    keep.write_text("epoch\n1\n")
+    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "model.pt") as tmp:
+        tmp.write_bytes(b"half")
+        (tmp.parent / "checkpoint_last.abc123.pt").write_bytes(b"left by a killed writer")
+        raise KeyboardInterrupt
+    assert not (tmp_path / "model.pt").exists()
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert not (tmp_path / ".sapkit-tmp").exists() and keep.read_text() == "epoch\n1\n"
+    assert remove_stale_temporaries(tmp_path) == 0
