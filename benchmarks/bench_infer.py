@@ -3,7 +3,7 @@
 Both sides use the same network weights and the same window grid. The peer is the authors'
 full-volume inference: ``monai.inferers.sliding_window_inference`` (uniform blending) + softmax
 with the network in PyTorch's default (contiguous) layout. sapkit runs the same grid through
-``sapkit.infer.predict_probabilities``: ``skip_background=False`` (every window, sapkit's CPU
+``sapkit.inference.sliding_window.predict_probabilities``: ``skip_background=False`` (every window, sapkit's CPU
 layout ``channels_last_3d``) and ``skip_background=True`` (only the windows intersecting the body
 mask; MONAI's own call when every window does). Three ratios are printed: the layout alone
 (sapkit full / authors), body skipping alone (sapkit full / sapkit skip, same layout: bounded by
@@ -15,9 +15,9 @@ ROI 96³, overlap 0.5, uniform blending, sw_batch_size 4 at 2 mm or 1.5 mm. The 
 profile's unet (``model.channels`` of the demo profile) in both, on the CPU (the paper's SwinUNETR only changes the cost
 per window, which scales both sides alike).
 
-Volumes (``image`` (2, X, Y, Z), RAS, scaled to [0, 1] like ``sapkit.data`` does):
+Volumes (``image`` (2, X, Y, Z), RAS, scaled to [0, 1] like ``sapkit.data.cases`` does):
 
-* ``sapkit.phantom`` scans: the demo cohort's own grid, and an adult (scale 1) rendered on a
+* ``sapkit.data.phantom`` scans: the demo cohort's own grid, and an adult (scale 1) rendered on a
   realistic whole-body acquisition grid — 500 mm left-right with the arms down at the sides,
   400 mm (or 350 mm) anterior-posterior with air in front and behind, skull base to below the
   knees (the phantom's coverage, 1140 mm);
@@ -56,18 +56,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sapkit.config import ModelConfig, load_config  # noqa: E402
-from sapkit.infer import body_mask, count_windows, predict_probabilities  # noqa: E402
-from sapkit.models import build_model  # noqa: E402
-from sapkit.preprocess import scale_intensity  # noqa: E402
+from sapkit.inference.sliding_window import body_mask, count_windows, predict_probabilities  # noqa: E402
+from sapkit.networks.factory import build_model  # noqa: E402
+from sapkit.data.intensity import scale_intensity  # noqa: E402
 
 DEMO = {"roi": 32, "overlap": 0.25, "sw_batch_size": 8}
 PAPER = {"roi": 96, "overlap": 0.5, "sw_batch_size": 4}
 
 
 def phantom_scan(*, adult: bool, spacing_mm: float = 3.0, fov_mm: tuple[float, float] | None = None) -> np.ndarray:
-    """A ``sapkit.phantom`` patient scan, scaled: the demo cohort grid, or an adult on a chosen FOV."""
-    from sapkit.phantom import Grid, make_grid, make_scan, make_sites, make_subject
-    from sapkit.phantom._anatomy import Z_BOTTOM, Z_TOP
+    """A ``sapkit.data.phantom`` patient scan, scaled: the demo cohort grid, or an adult on a chosen FOV."""
+    from sapkit.data.phantom import Grid, make_grid, make_scan, make_sites, make_subject
+    from sapkit.data.phantom._anatomy import Z_BOTTOM, Z_TOP
 
     synth = load_config("demo").synth
     if adult:
@@ -196,7 +196,7 @@ def _timed(name: str, model: torch.nn.Module, image: np.ndarray, settings: dict,
         wc = count_windows(body, roi=kw["roi"], overlap=kw["overlap"])
         if wc.n_evaluated == wc.n_total:
             print(f"body skipping, {label:<14}: nothing to skip ({wc.n_total}/{wc.n_total} windows): MONAI's own call "
-                  f"(tests/test_infer.py::test_nothing_to_skip_runs_monai_itself) + body mask {t_mask:.2f} s "
+                  f"(tests/inference/test_sliding_window.py::test_nothing_to_skip_runs_monai_itself) + body mask {t_mask:.2f} s "
                   f"-> skipping alone {t_full / (t_full + t_mask):5.2f}x, sapkit default vs authors "
                   f"{t_peer / (t_full + t_mask):5.2f}x")
             continue

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sapkit.sampling import InstanceBalancedSampler  # noqa: E402
+from sapkit.training.lesion_sampler import InstanceBalancedSampler  # noqa: E402
 
 
 def _cases(n_cases: int, shape: tuple[int, int, int], n_lesions: int, seed: int) -> list[SimpleNamespace]:

@@ -1,7 +1,7 @@
 """Threshold-slider update time at demo size (64 × 48 × 200 voxels, 3 mm), against the 1 s budget.
 
 Times, median of repeated runs over thresholds 0.05…0.95:
-  * ``sapkit.postprocess.lesion_components`` (cc3d, 26-connectivity) and a scipy.ndimage.label peer;
+  * ``sapkit.inference.postprocess.lesion_components`` (cc3d, 26-connectivity) and a scipy.ndimage.label peer;
   * one full ``LesionExplorer.update()`` (table for the chosen init, comparison over three inits,
     overlay projection pushed into the plotly FigureWidget) — the Python side of one slider move.
 Run: ``python benchmarks/bench_threshold_slider.py``. Prints ratios; asserts nothing.
@@ -15,8 +15,8 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from sapkit.postprocess import lesion_components
-from sapkit.widgets import lesion_explorer
+from sapkit.inference.postprocess import lesion_components
+from sapkit.plotting.widgets import lesion_explorer
 
 SHAPE = (64, 48, 200)
 SPACING_MM = (3.0, 3.0, 3.0)

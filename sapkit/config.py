@@ -44,7 +44,7 @@ _PROFILE_DIR = Path(__file__).parent / "profiles"
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Synthetic cohort (``sapkit.phantom``). Sizes in subjects/scans, spacing in mm."""
+    """Synthetic cohort (``sapkit.data.phantom``). Sizes in subjects/scans, spacing in mm."""
 
     n_healthy_subjects: int = 4
     scans_per_subject: int = 3
@@ -420,6 +420,6 @@ def load_config(profile: str | Path = "smoke", overrides: Mapping[str, Any] | No
 
 def save_config(config: Config, path: str | Path) -> Path:
     """Write the resolved config as YAML (atomically) and return the path."""
-    from sapkit.io import atomic_write_text
+    from sapkit.io.nifti import atomic_write_text
 
     return atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(config), sort_keys=False))

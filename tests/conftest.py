@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from nibabel.testing import data_path
 
-from sapkit.manifest import write_manifest
+from sapkit.data.manifest import write_manifest
 
 NIBABEL_DATA = Path(data_path)
 
@@ -86,7 +88,7 @@ def smoke_series(tmp_path_factory) -> Path:
     Every notebook test reads this run folder (DESIGN.md: one session-scoped smoke run feeds all
     notebook tests); the executed notebooks are in ``run_dir/notebooks``.
     """
-    from sapkit.reproduce import reproduce
+    from sapkit.pipeline.reproduce import reproduce
 
     run_dir = tmp_path_factory.mktemp("series") / "smoke"
     reproduce("smoke", run_dir, progress=False)
@@ -96,3 +98,23 @@ def smoke_series(tmp_path_factory) -> Path:
 def executed_text(run_dir: Path, name: str) -> str:
     """All sources and outputs of an executed notebook of the series, as one string."""
     return (run_dir / "notebooks" / f"{name}.ipynb").read_text()
+
+
+# a checkpoint with a pickled callable inside (shared by tests/io and tests/training)
+class _Evil:
+    """Pickles as a call to os.makedirs(<marker>) — executed only by an unsafe loader."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (self.marker,))
+
+
+def write_evil_checkpoint(path: Path, state_dict: dict) -> Path:
+    """A checkpoint in sapkit's own layout with a pickled callable inside."""
+    marker = str(path.parent / "PWNED")
+    torch.save({"format": "sapkit-checkpoint-1", "state_dict": state_dict, "epoch": 1, "optimizer": None,
+                "scheduler": None, "scaler": None, "rng": {}, "config": {}, "versions": {},
+                "extra": {"task": "skeleton", "hook": _Evil(marker)}}, path)
+    return path

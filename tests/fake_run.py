@@ -1,6 +1,6 @@
 """A small fake run folder (GT, skeleton, probability maps per init, manifest, splits) for evaluation tests.
 
-Not a test module: imported by tests/test_evaluation.py and tests/test_report.py. The real
+Not a test module: imported by tests/evaluation/test_cohort.py and tests/evaluation/test_tables.py. The real
 pipeline (notebook 04) writes the same layout; this one is synthetic and deterministic.
 """
 
@@ -12,8 +12,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from sapkit.manifest import write_manifest
-from sapkit.splits import make_splits, save_splits
+from sapkit.data.manifest import write_manifest
+from sapkit.data.splits import make_splits, save_splits
 
 INITS = ("scratch", "ssl", "sap")
 QUALITY = {"scratch": 0.45, "ssl": 0.65, "sap": 0.85}  # chance that a lesion gets a confident blob

@@ -3,7 +3,7 @@
 import pytest
 
 from sapkit.config import load_config
-from sapkit.models import build_model, model_parts
+from sapkit.networks.factory import build_model, model_parts
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sapkit.io import orientation_code, read_image, spacing_from_affine
-from sapkit.manifest import load_manifest
+from sapkit.io.nifti import orientation_code, read_image, spacing_from_affine
+from sapkit.data.manifest import load_manifest
 
 __all__ = ["add_arguments", "run"]
 

@@ -87,8 +87,8 @@ def case_json(report: Any) -> dict[str, Any]:
 
 
 def _run_case(args: argparse.Namespace) -> int:
-    from sapkit.evaluation import read_prob_map
-    from sapkit.io import check_same_grid, read_label, spacing_from_affine
+    from sapkit.evaluation.cohort import read_prob_map
+    from sapkit.io.nifti import check_same_grid, read_label, spacing_from_affine
     from sapkit.metrics import lesion_report
 
     if not args.pred:
@@ -111,7 +111,7 @@ def _run_case(args: argparse.Namespace) -> int:
                            large_lesion_ml=e.large_lesion_ml, patient_id=Path(args.gt).name, **kw)
     text = json.dumps(case_json(report), indent=2)
     if args.json_out:
-        from sapkit.io import atomic_write_text
+        from sapkit.io.nifti import atomic_write_text
 
         atomic_write_text(args.json_out, text + "\n")
         print(f"{report!r}\nwrote {args.json_out}")
@@ -121,11 +121,11 @@ def _run_case(args: argparse.Namespace) -> int:
 
 
 def _run_cohort(args: argparse.Namespace) -> int:
-    from sapkit.evaluation import PROB_SUFFIX, evaluate_cohort, _write_csv
-    from sapkit.io import atomic_write_text
-    from sapkit.manifest import load_manifest
+    from sapkit.evaluation.cohort import PROB_SUFFIX, evaluate_cohort, _write_csv
+    from sapkit.io.nifti import atomic_write_text
+    from sapkit.data.manifest import load_manifest
     from sapkit.metrics import froc_curve
-    from sapkit.report import table1, table1_markdown, table1_values
+    from sapkit.evaluation.tables import table1, table1_markdown, table1_values
 
     if not args.pred_dir:
         raise SapkitError("--manifest needs --pred-dir (folder of <scan_id>_prob.nii.gz files)")
@@ -158,8 +158,8 @@ def _run_cohort(args: argparse.Namespace) -> int:
 
 
 def _run_folder(args: argparse.Namespace) -> int:
-    from sapkit.evaluation import evaluate_run
-    from sapkit.runs import default_run_dir
+    from sapkit.evaluation.cohort import evaluate_run
+    from sapkit.io.run_paths import default_run_dir
 
     config = config_from_args(args)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config.profile)

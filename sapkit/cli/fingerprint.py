@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sapkit.fingerprint import fingerprint_manifest, save_fingerprint
-from sapkit.manifest import load_manifest
+from sapkit.data.fingerprint import fingerprint_manifest, save_fingerprint
+from sapkit.data.manifest import load_manifest
 
 __all__ = ["add_arguments", "run"]
 

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sapkit.predict import predict_manifest
+    from sapkit.inference.predict import predict_manifest
 
     config = config_from_args(args)
     summary = predict_manifest(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sapkit.prepare import prepare_manifest
+from sapkit.data.prepare import prepare_manifest
 
 __all__ = ["add_arguments", "run"]
 

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sapkit.readme import update_readme
+    from sapkit.pipeline.readme_block import update_readme
 
     print(f"updated {update_readme(args.readme, args.run_dir)} from {args.run_dir}")
     return 0

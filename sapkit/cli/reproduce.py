@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sapkit.reproduce import reproduce
+    from sapkit.pipeline.reproduce import reproduce
 
     run_dir = Path(args.run_dir or f"runs/{args.profile}")
     results = reproduce(args.profile, run_dir, parse_overrides(args.overrides), notebooks=args.notebooks,

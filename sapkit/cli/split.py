@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from sapkit.cli._common import add_profile_arguments, config_from_args
-from sapkit.manifest import load_manifest
-from sapkit.splits import save_splits, splits_from_manifest
+from sapkit.data.manifest import load_manifest
+from sapkit.data.splits import save_splits, splits_from_manifest
 
 __all__ = ["add_arguments", "run"]
 

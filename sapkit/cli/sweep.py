@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sapkit.sweep import load_grid, sweep
+    from sapkit.pipeline.sweep import load_grid, sweep
 
     summary = sweep(args.grid, jobs=args.jobs, force=args.force, kernel=args.kernel)
     print(summary.to_string(index=False))

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sapkit.phantom import generate_cohorts, make_grid
+    from sapkit.data.phantom import generate_cohorts, make_grid
 
     config = config_from_args(args)
     out = args.out or f"{args.run_dir or f'runs/{config.profile}'}/data"

@@ -2,7 +2,7 @@
 
 Works the same under DDP: ``torchrun --standalone --nproc_per_node=N --no-python sapkit train ...``
 (gloo on CPU, nccl on CUDA); every rank runs the command, only rank 0 writes. ``lesion`` trains one
-(init, fold) model with :func:`sapkit.finetune.finetune` (fold protocol and ``lesion.label_fraction``
+(init, fold) model with :func:`sapkit.training.cross_validation.finetune` (fold protocol and ``lesion.label_fraction``
 of SPEC §2); ``--predict`` also writes the held-out fold's probability maps (rank 0). Train
 ``skeleton``/``ssl`` first for ``--init sap|ssl`` or pass ``--pretrained FILE``. ``--resume``
 continues an interrupted run exactly, and refuses a changed configuration (only ``<task>.epochs``
@@ -36,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sapkit.engine import read_train_result
-    from sapkit.finetune import finetune
-    from sapkit.train import train_skeleton, train_ssl
+    from sapkit.training.engine import read_train_result
+    from sapkit.training.cross_validation import finetune
+    from sapkit.training.tasks import train_skeleton, train_ssl
 
     config = config_from_args(args)
     run_dir = Path(args.run_dir or f"runs/{config.profile}")

@@ -33,7 +33,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from sapkit.errors import MetricInputError
-from sapkit.labelmaps import SKELETON_CLASSES
+from sapkit.labels.label_maps import SKELETON_CLASSES
 from sapkit.metrics import _components as C
 from sapkit.metrics._surface import NSD_MODES, _surface_dice_of_boxes
 

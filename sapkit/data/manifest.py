@@ -1,0 +1,314 @@
+"""Data manifests: one YAML of metadata naming one CSV with a row per scan.
+
+``manifest.yaml`` holds ``name``, ``description``, ``licence``, ``source``, ``data_root``
+(relative to the YAML), ``channels`` (must be ``[t1, b1000]``), ``csv`` and ``label_maps``.
+The CSV has one row per scan: ``scan_id, subject_id, site, cohort (healthy|patient), t1, b1000,
+skeleton_label, lesion_label`` and optionally ``fold``; paths are relative to ``data_root``.
+Both cohorts live in one manifest. Loading validates everything it can and raises one
+:class:`~sapkit.errors.ManifestError` listing every problem (scan, file, fix).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from sapkit.errors import ManifestError, NiftiError
+from sapkit.io.nifti import atomic_write_text, check_same_grid, read_image, read_label
+from sapkit.labels.label_maps import LESION_CLASSES, SKELETON_CLASSES
+
+__all__ = [
+    "Manifest",
+    "REQUIRED_COLUMNS",
+    "PATH_COLUMNS",
+    "load_manifest",
+    "write_manifest",
+    "resolve_manifest_path",
+    "validate_files",
+    "lesion_counts",
+]
+
+REQUIRED_COLUMNS = ("scan_id", "subject_id", "site", "cohort", "t1", "b1000", "skeleton_label", "lesion_label")
+PATH_COLUMNS = ("t1", "b1000", "skeleton_label", "lesion_label")
+OPTIONAL_PATH_COLUMNS = ("fine_label",)
+CHANNELS = ("t1", "b1000")
+_COHORTS = ("healthy", "patient")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A loaded, validated manifest.
+
+    Attributes
+    ----------
+    path : Path
+        The ``manifest.yaml`` file.
+    data_root : Path
+        Absolute folder the CSV paths are relative to.
+    scans : DataFrame
+        One row per scan; path columns hold absolute paths as strings ('' when absent).
+    label_maps : dict
+        ``{"skeleton": {0: "background", ...}, "lesion": {0: "background", 1: "lesion"}}``.
+    """
+
+    path: Path
+    data_root: Path
+    name: str
+    description: str
+    licence: str
+    source: str
+    channels: tuple[str, ...]
+    label_maps: dict[str, dict[int, str]]
+    scans: pd.DataFrame = field(repr=False)
+
+    def healthy(self) -> pd.DataFrame:
+        """Rows of the healthy (skeleton-labelled) cohort."""
+        return self.scans[self.scans["cohort"] == "healthy"].reset_index(drop=True)
+
+    def patients(self) -> pd.DataFrame:
+        """Rows of the patient (lesion-labelled) cohort."""
+        return self.scans[self.scans["cohort"] == "patient"].reset_index(drop=True)
+
+    def row(self, scan_id: str) -> pd.Series:
+        """The row of one scan; ManifestError if unknown."""
+        hit = self.scans[self.scans["scan_id"] == scan_id]
+        if hit.empty:
+            raise ManifestError(f"scan '{scan_id}' is not in manifest {self.path}; check the scan_id column")
+        return hit.iloc[0]
+
+    def __repr__(self) -> str:
+        n_h = int((self.scans["cohort"] == "healthy").sum())
+        n_p = int((self.scans["cohort"] == "patient").sum())
+        return f"Manifest(name: {self.name!r}; healthy scans: {n_h}; patient scans: {n_p}; root: {self.data_root})"
+
+
+def resolve_manifest_path(path: str | Path) -> Path:
+    """``manifest.yaml`` itself, or the ``manifest.yaml`` inside a folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.yaml"
+    if not path.is_file():
+        raise ManifestError(
+            f"no manifest at {path}; pass a manifest.yaml or the folder holding it "
+            "(generate one with `sapkit synth` or copy data_manifest/paper_cohort.yaml)"
+        )
+    return path
+
+
+def _parse_label_maps(raw: Any, yaml_path: Path) -> dict[str, dict[int, str]]:
+    maps = {"skeleton": dict(SKELETON_CLASSES), "lesion": dict(LESION_CLASSES)}
+    if raw is None:
+        return maps
+    if not isinstance(raw, Mapping):
+        raise ManifestError(f"{yaml_path}: label_maps must be a mapping of name -> {{value: class name}}")
+    for name, table in raw.items():
+        try:
+            maps[str(name)] = {int(k): str(v) for k, v in dict(table).items()}
+        except (TypeError, ValueError):
+            raise ManifestError(
+                f"{yaml_path}: label_maps.{name} must map integer values to names, e.g. {{0: background, 1: lesion}}"
+            ) from None
+    return maps
+
+
+def _escapes(root: Path, rel: str) -> bool:
+    try:
+        (root / rel).resolve().relative_to(root.resolve())
+        return False
+    except ValueError:
+        return True
+
+
+def load_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
+    """Load and validate a manifest.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``manifest.yaml`` or the folder holding it.
+    check_files : bool
+        Also open every NIfTI file (readable, 3D, finite, same grid, known label values).
+
+    Returns
+    -------
+    Manifest
+
+    Raises
+    ------
+    ManifestError
+        Listing every problem found, one line each, naming scan, file and fix.
+    """
+    yaml_path = resolve_manifest_path(path)
+    try:
+        meta = yaml.safe_load(yaml_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{yaml_path} is not valid YAML ({exc}); fix the syntax") from None
+    if not isinstance(meta, Mapping):
+        raise ManifestError(f"{yaml_path} must hold a mapping (name, data_root, csv, ...)")
+    channels = tuple(str(c).lower() for c in meta.get("channels", CHANNELS))
+    if channels != CHANNELS:
+        raise ManifestError(
+            f"{yaml_path}: channels {list(channels)} ≠ {list(CHANNELS)}; sapkit models take channel 0 = T1 "
+            "and channel 1 = DWI b1000 — reorder the channels (columns t1, b1000) and declare channels: [t1, b1000]"
+        )
+    data_root = (yaml_path.parent / str(meta.get("data_root", "."))).resolve()
+    csv_path = yaml_path.parent / str(meta.get("csv", "manifest.csv"))
+    if not csv_path.is_file():
+        raise ManifestError(f"{yaml_path} names csv {csv_path}, which does not exist; fix the 'csv' key")
+    try:
+        scans = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{csv_path} is not a readable CSV ({exc}); fix the file") from None
+    label_maps = _parse_label_maps(meta.get("label_maps"), yaml_path)
+    problems = _check_table(scans, csv_path, data_root)
+    if problems:
+        raise ManifestError(_format(problems, csv_path))
+    scans = scans.copy()
+    for col in PATH_COLUMNS + tuple(c for c in OPTIONAL_PATH_COLUMNS if c in scans.columns):
+        scans[col] = [str(data_root / p) if p else "" for p in scans[col]]
+    manifest = Manifest(
+        path=yaml_path, data_root=data_root, name=str(meta.get("name", yaml_path.parent.name)),
+        description=str(meta.get("description", "")), licence=str(meta.get("licence", "unknown")),
+        source=str(meta.get("source", "")), channels=channels, label_maps=label_maps, scans=scans,
+    )
+    if check_files:
+        problems = validate_files(manifest)
+        if problems:
+            raise ManifestError(_format(problems, csv_path))
+    return manifest
+
+
+def _format(problems: list[str], csv_path: Path) -> str:
+    head = f"manifest {csv_path} has {len(problems)} problem(s):"
+    return "\n".join([head] + [f"  - {p}" for p in problems])
+
+
+def _check_table(scans: pd.DataFrame, csv_path: Path, data_root: Path) -> list[str]:
+    missing = [c for c in REQUIRED_COLUMNS if c not in scans.columns]
+    if missing:
+        return [f"missing column(s) {missing}; the CSV needs {list(REQUIRED_COLUMNS)} (optional: fold)"]
+    if scans.empty:
+        return ["no rows; add one row per scan (scan_id, subject_id, site, cohort, t1, b1000, ...)"]
+    problems: list[str] = []
+    dup = scans["scan_id"][scans["scan_id"].duplicated()].unique()
+    if len(dup):
+        problems.append(f"duplicate scan_id(s) {list(dup)}; every scan needs a unique id")
+    for i, row in scans.iterrows():
+        sid = row["scan_id"] or f"row {i + 2}"
+        if not row["scan_id"] or not row["subject_id"]:
+            problems.append(f"{sid}: empty scan_id or subject_id; fill both")
+        if row["cohort"] not in _COHORTS:
+            problems.append(f"{sid}: cohort '{row['cohort']}' must be 'healthy' or 'patient'")
+        for col in ("t1", "b1000"):
+            if not row[col]:
+                problems.append(f"{sid}: no {col} file; every scan needs both channels (t1, b1000)")
+        if row["cohort"] == "healthy" and not row["skeleton_label"]:
+            problems.append(f"{sid}: healthy scan without skeleton_label; label it (notebook 01) or drop the row")
+        if row["cohort"] == "patient" and not row["lesion_label"]:
+            problems.append(f"{sid}: patient scan without lesion_label; add the lesion mask path")
+        for col in PATH_COLUMNS + tuple(c for c in OPTIONAL_PATH_COLUMNS if c in scans.columns):
+            if row[col] and (Path(row[col]).is_absolute() or _escapes(data_root, row[col])):
+                problems.append(
+                    f"{sid}: {col} path '{row[col]}' leaves data_root {data_root}; use a path relative to data_root"
+                )
+    if "fold" in scans.columns:
+        folds = scans[scans["fold"] != ""].groupby("subject_id")["fold"].nunique()
+        for subject in folds[folds > 1].index:
+            problems.append(
+                f"subject {subject} appears in several folds; all scans of one subject must share one fold"
+            )
+    return problems
+
+
+def validate_files(manifest: Manifest) -> list[str]:
+    """Open every file: readable 3D NIfTI, finite, channels/labels on the T1 grid, known labels.
+
+    Returns the list of problems (empty when all is well); each names scan, file and fix.
+    """
+    problems: list[str] = []
+    skeleton_values = set(manifest.label_maps["skeleton"])
+    lesion_values = set(manifest.label_maps["lesion"])
+    for _, row in manifest.scans.iterrows():
+        sid = row["scan_id"]
+        try:
+            t1, affine, _ = read_image(row["t1"], what="T1")
+        except NiftiError as exc:
+            problems.append(f"{sid}: {exc}")
+            continue
+        for col, kind in (("b1000", "image"), ("skeleton_label", "skeleton"), ("lesion_label", "lesion")):
+            if not row[col]:
+                continue
+            try:
+                if kind == "image":
+                    data, aff, _ = read_image(row[col], what="b1000")
+                else:
+                    allowed = skeleton_values if kind == "skeleton" else lesion_values
+                    data, aff, _ = read_label(row[col], allowed=allowed, what=col)
+                check_same_grid(t1.shape, affine, data.shape, aff, name_a=f"T1 {row['t1']}", name_b=f"{col} {row[col]}")
+                if kind == "lesion" and not data.any():
+                    problems.append(
+                        f"{sid}: lesion_label {row[col]} is empty (no voxel > 0); every patient scan needs its "
+                        "lesion mask — check that the right file is named, or drop the row"
+                    )
+            except NiftiError as exc:
+                problems.append(f"{sid}: {exc}")
+    return problems
+
+
+def write_manifest(
+    out_dir: str | Path,
+    scans: pd.DataFrame,
+    *,
+    name: str,
+    description: str,
+    licence: str = "CC0-1.0",
+    source: str = "",
+    label_maps: Mapping[str, Mapping[int, str]] | None = None,
+    csv_name: str = "manifest.csv",
+    data_root: str = ".",
+) -> Path:
+    """Write ``manifest.yaml`` and its CSV into ``out_dir`` (atomically).
+
+    Parameters
+    ----------
+    scans : DataFrame
+        Columns REQUIRED_COLUMNS (+ optional ``fold``); paths relative to ``out_dir/data_root``.
+
+    Returns
+    -------
+    Path
+        The ``manifest.yaml`` written.
+    """
+    out_dir = Path(out_dir)
+    missing = [c for c in REQUIRED_COLUMNS if c not in scans.columns]
+    if missing:
+        raise ManifestError(f"cannot write manifest: scans table lacks column(s) {missing}")
+    maps = {"skeleton": dict(SKELETON_CLASSES), "lesion": dict(LESION_CLASSES)}
+    for key, table in (label_maps or {}).items():
+        maps[key] = {int(k): str(v) for k, v in table.items()}
+    meta = {
+        "name": name, "description": description, "licence": licence, "source": source,
+        "data_root": data_root, "channels": list(CHANNELS), "csv": csv_name, "label_maps": maps,
+    }
+    table = scans.copy().fillna("")
+    table = table[[c for c in REQUIRED_COLUMNS] + [c for c in table.columns if c not in REQUIRED_COLUMNS]]
+    atomic_write_text(out_dir / csv_name, table.to_csv(index=False))
+    return atomic_write_text(out_dir / "manifest.yaml", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+
+
+def lesion_counts(manifest: Manifest, *, connectivity: int = 26) -> dict[str, int]:
+    """Number of connected lesion components per patient subject (summed over its scans)."""
+    import cc3d
+
+    counts: dict[str, int] = {}
+    for _, row in manifest.patients().iterrows():
+        lesion, _, _ = read_label(row["lesion_label"], what="lesion_label")
+        n = int(cc3d.connected_components(np.ascontiguousarray(lesion > 0), connectivity=connectivity, return_N=True)[1])
+        counts[row["subject_id"]] = counts.get(row["subject_id"], 0) + n
+    return counts
+

@@ -1,0 +1,111 @@
+"""Bring raw-ish user data onto the kit's conventions without touching the inputs.
+
+``prepare_manifest`` reads every scan of a manifest, optionally reorients it to RAS+ (voxel
+permutation, no interpolation), resamples b1000 (trilinear) and label maps (nearest neighbour)
+onto the T1 grid, optionally resamples everything to a target spacing in mm, and writes new
+NIfTI files plus a new manifest into ``out_dir``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import ndimage
+
+from sapkit.errors import SapkitError
+from sapkit.io.nifti import read_image, read_label, reorient_to_ras, save_nifti, spacing_from_affine
+from sapkit.data.manifest import PATH_COLUMNS, load_manifest, write_manifest
+
+__all__ = ["resample_to_grid", "target_grid", "prepare_manifest"]
+
+
+def resample_to_grid(
+    array: npt.NDArray, affine: npt.ArrayLike, shape: Sequence[int], target_affine: npt.ArrayLike, *, order: int,
+) -> npt.NDArray:
+    """Resample a 3D array from its grid onto ``(shape, target_affine)``.
+
+    Parameters
+    ----------
+    order : int
+        1 = trilinear (images), 0 = nearest neighbour (label maps). Outside the source: 0.
+    """
+    source_from_target = np.linalg.inv(np.asarray(affine, float)) @ np.asarray(target_affine, float)
+    out = ndimage.affine_transform(
+        array.astype(np.float32) if order else array, source_from_target[:3, :3], offset=source_from_target[:3, 3],
+        output_shape=tuple(int(s) for s in shape), order=order, mode="constant", cval=0.0,
+    )
+    return out.astype(array.dtype, copy=False)
+
+
+def target_grid(shape: Sequence[int], affine: npt.ArrayLike, spacing_mm: Sequence[float]) -> tuple[tuple[int, ...], npt.NDArray]:
+    """Grid covering the same field of view as ``(shape, affine)`` at ``spacing_mm``.
+
+    The outer edge of the first voxel stays in place; the shape is rounded to cover the extent.
+    """
+    affine = np.asarray(affine, float)
+    old = np.array(spacing_from_affine(affine))
+    new = np.asarray(spacing_mm, float)
+    if new.shape != (3,) or (new <= 0).any():
+        raise SapkitError(f"target spacing must be three positive values in mm, got {list(spacing_mm)}")
+    directions = affine[:3, :3] / old
+    new_shape = tuple(int(max(1, round(s * o / n))) for s, o, n in zip(shape, old, new))
+    new_affine = np.eye(4)
+    new_affine[:3, :3] = directions * new
+    new_affine[:3, 3] = affine[:3, 3] + directions @ ((new - old) / 2.0)
+    return new_shape, new_affine
+
+
+def prepare_manifest(
+    manifest_path: str | Path, out_dir: str | Path, *, reorient: str | None = "RAS",
+    spacing_mm: Sequence[float] | None = None,
+) -> Path:
+    """Write a conformed copy of a manifest's data into ``out_dir``; return the new manifest.yaml."""
+    if reorient not in (None, "RAS"):
+        raise SapkitError(f"reorient must be 'RAS' or None, got {reorient!r}")
+    manifest = load_manifest(manifest_path, check_files=False)
+    out_dir = Path(out_dir)
+    if out_dir.resolve() == manifest.data_root.resolve():
+        raise SapkitError(f"--out {out_dir} is the input data folder; choose a new folder (inputs are never overwritten)")
+    rows = []
+    for _, row in manifest.scans.iterrows():
+        t1, affine, header = read_image(row["t1"], what="T1")
+        if reorient:
+            t1, affine = reorient_to_ras(t1, affine)
+        shape = t1.shape
+        if spacing_mm is not None:
+            shape, new_affine = target_grid(t1.shape, affine, spacing_mm)
+            t1 = resample_to_grid(t1, affine, shape, new_affine, order=1)
+            affine = new_affine
+        new_row = {k: row[k] for k in ("scan_id", "subject_id", "site", "cohort")}
+        if "fold" in row:
+            new_row["fold"] = row["fold"]
+        new_row["t1"] = f"{row['scan_id']}_t1.nii.gz"
+        save_nifti(t1, affine, out_dir / new_row["t1"], header=header, dtype=np.float32)
+        for col in ("b1000", "skeleton_label", "lesion_label"):
+            new_row[col] = ""
+            if not row[col]:
+                continue
+            if col == "b1000":
+                data, src_affine, _ = read_image(row[col], what=col)
+                data = resample_to_grid(data, src_affine, shape, affine, order=1)
+                dtype = np.float32
+            else:
+                data, src_affine, _ = read_label(row[col], what=col)
+                data = resample_to_grid(data, src_affine, shape, affine, order=0)
+                dtype = np.int16
+            new_row[col] = f"{row['scan_id']}_{col}.nii.gz"
+            save_nifti(data, affine, out_dir / new_row[col], header=header, dtype=dtype)
+        rows.append(new_row)
+    table = pd.DataFrame(rows)
+    for col in PATH_COLUMNS:
+        table[col] = table[col].fillna("")
+    return write_manifest(
+        out_dir, table, name=f"{manifest.name} (prepared)",
+        description=f"{manifest.description} — reoriented to {reorient or 'source'}, resampled to "
+                    f"{list(spacing_mm) if spacing_mm else 'T1 grid'} by sapkit prepare",
+        licence=manifest.licence, source=manifest.source, label_maps=manifest.label_maps,
+    )

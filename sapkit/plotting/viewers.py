@@ -1,0 +1,341 @@
+"""3D views of scans, label maps and predictions: one :func:`view` call for every notebook.
+
+Three backends, chosen by :func:`select_backend`:
+
+``ipyniivue``
+    The offline interactive default. Its viewer (NiiVue, WebGL2) is bundled inside the Python
+    wheel, so it renders in JupyterLab 4 without network: three planes plus a 3D render, label
+    maps in discrete colours. Volumes are sent from memory as gzipped NIfTI bytes.
+``itkwidgets``
+    Optional (``pip install "itkwidgets[lab]==1.0a55" ngff-zarr==0.32.2``). Its viewer is
+    downloaded by the *browser* from the network when the cell runs; if that fails the widget
+    never becomes ready and itkwidgets blocks the cells that follow. It is therefore never
+    chosen automatically in a headless run (papermill, nbclient) or without network.
+``plotly``
+    A static slice viewer (slider over slices, label contours). Everything is stored in the
+    figure, so it survives HTML export and headless execution: the choice of ``auto`` there.
+    It lives in :mod:`sapkit.plotting.slices` and is re-exported here (:func:`slice_figure`,
+    :func:`label_boundaries`, :data:`LABEL_COLORS`, :data:`PREDICTION_COLOR`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import socket
+import sys
+import threading
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from sapkit.plotting.slices import LABEL_COLORS, PREDICTION_COLOR, _check_inputs, label_boundaries, slice_figure
+from sapkit.errors import ConfigError
+
+__all__ = [
+    "BACKENDS",
+    "LABEL_COLORS",
+    "PREDICTION_COLOR",
+    "is_headless",
+    "select_backend",
+    "view",
+    "slice_figure",
+    "nifti_bytes",
+    "label_boundaries",
+]
+
+BACKENDS = ("ipyniivue", "itkwidgets", "plotly")
+
+_INSTALL_HINT = {
+    "ipyniivue": 'pip install "sapkit[lab]" (ipyniivue==2.4.4)',
+    "itkwidgets": 'pip install "itkwidgets[lab]==1.0a55" ngff-zarr==0.32.2',
+    "plotly": "pip install plotly",
+}
+_ITK_VIEWER_HOST = "ipfs.dweb.link"
+
+
+# ----------------------------------------------------------------------------- backend choice
+def is_headless() -> bool:
+    """Whether no person's browser is attached to the code running now.
+
+    Returns
+    -------
+    bool
+        ``True`` when no IPython kernel is running (plain Python, pytest, a script), or when the
+        request the kernel is executing carries no ``metadata.cellId``. JupyterLab 4 and
+        Notebook 7 send the id of the cell they run (checked by ``tests/test_browser.py``);
+        nbclient, and therefore papermill and ``sapkit reproduce``, do not (checked by a real
+        papermill run in ``tests/test_viz.py``).
+
+    Notes
+    -----
+    Whether ``papermill``/``nbclient`` is *imported* says nothing: they always drive a kernel in
+    another process, and a person may import them in a live notebook. The rule errs towards
+    ``True``: a frontend that omits the cell id (Voilà, some IDEs) gets the static plotly view,
+    which is safe; a wrong ``False`` could hang a headless run.
+    """
+    parent = _kernel_parent()
+    if parent is None:
+        return True
+    metadata = parent.get("metadata") or {}
+    return not metadata.get("cellId")
+
+
+def _kernel_parent() -> dict[str, Any] | None:
+    """The message the kernel is answering now, or ``None`` outside an IPython kernel."""
+    ipython_mod = sys.modules.get("IPython")
+    if ipython_mod is None:
+        return None
+    shell = ipython_mod.get_ipython()
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None or not hasattr(kernel, "get_parent"):
+        return None
+    try:
+        return kernel.get_parent("shell") or {}
+    except TypeError:  # ipykernel < 6.0 had no channel argument
+        return kernel.get_parent() or {}
+
+
+def _network_reachable(host: str = _ITK_VIEWER_HOST, *, timeout_s: float = 1.5) -> bool:
+    """Whether a TCP connection to ``host:443`` opens within ``timeout_s`` (DNS included)."""
+    result: list[bool] = []
+
+    def _probe() -> None:
+        try:
+            with socket.create_connection((host, 443), timeout=timeout_s):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=_probe, daemon=True)
+    thread.start()
+    thread.join(timeout_s + 0.5)
+    return bool(result and result[0])
+
+
+def _installed_backends() -> set[str]:
+    found = {name for name in ("ipyniivue", "plotly") if importlib.util.find_spec(name)}
+    if importlib.util.find_spec("itkwidgets") and importlib.util.find_spec("ngff_zarr"):
+        found.add("itkwidgets")
+    return found
+
+
+def _itk_lab_extension_present() -> bool:
+    """In a kernel, itkwidgets refuses to import without its JupyterLab extension."""
+    return importlib.util.find_spec("imjoy_jupyterlab_extension") is not None
+
+
+def select_backend(backend: str = "auto", *, headless: bool | None = None, network: bool | None = None,
+                   installed: Iterable[str] | None = None) -> str:
+    """Choose the viewer backend for :func:`view`.
+
+    Parameters
+    ----------
+    backend : {"auto", "ipyniivue", "itkwidgets", "plotly"}
+        A named backend is returned as is (after checking it is installed).
+    headless : bool, optional
+        Whether no browser is attached; detected with :func:`is_headless` when ``None``.
+    network : bool, optional
+        Whether the internet is reachable; probed (≤ 2 s) only when ``auto`` would need it.
+    installed : iterable of str, optional
+        Backends importable here; detected when ``None`` (``auto`` then also requires
+        itkwidgets' JupyterLab extension, without which it cannot import in a kernel).
+
+    Returns
+    -------
+    str
+        One of :data:`BACKENDS`.
+
+    Raises
+    ------
+    ConfigError
+        Unknown backend name, or a named backend that is not installed.
+
+    Notes
+    -----
+    ``auto``: headless → ``plotly``; otherwise ``ipyniivue`` if installed; otherwise
+    ``itkwidgets`` if installed and the network is reachable; otherwise ``plotly``.
+    ``auto`` therefore never returns ``itkwidgets`` in a headless run or without network.
+
+    Examples
+    --------
+    >>> select_backend("auto", headless=True, network=True, installed=BACKENDS)
+    'plotly'
+    >>> select_backend("auto", headless=False, network=True, installed=BACKENDS)
+    'ipyniivue'
+    >>> select_backend("auto", headless=False, network=False, installed=("itkwidgets", "plotly"))
+    'plotly'
+    """
+    if backend not in ("auto", *BACKENDS):
+        raise ConfigError(f"unknown viewer backend {backend!r}; expected 'auto' or one of {BACKENDS}.")
+    available = set(installed) if installed is not None else _installed_backends()
+    if backend != "auto":
+        if backend not in available:
+            raise ConfigError(f"viewer backend {backend!r} is not installed here; "
+                              f"install it with `{_INSTALL_HINT[backend]}` or use backend='auto'.")
+        return backend
+    if headless is None:
+        headless = is_headless()
+    if headless:
+        return "plotly"
+    if "ipyniivue" in available:
+        return "ipyniivue"
+    if "itkwidgets" in available and (installed is not None or _itk_lab_extension_present()):
+        if network is None:
+            network = _network_reachable()
+        if network:
+            return "itkwidgets"
+    return "plotly"
+
+
+# ----------------------------------------------------------------------------- ipyniivue
+def nifti_bytes(volume: npt.NDArray, *, spacing_mm: Sequence[float], compress: bool = True) -> bytes:
+    """Serialise a volume as NIfTI-1 bytes in memory (RAS, origin 0, qform/sform code 1).
+
+    Parameters
+    ----------
+    volume : (X, Y, Z) array
+        Voxel values; the dtype is kept.
+    spacing_mm : sequence of 3 float
+        Voxel size in mm along X, Y, Z.
+    compress : bool
+        Gzip the bytes (``.nii.gz``); NiiVue reads both.
+
+    Returns
+    -------
+    bytes
+        The file content.
+
+    Examples
+    --------
+    >>> import nibabel as nib
+    >>> raw = nifti_bytes(np.zeros((2, 3, 4), np.uint8), spacing_mm=(1.0, 2.0, 3.0), compress=False)
+    >>> [float(z) for z in nib.Nifti1Image.from_bytes(raw).header.get_zooms()]
+    [1.0, 2.0, 3.0]
+    """
+    import nibabel as nib
+
+    affine = np.diag([*map(float, spacing_mm), 1.0])
+    img = nib.Nifti1Image(np.ascontiguousarray(volume), affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    raw = img.to_bytes()
+    return gzip.compress(raw, compresslevel=1) if compress else raw
+
+
+def _hex_rgb(color: str) -> tuple[int, int, int]:
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+def _label_lut(values: Sequence[int], names: Mapping[int, str] | None, *, single: str | None = None) -> dict:
+    """NiiVue ``colormap_label`` dict: value 0 transparent, each value its colour."""
+    lut: dict[str, list] = {"R": [0], "G": [0], "B": [0], "A": [0], "I": [0], "labels": ["background"]}
+    for value in values:
+        if value == 0:
+            continue
+        r, g, b = _hex_rgb(single or LABEL_COLORS[(value - 1) % len(LABEL_COLORS)])
+        for key, item in zip("RGBAI", (r, g, b, 255, int(value))):
+            lut[key].append(item)
+        lut["labels"].append((names or {}).get(int(value), str(int(value))))
+    return lut
+
+
+def _view_ipyniivue(image, labels, prediction, spacing, *, label_names, height_px):
+    import ipyniivue
+
+    nv = ipyniivue.NiiVue(height=height_px, slice_type=ipyniivue.SliceType.MULTIPLANAR,
+                          multiplanar_show_render=ipyniivue.ShowRender.ALWAYS, is_colorbar=False,
+                          back_color=(0.0, 0.0, 0.0, 1.0))
+    low, high = np.percentile(image, (1.0, 99.0))
+    volumes = [ipyniivue.Volume(data=nifti_bytes(image, spacing_mm=spacing), name="image.nii.gz",
+                                colormap="gray", cal_min=float(low), cal_max=float(max(high, low + 1e-6)))]
+    for arr, name, opacity, single in ((labels, "labels.nii.gz", 0.5, None),
+                                       (prediction, "prediction.nii.gz", 0.7, PREDICTION_COLOR)):
+        if arr is None:
+            continue
+        vol = ipyniivue.Volume(data=nifti_bytes(arr, spacing_mm=spacing), name=name, opacity=opacity)
+        vol.set_colormap_label(_label_lut(np.unique(arr).tolist(), label_names, single=single))
+        volumes.append(vol)
+    nv.load_volumes(volumes)
+    return nv
+
+
+# ----------------------------------------------------------------------------- itkwidgets
+def _itkwidgets_kwargs(image, labels, prediction, spacing) -> dict[str, Any]:
+    """Inputs of ``itkwidgets.view``: NGFF images carrying the spacing (axes z, y, x)."""
+    from ngff_zarr import to_ngff_image
+
+    def _ngff(arr: np.ndarray, name: str):
+        # NGFF orders axes slowest first: our (X, Y, Z) array becomes (z, y, x).
+        return to_ngff_image(np.ascontiguousarray(arr.transpose(2, 1, 0)), dims=("z", "y", "x"),
+                             scale={"x": spacing[0], "y": spacing[1], "z": spacing[2]},
+                             translation={"x": 0.0, "y": 0.0, "z": 0.0}, name=name)
+
+    kwargs: dict[str, Any] = {"image": _ngff(image, "image"), "ui_collapsed": True}
+    label_map = labels
+    if prediction is not None:
+        # itkwidgets shows one label image: the prediction takes the value after the labels.
+        pred_value = (int(labels.max()) + 1) if labels is not None else 1
+        label_map = (labels.copy() if labels is not None else np.zeros_like(prediction))
+        label_map[prediction > 0] = pred_value
+    if label_map is not None:
+        kwargs["label_image"] = _ngff(label_map, "labels")
+    return kwargs
+
+
+def _view_itkwidgets(image, labels, prediction, spacing):
+    import itkwidgets
+
+    return itkwidgets.view(**_itkwidgets_kwargs(image, labels, prediction, spacing))
+
+
+# ----------------------------------------------------------------------------- the one call
+def view(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, prediction: npt.ArrayLike | None = None,
+         *, spacing_mm: float | Sequence[float], backend: str = "auto", channel: int = 0,
+         axis: str = "coronal", label_names: Mapping[int, str] | None = None, height_px: int = 480,
+         title: str | None = None):
+    """Show a scan with its label map and a prediction, in the best viewer available.
+
+    Parameters
+    ----------
+    image : (X, Y, Z) or (C, X, Y, Z) float array
+        The scan, RAS voxel order (as :func:`sapkit.data.cases.load_cases` returns it).
+    labels : (X, Y, Z) int or bool array, optional
+        Label map shown in discrete colours (value 0 transparent).
+    prediction : (X, Y, Z) int or bool array, optional
+        Predicted mask, shown in :data:`PREDICTION_COLOR`.
+    spacing_mm : float or sequence of 3 float
+        Voxel size in mm along X, Y, Z.
+    backend : {"auto", "ipyniivue", "itkwidgets", "plotly"}
+        See :func:`select_backend`.
+    channel : int
+        Channel shown when ``image`` is 4D (0 = T1, 1 = DWI b1000).
+    axis : {"coronal", "axial", "sagittal"}
+        Slicing direction of the plotly viewer.
+    label_names : mapping int → str, optional
+        Names shown by ipyniivue, e.g. ``sapkit.labels.label_maps.SKELETON_CLASSES``.
+    height_px : int
+        Height of the ipyniivue canvas in pixels.
+    title : str, optional
+        Title of the plotly figure.
+
+    Returns
+    -------
+    ipyniivue.NiiVue or itkwidgets.viewer.Viewer or plotly.graph_objects.Figure
+        Display it by leaving it as the last expression of a cell.
+
+    Raises
+    ------
+    MetricInputError
+        Wrong shapes, dtypes, spacing or channel.
+    ConfigError
+        Unknown or uninstalled backend.
+    """
+    chosen = select_backend(backend)
+    img, lab, pred, spacing = _check_inputs(image, labels, prediction, spacing_mm, channel)
+    if chosen == "ipyniivue":
+        return _view_ipyniivue(img, lab, pred, spacing, label_names=label_names, height_px=height_px)
+    if chosen == "itkwidgets":
+        return _view_itkwidgets(img, lab, pred, spacing)
+    return slice_figure(img, lab, pred, spacing_mm=spacing, axis=axis, title=title)

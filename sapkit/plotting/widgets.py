@@ -1,0 +1,212 @@
+"""Interactive exploration of lesion predictions: case picker, init selector, threshold slider.
+
+The computation is :func:`sapkit.inference.postprocess.lesion_components` (tested for numbers there);
+:class:`LesionExplorer` is a thin ipywidgets shell that calls it and redraws a table and a
+plotly overlay.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from sapkit.errors import MetricInputError
+from sapkit.plotting.figures import INIT_ORDER, init_color
+from sapkit.inference.postprocess import LESION_COLUMNS, _check_spacing, lesion_components
+from sapkit.plotting.viewers import LABEL_COLORS, label_boundaries
+
+__all__ = ["LesionExplorer", "lesion_explorer"]
+
+_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+
+
+def _overlay_colorscale(colour: str) -> list[list]:
+    """0 → transparent, 1 → ``colour``."""
+    clear = "rgba(0,0,0,0)"
+    return [[0.0, clear], [0.5, clear], [0.5, colour], [1.0, colour]]
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return float("nan") if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+class LesionExplorer:
+    """Case picker + init selector + threshold slider over per-init probability maps.
+
+    Build it with :func:`lesion_explorer`; display it by leaving it last in a cell. Every
+    control change calls :meth:`update`, which recomputes the lesion table of the chosen case and
+    init at the chosen threshold and redraws the overlay (a maximum-intensity projection of the
+    scan with the thresholded lesions coloured and the reference lesions outlined in white).
+    """
+
+    def __init__(self, images: Mapping[str, npt.NDArray], prob_maps: Mapping[str, Mapping[str, npt.NDArray]], *,
+                 spacing_mm: float | Sequence[float] | Mapping[str, Sequence[float]],
+                 lesion_masks: Mapping[str, npt.NDArray] | None = None, threshold: float = 0.5,
+                 connectivity: int = 26, min_volume_ml: float = 0.0, channel: int = 1, axis: str = "coronal",
+                 init: str | None = None, max_rows: int = 12):
+        import ipywidgets as w
+        import plotly.graph_objects as go
+
+        if axis not in _AXES:
+            raise MetricInputError(f"axis must be one of {tuple(_AXES)}, got {axis!r}.")
+        order = {name: i for i, name in enumerate(INIT_ORDER)}
+        self.inits = sorted(prob_maps, key=lambda k: (order.get(k, len(order)), k))
+        cases = [c for c in images if any(c in prob_maps[i] for i in self.inits)]
+        if not cases:
+            raise MetricInputError("no scan has both an image and a probability map; check the scan ids of "
+                                   f"images {list(images)[:5]} and prob_maps {[list(v)[:5] for v in prob_maps.values()]}.")
+        self._images, self._prob_maps, self._masks = images, prob_maps, lesion_masks or {}
+        self._spacing = spacing_mm
+        self._options = dict(connectivity=connectivity, min_volume_ml=min_volume_ml)
+        self._channel, self._axis, self._max_rows = channel, _AXES[axis], max_rows
+        self.table = pd.DataFrame(columns=LESION_COLUMNS)
+        self.comparison_table = pd.DataFrame(columns=["init", "n_lesions", "total_volume_ml"])
+        self.component_map: np.ndarray | None = None
+
+        self.case_picker = w.Dropdown(options=cases, value=cases[0], description="case")
+        if init is not None and init not in self.inits:
+            raise MetricInputError(f"init {init!r} has no probability maps; choose one of {self.inits}.")
+        self.init_picker = w.ToggleButtons(options=self.inits, value=init or self.inits[0], description="init")
+        self.threshold_slider = w.FloatSlider(value=threshold, min=0.05, max=0.95, step=0.05, description="threshold",
+                                              continuous_update=False, readout_format=".2f")
+        self.summary = w.HTML()
+        self.comparison = w.HTML()
+        self.table_html = w.HTML()
+        self.table_html.add_class("sapkit-lesion-table")
+        self.figure = go.FigureWidget(layout=dict(height=420, width=420, margin=dict(l=10, r=10, t=30, b=10),
+                                                  xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x")))
+        self.figure.add_heatmap(z=[[0]], colorscale="gray", showscale=False, hoverinfo="skip", name="scan")
+        self.figure.add_heatmap(z=[[0]], colorscale=_overlay_colorscale(LABEL_COLORS[0]), zmin=0, zmax=1,
+                                opacity=0.65, showscale=False, hoverinfo="skip", name="lesions")
+        self.figure.add_scatter(x=[], y=[], mode="markers", marker=dict(symbol="square", size=2, color="white"),
+                                hoverinfo="skip", name="reference")
+        controls = w.VBox([self.case_picker, self.init_picker, self.threshold_slider, self.summary,
+                           self.comparison, self.table_html])
+        self.widget = w.HBox([controls, self.figure])
+        self.widget.add_class("sapkit-lesion-explorer")
+        self.case_picker.observe(self._on_case, names="value")
+        self.init_picker.observe(self._on_control, names="value")
+        self.threshold_slider.observe(self._on_control, names="value")
+        self._suspended = False
+        self._on_case(None)
+
+    # -- data of the chosen case ------------------------------------------------------------
+    def _case_spacing(self, case: str) -> tuple[float, float, float]:
+        spacing = self._spacing[case] if isinstance(self._spacing, Mapping) else self._spacing
+        return _check_spacing(spacing)
+
+    def _on_control(self, _change) -> None:
+        if not self._suspended:
+            self.update()
+
+    def _on_case(self, _change) -> None:
+        case = self.case_picker.value
+        spacing = self._case_spacing(case)
+        u_ax, v_ax = [a for a in range(3) if a != self._axis]
+        image = np.asarray(self._images[case], dtype=np.float32)
+        image = image[min(self._channel, image.shape[0] - 1)] if image.ndim == 4 else image
+        mip = image.max(axis=self._axis).T
+        low, high = np.percentile(mip, (1.0, 99.5))
+        reference = self._masks.get(case)
+        with self.figure.batch_update():
+            self.figure.data[0].z = np.clip((mip - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
+            for trace in self.figure.data[:2]:
+                trace.dx, trace.dy = spacing[u_ax], spacing[v_ax]
+            rows, cols = (np.array([], int), np.array([], int))
+            if reference is not None:
+                projected = (np.asarray(reference) > 0).max(axis=self._axis)[np.newaxis].astype(np.int16)
+                rows, cols = np.nonzero(label_boundaries(projected, axis=0)[0].T)
+            self.figure.data[2].x = (cols * spacing[u_ax]).astype(np.float32)
+            self.figure.data[2].y = (rows * spacing[v_ax]).astype(np.float32)
+        available = [i for i in self.inits if case in self._prob_maps[i]]
+        self._suspended = True
+        try:
+            self.init_picker.options = available
+            if self.init_picker.value not in available:
+                self.init_picker.value = available[0]
+        finally:
+            self._suspended = False
+        self.update()
+
+    # -- the one recompute ------------------------------------------------------------------
+    def update(self) -> None:
+        """Recompute the table and overlay for the current case, init and threshold."""
+        case, init, t = self.case_picker.value, self.init_picker.value, self.threshold_slider.value
+        spacing = self._case_spacing(case)
+        self.component_map, self.table = lesion_components(self._prob_maps[init][case], threshold=t,
+                                                           spacing_mm=spacing, scan_id=case, **self._options)
+        reference = self._masks.get(case)
+        rows = []
+        for other in self.inits:
+            if case not in self._prob_maps[other]:
+                continue
+            if other == init:
+                components, table = self.component_map, self.table
+            else:
+                components, table = lesion_components(self._prob_maps[other][case], threshold=t,
+                                                      spacing_mm=spacing, **self._options)
+            row = {"init": other, "n_lesions": len(table), "total_volume_ml": table["volume_ml"].sum()}
+            if reference is not None:
+                row["dice"] = _dice(components > 0, np.asarray(reference) > 0)
+            rows.append(row)
+        projected = self.component_map.max(axis=self._axis).T
+        with self.figure.batch_update():
+            colour = init_color(init)
+            self.figure.data[1].z = (projected > 0).astype(np.uint8)  # no NaN: widget messages are JSON
+            self.figure.data[1].colorscale = _overlay_colorscale(colour)
+            self.figure.layout.title = f"{case} · {init} · t = {t:.2f}"
+        self.summary.value = (f"<b>{len(self.table)}</b> lesions, <b>{self.table['volume_ml'].sum():.2f}</b> mL "
+                              f"at threshold {t:.2f} ({init})")
+        self.comparison_table = pd.DataFrame(rows)
+        self.comparison.value = self.comparison_table.to_html(index=False, float_format=lambda v: f"{v:.3f}")
+        shown = self.table.head(self._max_rows)[["lesion_id", "n_voxels", "volume_ml", "max_prob", "mean_prob"]]
+        self.table_html.value = (shown.to_html(index=False, float_format=lambda v: f"{v:.3f}")
+                                 + (f"<i>… {len(self.table) - len(shown)} more</i>"
+                                    if len(self.table) > len(shown) else ""))
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def lesion_explorer(images: Mapping[str, npt.NDArray], prob_maps: Mapping[str, Mapping[str, npt.NDArray]], *,
+                    spacing_mm: float | Sequence[float] | Mapping[str, Sequence[float]],
+                    lesion_masks: Mapping[str, npt.NDArray] | None = None, threshold: float = 0.5,
+                    connectivity: int = 26, min_volume_ml: float = 0.0, channel: int = 1,
+                    axis: str = "coronal", init: str | None = None) -> LesionExplorer:
+    """Build the interactive lesion explorer for a notebook.
+
+    Parameters
+    ----------
+    images : mapping scan_id → (X, Y, Z) or (C, X, Y, Z) float array
+        Scans (``Case.image``); the projection shows ``channel`` (1 = DWI b1000).
+    prob_maps : mapping init → mapping scan_id → (X, Y, Z) float array in [0, 1]
+        Predictions per initialisation, as in ``predictions/<init>/<scan_id>_prob.nii.gz``.
+    spacing_mm : float, sequence of 3 float, or mapping scan_id → spacing
+        Voxel size in mm.
+    lesion_masks : mapping scan_id → (X, Y, Z) bool/int array, optional
+        Reference lesions: outlined in the overlay; Dice per init shown.
+    threshold : float
+        Initial slider value.
+    connectivity, min_volume_ml
+        Passed to :func:`sapkit.inference.postprocess.lesion_components`.
+    channel : int
+        Channel of a 4D image used for the projection.
+    axis : {"coronal", "axial", "sagittal"}
+        Projection direction.
+    init : str, optional
+        Initialisation selected first; default the first of :data:`sapkit.plotting.figures.INIT_ORDER`.
+
+    Returns
+    -------
+    LesionExplorer
+        ``.widget`` is the ipywidgets box; ``.table`` the current lesion table
+        (:data:`sapkit.inference.postprocess.LESION_COLUMNS`), ``.component_map`` its lesions;
+        ``.comparison_table`` one row per init (n_lesions, total_volume_ml [, dice]).
+    """
+    return LesionExplorer(images, prob_maps, spacing_mm=spacing_mm, lesion_masks=lesion_masks, threshold=threshold,
+                          connectivity=connectivity, min_volume_ml=min_volume_ml, channel=channel, axis=axis,
+                          init=init)

@@ -1,0 +1,172 @@
+"""Cross-validated lesion fine-tuning (scratch / SSL / SAP) and test-fold prediction.
+
+Protocol (SPEC §2): folds come from ``splits.json``. The model of test fold ``k`` trains on every
+other fold, the tuning fold included, and predicts fold ``k``; per init one more model,
+``fold_tune``, trains on the test folds only and predicts the tuning fold (whose predictions tune
+the threshold). ``lesion.label_fraction`` < 1 trains on a seeded subset of the training patients
+(label-efficiency studies). Validation curves use the held-out fold's lesion patches; they
+monitor training only — test predictions use ``model_final.pt`` unless ``lesion.checkpoint=best``
+(then selection saw the test fold: optimistic, a diagnostic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from sapkit.config import Config
+from sapkit.errors import ConfigError, SapkitError
+from sapkit.data.manifest import load_manifest
+from sapkit.io.run_paths import data_dir
+from sapkit.data.splits import fold_subjects, load_splits, test_folds, training_subjects
+
+__all__ = ["FoldResult", "fold_dir", "resolve_folds", "label_subset", "finetune", "finetune_all", "prediction_dir"]
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """Where one (init, fold) model and its predictions were written."""
+
+    init: str
+    fold: str
+    model_dir: Path
+    predictions: tuple[Path, ...]
+    n_train_subjects: int
+
+
+def fold_dir(run_dir: str | Path, init: str, fold: str | int) -> Path:
+    """``run_dir/lesion/<init>/fold_<k>`` (``fold_tune`` for the tuning-fold model)."""
+    return Path(run_dir) / "lesion" / init / f"fold_{fold}"
+
+
+def prediction_dir(run_dir: str | Path, init: str) -> Path:
+    """``run_dir/predictions/<init>``: the probability maps of every held-out patient."""
+    return Path(run_dir) / "predictions" / init
+
+
+def resolve_folds(splits: dict[str, Any], folds: Sequence[Any]) -> list[str]:
+    """Expand the ``lesion.folds`` parameter: ``["all"]`` = every test fold plus ``tune``.
+
+    Examples
+    --------
+    >>> s = {"k": 3, "tuning_fold": 2, "folds": {"0": ["a"], "1": ["b"], "2": ["c"]}}
+    >>> resolve_folds(s, ["all"]), resolve_folds(s, [1, "tune"])
+    (['0', '1', 'tune'], ['1', 'tune'])
+    """
+    if list(map(str, folds)) == ["all"]:
+        return test_folds(splits) + ["tune"]
+    out = []
+    for f in map(str, folds):
+        if f != "tune" and f not in test_folds(splits):
+            raise ConfigError(
+                f"lesion.folds entry '{f}' is not a test fold {test_folds(splits)} or 'tune' "
+                f"(fold {splits['tuning_fold']} is the tuning fold: its predictions come from fold 'tune')"
+            )
+        out.append(f)
+    return out
+
+
+def label_subset(subjects: Sequence[str], fraction: float, *, seed: int) -> list[str]:
+    """A seeded subset of ``ceil(fraction × n)`` training subjects (at least one).
+
+    Examples
+    --------
+    >>> label_subset(["a", "b", "c", "d"], 0.5, seed=0) == label_subset(["d", "c", "b", "a"], 0.5, seed=0)
+    True
+    """
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"lesion.label_fraction must be in (0, 1], got {fraction}")
+    ordered = sorted(subjects)
+    n = max(1, int(np.ceil(fraction * len(ordered))))
+    if n >= len(ordered):
+        return ordered
+    rng = np.random.default_rng([seed, 7919])
+    return sorted(rng.choice(ordered, size=n, replace=False).tolist())
+
+
+def finetune(
+    run_dir: str | Path, config: Config, *, init: str, fold: str | int, data: str | Path | None = None,
+    pretrained: str | Path | None = None, resume: bool = False, predict: bool = True, progress: bool = True,
+    rank: int = 0, world_size: int = 1, manifest: Any = None, cases: Sequence[Any] | None = None,
+) -> FoldResult:
+    """Train one lesion model (``init`` × ``fold``) and predict its held-out patients.
+
+    Parameters
+    ----------
+    run_dir : path
+        Run folder holding ``splits.json`` and (for SAP/SSL) ``skeleton/`` / ``ssl/``.
+    init : {"scratch", "ssl", "sap"}
+    fold : str or int
+        A test fold id or ``"tune"``.
+    data : path, optional
+        Manifest folder (default ``run_dir/data``).
+    pretrained : path, optional
+        Checkpoint to transfer from instead of the run's skeleton/SSL model (e.g. the authors' layout).
+    rank, world_size : int
+        DDP placement of this process (``torchrun``): the sampler shards positives by rank.
+    manifest : Manifest, optional
+        The already loaded manifest of ``data`` (saves re-validating every file per model).
+    cases : sequence of Case, optional
+        Already loaded and preprocessed patient cases (``load_cases(manifest, cohort="patient")``);
+        the fold's training and held-out patients are taken from them instead of re-reading files.
+
+    Returns
+    -------
+    FoldResult
+    """
+    from sapkit.data.cases import load_cases
+    from sapkit.inference.predict import predict_manifest
+    from sapkit.training.lesion_sampler import build_sampler
+    from sapkit.training.tasks import train_lesion
+
+    run_dir = Path(run_dir)
+    if manifest is None:
+        manifest = load_manifest(data_dir(run_dir, data))
+    splits = load_splits(run_dir)
+    fold = str(fold)
+    held_out = fold_subjects(splits, fold)
+    train_subjects = label_subset(training_subjects(splits, fold), config.lesion.label_fraction, seed=config.seed)
+    if cases is None:
+        pct = config.preprocess.clip_percentiles
+        train_cases = load_cases(manifest, cohort="patient", subjects=train_subjects, percentiles=pct,
+                                 progress=progress)
+        val_cases = load_cases(manifest, cohort="patient", subjects=held_out, percentiles=pct)
+    else:
+        train_ids, held_ids = set(map(str, train_subjects)), set(map(str, held_out))
+        train_cases = [c for c in cases if c.subject_id in train_ids]
+        val_cases = [c for c in cases if c.subject_id in held_ids]
+    if config.lesion.val_max_scans:  # curves on a few held-out scans; all of them are predicted below
+        monitored = val_cases[: config.lesion.val_max_scans]
+    else:
+        monitored = val_cases
+    if not train_cases:
+        raise SapkitError(f"fold {fold} has no training patients in {manifest.path}; check splits.json")
+    out = fold_dir(run_dir, init, fold)
+    sampler = build_sampler(train_cases, config.lesion, seed=config.seed, rank=rank, world_size=world_size)
+    train_lesion(run_dir, config, init=init, fold=fold, train_cases=train_cases, val_cases=monitored,
+                 sampler=sampler, pretrained=pretrained, resume=resume, progress=progress)
+    predictions: list[Path] = []
+    if predict and rank == 0:
+        checkpoint = out / ("model_best.pt" if config.lesion.checkpoint == "best" else "model_final.pt")
+        scan_ids = [c.scan_id for c in val_cases]
+        predict_manifest(checkpoint, manifest, prediction_dir(run_dir, init), config=config, scan_ids=scan_ids,
+                         progress=progress, cases={c.scan_id: c for c in val_cases})
+        predictions = [prediction_dir(run_dir, init) / f"{s}_prob.nii.gz" for s in scan_ids]
+    return FoldResult(init, fold, out, tuple(predictions), len(train_subjects))
+
+
+def finetune_all(run_dir: str | Path, config: Config, *, data: str | Path | None = None,
+                 progress: bool = True) -> list[FoldResult]:
+    """Every ``lesion.inits`` × ``lesion.folds`` combination, in that order (the manifest is
+    validated and the patient scans are read once for all of them)."""
+    from sapkit.data.cases import load_cases
+
+    splits = load_splits(run_dir)
+    manifest = load_manifest(data_dir(run_dir, data))
+    cases = load_cases(manifest, cohort="patient", percentiles=config.preprocess.clip_percentiles, progress=progress)
+    return [finetune(run_dir, config, init=init, fold=fold, data=data, progress=progress, manifest=manifest,
+                     cases=cases)
+            for init in config.lesion.inits for fold in resolve_folds(splits, config.lesion.folds)]

@@ -1,0 +1,146 @@
+"""Cohort evaluation on a fake run folder: threshold tuning, eval/ files, CLI, notebook 05."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fake_run import INITS, write_fake_run
+from sapkit.config import load_config
+from sapkit.errors import SapkitError
+from sapkit.evaluation.cohort import case_table, cohort_counts, evaluate_run
+from sapkit.data.manifest import load_manifest
+from sapkit.metrics import lesion_report, tune_threshold
+from sapkit.data.splits import load_splits
+
+#: Kernel used to execute notebooks; "python3" also works where the sapkit kernel is not registered.
+KERNEL = "sapkit"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory) -> Path:
+    return write_fake_run(tmp_path_factory.mktemp("run") / "run")
+
+
+@pytest.fixture(scope="module")
+def evaluated(fake_run):
+    return evaluate_run(fake_run, load_config("smoke"), progress=False)
+
+
+def test_run_writes_every_contract_file(fake_run, evaluated):
+    for name in ("threshold.json", "lesions.csv", "patients.csv", "predictions.csv", "table1.csv", "table1.md",
+                 "froc.csv", "comparisons.csv"):
+        assert (fake_run / "eval" / name).is_file(), name
+    saved = json.loads((fake_run / "eval" / "threshold.json").read_text())
+    assert set(saved) == set(INITS)
+    assert all(saved[i]["threshold"] == evaluated.thresholds[i].threshold for i in INITS)
+    patients = pd.read_csv(fake_run / "eval" / "patients.csv")
+    assert len(patients) == len(evaluated.patients) and set(patients["init"]) == set(INITS)
+
+
+def test_threshold_tuned_on_tuning_fold_only_and_applied_to_test_folds(fake_run, evaluated):
+    splits = load_splits(fake_run)
+    manifest = load_manifest(fake_run / "data", check_files=False)
+    tuning = str(splits["tuning_fold"])
+    assert set(evaluated.patients["fold"].astype(str)) <= {f for f in splits["folds"] if f != tuning}
+    tune_cases = case_table(manifest, splits, fake_run / "predictions" / "sap", folds="tune")
+    assert set(tune_cases["fold"]) == {tuning} and not tune_cases.empty
+    counts = cohort_counts(tune_cases, eval_config=load_config("smoke").eval)
+    expected = tune_threshold(counts)
+    assert evaluated.thresholds["sap"].threshold == expected.threshold
+    # the tuned threshold maximises the median F2 of the tuning patients, ties to the lowest
+    med = counts.groupby("threshold")["f2"].median()
+    assert expected.threshold == med.index[med.to_numpy() == med.max()].min()
+
+
+def test_tables_consistent_with_counts_and_single_case_report(fake_run, evaluated):
+    sap = evaluated.patients[evaluated.patients.init == "sap"]
+    t = evaluated.thresholds["sap"].threshold
+    c = evaluated.counts[(evaluated.counts.init == "sap") & np.isclose(evaluated.counts.threshold, t)]
+    merged = sap.merge(c, on="patient_id", suffixes=("", "_c"))
+    assert len(merged) == len(sap)
+    assert (merged["tp"] == merged["tp_c"]).all() and (merged["fp"] == merged["fp_c"]).all()
+    les = evaluated.lesions[evaluated.lesions.init == "sap"]
+    assert les.groupby("patient_id").size().sum() == sap["n_lesions"].sum()
+    assert set(les["bone_region"]) <= {"pelvis", "lumbar spine", "unlabelled"}
+
+
+def test_table1_has_paper_columns(evaluated):
+    t1 = evaluated.table1
+    assert t1["metric"].tolist()[0] == "sensitivity (all lesions)"
+    assert t1.loc[t1.metric == "F2", "sap paper"].item() == "0.448"
+    assert t1.loc[t1.metric == "FROC-AUC (≤ 15 FP/exam)", "sap paper"].item() == "7.10"
+    for init in INITS:
+        assert {f"{init} median [95% CI]", f"{init} IQR", f"{init} paper"} <= set(t1.columns)
+    auc = evaluated.froc["sap"]["all"].auc
+    row = evaluated.table1_values.query("metric == 'froc_auc' and init == 'sap'")
+    assert row["median"].item() == pytest.approx(auc) and 0 <= auc <= 15
+
+
+def test_missing_predictions_raise(tmp_path):
+    run = write_fake_run(tmp_path / "run", n_patients=6)
+    (run / "predictions" / "sap" / "p05_s0_prob.nii.gz").unlink()
+    with pytest.raises(SapkitError, match="missing"):
+        evaluate_run(run, load_config("smoke"), inits=["sap"], progress=False)
+    with pytest.raises(SapkitError, match="no predictions"):
+        evaluate_run(run, load_config("smoke"), inits=["nope"], progress=False)
+
+
+def test_cli_case_json_keys(fake_run, tmp_path):
+    from sapkit.cli import main
+
+    out = tmp_path / "case.json"
+    data = fake_run / "data"
+    rc = main(["evaluate", "--gt", str(data / "p01_lesion.nii.gz"), "--pred",
+               str(fake_run / "predictions" / "sap" / "p01_s0_prob.nii.gz"), "--prob", "--threshold", "0.5",
+               "--tolerance-mm", "3", "--hit", "iou:0.3", "--json", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert {"dice", "nsd", "global_dice", "tp", "fn", "fp", "sensitivity", "precision", "f2", "lesions",
+            "predictions", "parameters"} <= set(doc)
+    assert set(doc["lesions"][0]) == {"id", "volume_ml", "detected", "dice", "nsd"}
+    assert doc["parameters"]["tolerance_mm"] == 3.0 and doc["parameters"]["hit"] == "iou:0.3"
+    assert doc["parameters"]["threshold"] == 0.5
+    # the same numbers as the library call
+    from sapkit.evaluation.cohort import read_prob_map
+    from sapkit.io.nifti import read_label
+
+    gt, _, _ = read_label(data / "p01_lesion.nii.gz")
+    prob, _ = read_prob_map(fake_run / "predictions" / "sap" / "p01_s0_prob.nii.gz")
+    rep = lesion_report(gt, prob_map=prob, threshold=0.5, spacing_mm=(3, 3, 4), tolerance_mm=3, hit="iou:0.3")
+    assert (doc["tp"], doc["fn"], doc["fp"]) == (rep.patient.tp, rep.patient.fn, rep.patient.fp)
+    assert doc["dice"] == pytest.approx(rep.patient.dice_mean)
+    assert (doc["nsd"] is None) == math.isnan(rep.patient.nsd_detected)
+
+
+def test_cli_cohort_and_bad_input(fake_run, tmp_path, capsys):
+    from sapkit.cli import main
+
+    out = tmp_path / "cohort"
+    rc = main(["evaluate", "--manifest", str(fake_run / "data"), "--pred-dir", str(fake_run / "predictions" / "ssl"),
+               "--threshold", "0.4", "--out", str(out)])
+    assert rc == 0
+    patients = pd.read_csv(out / "patients.csv")
+    assert len(patients) == 6 and (out / "table1.md").is_file()
+    rc = main(["evaluate", "--gt", str(fake_run / "data" / "p01_lesion.nii.gz"), "--pred",
+               str(fake_run / "data" / "p02_t1.nii.gz")])
+    assert rc == 1 and "non-integer" in capsys.readouterr().err
+
+
+def test_notebook_05_runs_headless(fake_run, tmp_path):
+    import papermill as pm
+
+    out = tmp_path / "05_out.ipynb"
+    pm.execute_notebook(str(REPO / "notebooks" / "05_lesion_analysis.ipynb"), str(out), kernel_name=KERNEL,
+                        parameters={"profile": "smoke", "run_dir": str(fake_run), "overrides": {}},
+                        cwd=str(REPO), progress_bar=False)
+    nb = json.loads(out.read_text())
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    assert (fake_run / "eval" / "table1.md").is_file()

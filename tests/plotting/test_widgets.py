@@ -1,0 +1,75 @@
+"""The thin lesion-explorer widget (its table numbers are tested in tests/inference/test_postprocess.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sapkit.errors import MetricInputError
+from sapkit.plotting.figures import INIT_COLORS
+from sapkit.inference.postprocess import lesion_components
+from sapkit.plotting.widgets import lesion_explorer
+
+
+# ----------------------------------------------------------------------------- the widget shell
+@pytest.fixture
+def explorer_inputs():
+    shape = (16, 10, 24)
+    image = np.zeros((2, *shape), np.float32)
+    image[1, 4:12, 3:7, 2:22] = 1.0
+    probs = {}
+    for init, level in (("sap", 0.9), ("scratch", 0.4), ("ssl", 0.7)):
+        p = np.zeros(shape, np.float32)
+        p[5:8, 4:6, 5:9] = level           # 24 voxels
+        p[10, 5, 15:17] = 0.3               # 2 voxels, a faint second lesion
+        probs[init] = {"p1": p}
+    probs["sap"]["p2"] = np.full(shape, 0.1, np.float32)
+    reference = np.zeros(shape, bool)
+    reference[5:8, 4:6, 5:7] = True         # 12 voxels, all inside the 24-voxel lesion
+    return {"p1": image, "p2": image}, probs, {"p1": reference}
+
+
+def test_explorer_slider_recomputes_table_overlay_and_comparison(explorer_inputs):
+    images, probs, masks = explorer_inputs
+    ex = lesion_explorer(images, probs, spacing_mm=(2.0, 2.0, 5.0), lesion_masks=masks, threshold=0.5)
+    assert ex.inits == ["scratch", "ssl", "sap"]          # INIT_ORDER, not insertion order
+    assert ex.init_picker.value == "scratch" and ex.table.empty  # scratch peaks at 0.4 < 0.5
+    ex.init_picker.value = "sap"
+    assert ex.table["n_voxels"].tolist() == [24]
+    assert ex.table["volume_ml"].tolist() == pytest.approx([24 * 20 / 1000])
+    assert ex.figure.data[1].colorscale[-1][1] == INIT_COLORS["sap"]
+    assert int(np.asarray(ex.figure.data[1].z).sum()) == 3 * 4  # coronal projection: 3 x × 4 z
+    before = ex.table_html.value
+    ex.threshold_slider.value = 0.25
+    assert ex.table["n_voxels"].tolist() == [24, 2] and ex.table_html.value != before
+    components, table = lesion_components(probs["sap"]["p1"], threshold=0.25, spacing_mm=(2.0, 2.0, 5.0), scan_id="p1")
+    pd.testing.assert_frame_equal(ex.table, table)
+    np.testing.assert_array_equal(ex.component_map, components)
+    assert "<b>2</b> lesions" in ex.summary.value
+    comparison = ex.comparison_table
+    assert "<table" in ex.comparison.value
+    assert comparison["init"].tolist() == ["scratch", "ssl", "sap"]
+    assert comparison["n_lesions"].tolist() == [2, 2, 2]
+    assert comparison["dice"].tolist() == pytest.approx([2 * 12 / (26 + 12)] * 3, abs=1e-3)
+    # the reference outline is drawn in mm: x in {5, 6, 7} × 2 mm, z in {5, 6} × 5 mm
+    assert set(np.asarray(ex.figure.data[2].x).tolist()) == {10.0, 12.0, 14.0}
+    assert set(np.asarray(ex.figure.data[2].y).tolist()) == {25.0, 30.0}
+
+
+def test_explorer_case_switch_limits_inits(explorer_inputs):
+    images, probs, masks = explorer_inputs
+    ex = lesion_explorer(images, probs, spacing_mm={"p1": (2.0, 2.0, 5.0), "p2": (1.0, 1.0, 1.0)})
+    ex.case_picker.value = "p2"
+    assert list(ex.init_picker.options) == ["sap"] and ex.init_picker.value == "sap"
+    assert ex.table.empty and "<b>0</b> lesions" in ex.summary.value
+    assert len(ex.figure.data[2].x) == 0  # no reference for p2
+
+
+def test_explorer_rejects_unmatched_ids(explorer_inputs):
+    images, probs, _ = explorer_inputs
+    with pytest.raises(MetricInputError, match="no scan has both"):
+        lesion_explorer({"other": images["p1"]}, probs, spacing_mm=1.0)
+    with pytest.raises(MetricInputError, match="init 'mae' has no probability maps"):
+        lesion_explorer(images, probs, spacing_mm=1.0, init="mae")
+    assert lesion_explorer(images, probs, spacing_mm=1.0, init="ssl").init_picker.value == "ssl"
