@@ -1,7 +1,7 @@
 """sapkit — Supervised Anatomical Pretraining (SAP) for bone-metastasis segmentation in WB-MRI.
 
 The package holds the logic; the notebooks in ``notebooks/`` tell the story. Import the
-stage modules directly (``sapkit.metrics``, ``sapkit.training.tasks`` …); only the most used entry
+stage modules directly (``sapkit.metrics``, ``sapkit.training.skeleton_task`` …); only the most used entry
 points are re-exported here.
 """
 

@@ -14,6 +14,7 @@ __all__ = [
     "NiftiError",
     "CheckpointError",
     "MetricInputError",
+    "EvaluationError",
 ]
 
 
@@ -39,3 +40,7 @@ class CheckpointError(SapkitError):
 
 class MetricInputError(SapkitError):
     """Masks, probability maps or metric parameters are invalid (shape, spacing, range)."""
+
+
+class EvaluationError(SapkitError):
+    """A cohort evaluation cannot run: predictions or tables missing, or a statistic's input is invalid."""

@@ -85,8 +85,8 @@ def one_math_thread():
 def smoke_series(tmp_path_factory) -> Path:
     """One headless run of the whole notebook series (00 → 05) with the smoke profile.
 
-    Every notebook test reads this run folder (DESIGN.md: one session-scoped smoke run feeds all
-    notebook tests); the executed notebooks are in ``run_dir/notebooks``.
+    Every notebook test reads this run folder (one session-scoped smoke run feeds all notebook
+    tests); the executed notebooks are in ``run_dir/notebooks``.
     """
     from sapkit.pipeline.reproduce import reproduce
 
@@ -97,7 +97,9 @@ def smoke_series(tmp_path_factory) -> Path:
 
 def executed_text(run_dir: Path, name: str) -> str:
     """All sources and outputs of an executed notebook of the series, as one string."""
-    return (run_dir / "notebooks" / f"{name}.ipynb").read_text()
+    from sapkit.io.run_paths import RunDir
+
+    return RunDir(run_dir).notebook(name).read_text()
 
 
 # a checkpoint with a pickled callable inside (shared by tests/io and tests/training)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from sapkit.data.manifest import write_manifest
 from sapkit.data.splits import make_splits, save_splits
+from sapkit.io.run_paths import RunDir
 
 INITS = ("scratch", "ssl", "sap")
 QUALITY = {"scratch": 0.45, "ssl": 0.65, "sap": 0.85}  # chance that a lesion gets a confident blob
@@ -39,7 +40,8 @@ def _ball(center, radius_vox):
 def write_fake_run(run_dir: Path, *, n_patients: int = 6, seed: int = 0) -> Path:
     """Write ``run_dir`` with data/, splits.json (k = 3, tuning fold 2) and predictions/<init>/."""
     rng = np.random.default_rng(seed)
-    data = run_dir / "data"
+    rd = RunDir(run_dir)
+    data = rd.data
     data.mkdir(parents=True, exist_ok=True)
     rows, counts = [], {}
     skel = np.zeros(SHAPE, np.int16)
@@ -73,9 +75,8 @@ def write_fake_run(run_dir: Path, *, n_patients: int = 6, seed: int = 0) -> Path
                      "skeleton_label": _save(data / f"{sid}_skel.nii.gz", skel),
                      "lesion_label": _save(data / f"{sid}_lesion.nii.gz", gt)})
         for init in INITS:
-            out = run_dir / "predictions" / init
-            out.mkdir(parents=True, exist_ok=True)
-            _save(out / f"{sid}_s0_prob.nii.gz", probs[init].astype(np.float32))
+            rd.predictions(init).mkdir(parents=True, exist_ok=True)
+            _save(rd.probability_map(init, f"{sid}_s0"), probs[init].astype(np.float32))
     write_manifest(data, pd.DataFrame(rows), name="fake", description="fake run for evaluation tests")
     save_splits(make_splits(counts, [], k=3, tuning_fold=2, seed=42), run_dir)
     return run_dir

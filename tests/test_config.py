@@ -1,3 +1,6 @@
+import dataclasses
+import typing
+
 import pytest
 import yaml
 
@@ -46,6 +49,11 @@ def test_cli_overrides_are_yaml_values():
     ({"infer.overlap": 1.0}, r"'infer.overlap' must be in \[0.0, 0.99\]"),
     ({"lesion.label_fraction": 0}, r"'lesion.label_fraction' must be in"),
     ({"augment.flip_prob": 1.5}, r"'augment.flip_prob' must be in \[0.0, 1.0\]"),
+    ({"device": "gpu"}, r"'device' must be one of \('auto', 'cpu', 'cuda'\), got 'gpu'"),
+    ({"lesion.sampler": "random"}, r"'lesion.sampler' must be one of \('instance_balanced', 'posneg'\)"),
+    ({"eval.hit": "iou:0"}, r"'eval.hit' must be 'any' or 'iou:T' with 0 < T ≤ 1"),
+    ({"eval.hit": "overlap"}, r"'eval.hit' must be 'any' or 'iou:T'"),
+    ({"lesion.connectivity": True}, r"'lesion.connectivity' must be an integer"),
 ])
 def test_bad_overrides_raise_clear_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -64,3 +72,38 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     assert again == cfg
     assert yaml.safe_load(path.read_text())["lesion"]["epochs"] == 3
     assert config_to_dict(again)["infer"]["roi"] == list(cfg.infer.roi)
+
+
+@pytest.mark.parametrize("hit", ["any", "iou:0.5", "iou:.25", "iou:1", "iou:1.0"])
+def test_valid_hit_rules_load(hit):
+    assert load_config("smoke", {"eval.hit": hit}).eval.hit == hit
+
+
+def _literal_fields():
+    """(dotted key, choices, is a list) of every config field typed Literal[...], found from the annotations."""
+    out = []
+    for section, section_hint in typing.get_type_hints(Config).items():
+        hints = typing.get_type_hints(section_hint) if dataclasses.is_dataclass(section_hint) else {"": section_hint}
+        for name, hint in hints.items():
+            element = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
+            if typing.get_origin(element) is typing.Literal:
+                out.append((f"{section}.{name}" if name else section, typing.get_args(element),
+                            typing.get_origin(hint) is tuple))
+    return out
+
+
+def test_every_literal_field_accepts_its_choices_and_rejects_others():
+    fields = _literal_fields()
+    assert {k for k, _, _ in fields} >= {"device", "model.backbone", "model.norm_name", "infer.blend", "infer.prob_dtype",
+                                         "eval.connectivity", "eval.nsd_mode", "eval.tune_statistic", "lesion.sampler",
+                                         "lesion.checkpoint", "lesion.connectivity", "lesion.inits"}
+    for key, choices, many in fields:
+        for choice in choices:
+            value = [choice] if many else choice
+            section, _, name = key.rpartition(".")
+            got = getattr(getattr(load_config("smoke", {key: value}), section) if section else
+                          load_config("smoke", {key: value}), name)
+            assert got == (tuple(value) if many else value)
+        bad = "nonsense" if isinstance(choices[0], str) else 7
+        with pytest.raises(ConfigError, match=f"'{key}'"):
+            load_config("smoke", {key: [bad] if many else bad})

@@ -1,4 +1,4 @@
-"""The `paper` profile against SPEC.md §4, field by field; demo and smoke stay CPU-sized."""
+"""The `paper` profile against docs/method.md §4, field by field; demo and smoke stay CPU-sized."""
 
 import pytest
 

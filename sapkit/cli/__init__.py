@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("sapkit.cli.train", "train the skeleton, SSL or lesion model"),
     "predict": ("sapkit.cli.predict", "whole-body sliding-window inference on a manifest"),
     "evaluate": ("sapkit.cli.evaluate", "lesion-wise evaluation of one case or a cohort"),
+    "export": ("sapkit.cli.export", "write a lesion model as a MONAI bundle (monai.bundle run, MONAI Label)"),
     "reproduce": ("sapkit.cli.reproduce", "run the notebook series 00-05 headless with papermill"),
     "sweep": ("sapkit.cli.sweep", "run the series once per parameter set of a grid and aggregate"),
     "readme": ("sapkit.cli.readme", "regenerate the README's results table from a finished run"),

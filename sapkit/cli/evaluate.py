@@ -108,10 +108,10 @@ def _run_case(args: argparse.Namespace) -> int:
         else dict(pred_mask=pred)
     report = lesion_report(gt, spacing_mm=spacing_from_affine(affine), connectivity=e.connectivity, hit=e.hit,
                            tolerance_mm=e.tolerance_mm, nsd_mode=e.nsd_mode, skeleton=skel,
-                           large_lesion_ml=e.large_lesion_ml, patient_id=Path(args.gt).name, **kw)
+                           large_lesion_ml=e.large_lesion_ml, scan_id=Path(args.gt).name, **kw)
     text = json.dumps(case_json(report), indent=2)
     if args.json_out:
-        from sapkit.io.nifti import atomic_write_text
+        from sapkit.io.atomic import atomic_write_text
 
         atomic_write_text(args.json_out, text + "\n")
         print(f"{report!r}\nwrote {args.json_out}")
@@ -121,8 +121,9 @@ def _run_case(args: argparse.Namespace) -> int:
 
 
 def _run_cohort(args: argparse.Namespace) -> int:
-    from sapkit.evaluation.cohort import PROB_SUFFIX, evaluate_cohort, _write_csv
-    from sapkit.io.nifti import atomic_write_text
+    from sapkit.evaluation.cohort import evaluate_cohort, _write_csv
+    from sapkit.io.atomic import atomic_write_text
+    from sapkit.io.run_paths import PROB_SUFFIX, EvalDir, PredictionDir
     from sapkit.data.manifest import load_manifest
     from sapkit.metrics import froc_curve
     from sapkit.evaluation.tables import table1, table1_markdown, table1_values
@@ -131,26 +132,26 @@ def _run_cohort(args: argparse.Namespace) -> int:
         raise SapkitError("--manifest needs --pred-dir (folder of <scan_id>_prob.nii.gz files)")
     e = _eval_config(args)
     manifest = load_manifest(args.manifest, check_files=False)
-    pred_dir = Path(args.pred_dir)
-    rows = [{"patient_id": r["scan_id"], "gt_path": r["lesion_label"], "prob_path": str(pred_dir / f"{r['scan_id']}{PROB_SUFFIX}"),
+    pred_dir = PredictionDir(args.pred_dir)
+    rows = [{"scan_id": r["scan_id"], "gt_path": r["lesion_label"], "prob_path": str(pred_dir.probability_map(r["scan_id"])),
              "skeleton_path": r.get("skeleton_label", "") or "", "subject_id": r["subject_id"]}
-            for r in manifest.patients().to_dict("records") if (pred_dir / f"{r['scan_id']}{PROB_SUFFIX}").is_file()]
+            for r in manifest.patients().to_dict("records") if pred_dir.probability_map(r["scan_id"]).is_file()]
     if not rows:
-        raise SapkitError(f"no <scan_id>{PROB_SUFFIX} files in {pred_dir} match the patient scans of {manifest.path}")
+        raise SapkitError(f"no <scan_id>{PROB_SUFFIX} files in {pred_dir.path} match the patient scans of {manifest.path}")
     result = evaluate_cohort(pd.DataFrame(rows), threshold=0.5 if args.threshold is None else args.threshold,
                              eval_config=e, progress=False)
-    out = Path(args.out) if args.out else pred_dir / "eval"
+    out = EvalDir(args.out) if args.out else pred_dir.eval_dir
     pat, les = result.patients.assign(init=args.name), result.lesions.assign(init=args.name)
     auc = froc_curve(result.counts, max_fp=e.froc_max_fp).auc
     t1 = table1(table1_values(pat, les, froc_auc={args.name: auc}, n_resamples=e.n_bootstrap, seed=e.seed))
-    _write_csv(les, out / "lesions.csv")
-    _write_csv(result.predictions.assign(init=args.name), out / "predictions.csv")
-    _write_csv(pat, out / "patients.csv")
-    _write_csv(t1, out / "table1.csv")
-    atomic_write_text(out / "table1.md", table1_markdown(t1, note=f"threshold {result.threshold:g}, hit {e.hit}, "
+    _write_csv(les, out.table("lesions"))
+    _write_csv(result.predictions.assign(init=args.name), out.table("predictions"))
+    _write_csv(pat, out.table("patients"))
+    _write_csv(t1, out.table("table1"))
+    atomic_write_text(out.table1_md, table1_markdown(t1, note=f"threshold {result.threshold:g}, hit {e.hit}, "
                                                          f"connectivity {e.connectivity}, τ {e.tolerance_mm:g} mm"))
     summary = {"n_scans": len(rows), "threshold": result.threshold, "froc_auc": auc,
-               "median_f2": float(pat["f2"].median()), "out": str(out)}
+               "median_f2": float(pat["f2"].median()), "out": str(out.path)}
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(_clean(summary), indent=2) + "\n")
     print(json.dumps(_clean(summary), indent=2))

@@ -20,12 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sapkit.io.run_paths import RunDir, default_run_dir
     from sapkit.pipeline.reproduce import reproduce
 
-    run_dir = Path(args.run_dir or f"runs/{args.profile}")
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.profile)
     results = reproduce(args.profile, run_dir, parse_overrides(args.overrides), notebooks=args.notebooks,
                         force=args.force, kernel=args.kernel,
                         on_result=lambda r: print(f"  {r.name}: {r.status} ({r.seconds / 60:.1f} min)", flush=True))
     total = sum(r.seconds for r in results)
-    print(f"series finished in {total / 60:.1f} min; report: {run_dir.resolve() / 'report.html'}")
+    print(f"series finished in {total / 60:.1f} min; report: {RunDir(run_dir.resolve()).report_html}")
     return 0

@@ -7,6 +7,7 @@ import argparse
 from sapkit.cli._common import add_profile_arguments, config_from_args
 from sapkit.data.manifest import load_manifest
 from sapkit.data.splits import save_splits, splits_from_manifest
+from sapkit.io.run_paths import default_run_dir
 
 __all__ = ["add_arguments", "run"]
 
@@ -18,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    run_dir = args.run_dir or f"runs/{config.profile}"
+    run_dir = args.run_dir or default_run_dir(config.profile)
     s = config.splits
     splits = splits_from_manifest(load_manifest(args.manifest), k=s.k, tuning_fold=s.tuning_fold, seed=s.seed,
                                   healthy_val_fraction=s.healthy_val_fraction, connectivity=config.lesion.connectivity)

@@ -18,9 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sapkit.data.phantom import generate_cohorts, make_grid
+    from sapkit.io.run_paths import RunDir, default_run_dir
 
     config = config_from_args(args)
-    out = args.out or f"{args.run_dir or f'runs/{config.profile}'}/data"
+    out = args.out or RunDir(args.run_dir or default_run_dir(config.profile)).data
     start = time.perf_counter()
     manifest = generate_cohorts(out, config.synth, progress=not args.no_progress)
     s = config.synth

@@ -3,10 +3,11 @@
 Works the same under DDP: ``torchrun --standalone --nproc_per_node=N --no-python sapkit train ...``
 (gloo on CPU, nccl on CUDA); every rank runs the command, only rank 0 writes. ``lesion`` trains one
 (init, fold) model with :func:`sapkit.training.cross_validation.finetune` (fold protocol and ``lesion.label_fraction``
-of SPEC §2); ``--predict`` also writes the held-out fold's probability maps (rank 0). Train
+of docs/method.md §6); ``--predict`` also writes the held-out fold's probability maps (rank 0). Train
 ``skeleton``/``ssl`` first for ``--init sap|ssl`` or pass ``--pretrained FILE``. ``--resume``
 continues an interrupted run exactly, and refuses a changed configuration (only ``<task>.epochs``
-may change).
+may change). ``--print-slurm --nodes N --gpus-per-node G`` prints a SLURM batch script that runs
+the command on N nodes with torchrun (:mod:`sapkit.training.launch`) instead of training.
 """
 
 from __future__ import annotations
@@ -33,15 +34,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "any layout: sapkit, {'state_dict': ...}, bare state_dict, module./swin_vit. prefixes")
     parser.add_argument("--predict", action="store_true",
                         help="lesion: also write the held-out fold's probability maps to RUN_DIR/predictions/INIT")
+    from sapkit.training.launch import add_launch_arguments
+
+    add_launch_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from sapkit.io.run_paths import ModelDir, default_run_dir
     from sapkit.training.engine import read_train_result
     from sapkit.training.cross_validation import finetune
-    from sapkit.training.tasks import train_skeleton, train_ssl
+    from sapkit.training.skeleton_task import train_skeleton
+    from sapkit.training.ssl_task import train_ssl
 
     config = config_from_args(args)
-    run_dir = Path(args.run_dir or f"runs/{config.profile}")
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config.profile)
+    if args.print_slurm:
+        from sapkit.training.launch import script_from_args
+
+        print(script_from_args(args, config, run_dir), end="")
+        return 0
     rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     predictions: tuple[Path, ...] = ()
     if args.task == "skeleton":
@@ -53,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
                         resume=args.resume, predict=args.predict, rank=rank, world_size=world_size)
         result, predictions = read_train_result(fold.model_dir), fold.predictions
     if rank == 0:
+        md = ModelDir(result.out_dir)
         score = f"; best validation score {result.best_score:.4f}" if result.best_score == result.best_score else ""
         print(f"{args.task}: {result.epochs_done} epochs done{score}; "
-              f"{'model_final.pt' if result.finished else 'checkpoint_last.pt'} in {result.out_dir}")
+              f"{(md.model('final') if result.finished else md.checkpoint_last).name} in {result.out_dir}")
         if result.transfer is not None:
             counts = result.transfer["status"].value_counts().to_dict()
             print(f"transfer ({args.init}): {counts}; remaps {result.transfer.attrs.get('remaps') or 'none'}")

@@ -1,4 +1,4 @@
-"""Training augmentation of SPEC §4, reproducible from (seed, epoch, sample index).
+"""Training augmentation of docs/method.md §4.3, reproducible from (seed, epoch, sample index).
 
 A random augmentation is two steps: :func:`sample_augment` draws an :class:`AugmentParams`
 from a passed ``numpy.random.Generator``; :func:`apply_augment` applies it deterministically to

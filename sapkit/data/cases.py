@@ -1,6 +1,6 @@
 """Load the scans of a manifest into memory as preprocessed training/inference cases.
 
-A :class:`Case` holds one scan's two channels scaled per channel to [0, 1] (SPEC §3, the same
+A :class:`Case` holds one scan's two channels scaled per channel to [0, 1] (docs/method.md §3, the same
 function at training and inference) and its label maps, all on the T1 grid in ``(X, Y, Z)``
 voxel order.
 """

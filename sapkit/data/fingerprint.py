@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from sapkit.io.nifti import atomic_write_text, orientation_code, read_label, read_scan, spacing_from_affine
+from sapkit.io.atomic import atomic_write_text
+from sapkit.io.nifti import orientation_code, read_label, read_scan, spacing_from_affine
 from sapkit.data.manifest import Manifest
 
 __all__ = ["fingerprint_scan", "fingerprint_manifest", "save_fingerprint"]

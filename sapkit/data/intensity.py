@@ -1,4 +1,4 @@
-"""Per-channel intensity scaling, identical at training and inference (SPEC §3).
+"""Per-channel intensity scaling, identical at training and inference (docs/method.md §3).
 
 Each channel is clipped to its own [p_low, p_high] percentiles computed over the whole volume
 and rescaled to [0, 1]. The authors' code clipped differently at training and inference; here
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from sapkit.errors import SapkitError
+from sapkit.errors import ConfigError, SapkitError
 
 __all__ = ["scale_intensity", "channel_percentiles"]
 
@@ -48,7 +48,7 @@ def scale_intensity(
     """
     low, high = percentiles
     if not 0 <= low < high <= 100:
-        raise SapkitError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}; use e.g. (1, 99)")
+        raise ConfigError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}; use e.g. (1, 99)")
     bounds = channel_percentiles(image, (low, high))
     out = np.empty(image.shape, dtype=np.float32)
     for c, (lo, hi) in enumerate(bounds):

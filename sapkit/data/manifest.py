@@ -19,7 +19,8 @@ import pandas as pd
 import yaml
 
 from sapkit.errors import ManifestError, NiftiError
-from sapkit.io.nifti import atomic_write_text, check_same_grid, read_image, read_label
+from sapkit.io.atomic import atomic_write_text
+from sapkit.io.nifti import check_same_grid, read_image, read_label
 from sapkit.labels.label_maps import LESION_CLASSES, SKELETON_CLASSES
 
 __all__ = [

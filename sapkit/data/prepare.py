@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import ndimage
 
-from sapkit.errors import SapkitError
+from sapkit.errors import ConfigError
 from sapkit.io.nifti import read_image, read_label, reorient_to_ras, save_nifti, spacing_from_affine
 from sapkit.data.manifest import PATH_COLUMNS, load_manifest, write_manifest
 
@@ -50,7 +50,7 @@ def target_grid(shape: Sequence[int], affine: npt.ArrayLike, spacing_mm: Sequenc
     old = np.array(spacing_from_affine(affine))
     new = np.asarray(spacing_mm, float)
     if new.shape != (3,) or (new <= 0).any():
-        raise SapkitError(f"target spacing must be three positive values in mm, got {list(spacing_mm)}")
+        raise ConfigError(f"target spacing must be three positive values in mm, got {list(spacing_mm)}")
     directions = affine[:3, :3] / old
     new_shape = tuple(int(max(1, round(s * o / n))) for s, o, n in zip(shape, old, new))
     new_affine = np.eye(4)
@@ -65,11 +65,11 @@ def prepare_manifest(
 ) -> Path:
     """Write a conformed copy of a manifest's data into ``out_dir``; return the new manifest.yaml."""
     if reorient not in (None, "RAS"):
-        raise SapkitError(f"reorient must be 'RAS' or None, got {reorient!r}")
+        raise ConfigError(f"reorient must be 'RAS' or None, got {reorient!r}")
     manifest = load_manifest(manifest_path, check_files=False)
     out_dir = Path(out_dir)
     if out_dir.resolve() == manifest.data_root.resolve():
-        raise SapkitError(f"--out {out_dir} is the input data folder; choose a new folder (inputs are never overwritten)")
+        raise ConfigError(f"--out {out_dir} is the input data folder; choose a new folder (inputs are never overwritten)")
     rows = []
     for _, row in manifest.scans.iterrows():
         t1, affine, header = read_image(row["t1"], what="T1")

@@ -7,7 +7,7 @@ heavy disease and fold sizes differ by at most one. One fold (``tuning_fold``) i
 threshold tuning; every other fold is the test fold once. Healthy subjects get a seeded
 train/validation split. Scans of one subject never land in two sets.
 
-Schema (DESIGN.md)::
+Schema (docs/design.md §4)::
 
     {"k": 7, "seed": 42, "tuning_fold": 6, "folds": {"0": [subject_id, ...], ...},
      "healthy": {"train": [...], "val": [...]}, "lesion_counts": {subject_id: n}}
@@ -21,8 +21,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sapkit.errors import ConfigError, SapkitError
-from sapkit.io.nifti import atomic_write_text
+from sapkit.errors import ConfigError, ManifestError, SapkitError
+from sapkit.io.atomic import atomic_write_text
+from sapkit.io.run_paths import RunDir
 
 __all__ = [
     "make_splits",
@@ -124,7 +125,7 @@ def splits_from_manifest(manifest: Any, *, k: int = 7, tuning_fold: int = 6, see
         user = patients.groupby("subject_id")["fold"].first()
         values = sorted(set(user.astype(int)))
         if values != list(range(k)):
-            raise SapkitError(
+            raise ManifestError(
                 f"manifest {manifest.path}: fold column has values {values}, expected 0..{k - 1}; "
                 "fix the column or set splits.k"
             )
@@ -135,15 +136,16 @@ def splits_from_manifest(manifest: Any, *, k: int = 7, tuning_fold: int = 6, see
 
 def save_splits(splits: Mapping[str, Any], run_dir: str | Path) -> Path:
     """Write ``run_dir/splits.json`` atomically."""
-    _validate(splits, Path(run_dir) / "splits.json")
-    return atomic_write_text(Path(run_dir) / "splits.json", json.dumps(splits, indent=2))
+    path = RunDir(run_dir).splits_json
+    _validate(splits, path)
+    return atomic_write_text(path, json.dumps(splits, indent=2))
 
 
 def load_splits(run_dir: str | Path) -> dict[str, Any]:
     """Read and validate ``run_dir/splits.json`` (or a path to the JSON itself)."""
     path = Path(run_dir)
     if path.is_dir():
-        path = path / "splits.json"
+        path = RunDir(path).splits_json
     if not path.is_file():
         raise SapkitError(f"no splits at {path}; run notebook 00 or `sapkit split MANIFEST --run-dir DIR` first")
     try:
@@ -182,7 +184,7 @@ def fold_subjects(splits: Mapping[str, Any], fold: str | int) -> list[str]:
     if str(fold) == "tune":
         return list(splits["folds"][str(splits["tuning_fold"])])
     if str(fold) not in splits["folds"]:
-        raise SapkitError(f"fold '{fold}' is not in splits.json (folds {sorted(splits['folds'])} or 'tune')")
+        raise ConfigError(f"fold '{fold}' is not in splits.json (folds {sorted(splits['folds'])} or 'tune')")
     return list(splits["folds"][str(fold)])
 
 

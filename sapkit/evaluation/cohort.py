@@ -1,9 +1,9 @@
 """Cohort-level evaluation: read a run folder, tune the threshold, evaluate the test folds, write tables.
 
-Run-folder contract (DESIGN.md): ``data/manifest.yaml`` (GT lesion and skeleton labels),
+Run-folder contract (docs/design.md §5): ``data/manifest.yaml`` (GT lesion and skeleton labels),
 ``splits.json`` (folds, tuning fold), ``predictions/<init>/<scan_id>_prob.nii.gz``. For each
 init the probability threshold is tuned on the tuning fold's predictions (maximum median patient
-F2, SPEC §5) and applied unchanged to the test folds. Written into ``eval/`` (atomically):
+F2, docs/metrics.md §11) and applied unchanged to the test folds. Written into ``eval/`` (atomically):
 ``threshold.json``, ``lesions.csv``, ``predictions.csv``, ``patients.csv``, ``froc.csv``,
 ``comparisons.csv``, ``table1.csv``, ``table1.md``.
 """
@@ -21,9 +21,13 @@ import numpy as np
 import pandas as pd
 
 from sapkit.config import Config, EvalConfig
-from sapkit.errors import SapkitError
-from sapkit.io.nifti import atomic_path, atomic_write_text, check_same_grid, read_label, spacing_from_affine
+from sapkit.errors import ConfigError, EvaluationError, NiftiError
+from sapkit.io.atomic import atomic_path, atomic_write_text
+from sapkit.io.nifti import check_same_grid, read_label, spacing_from_affine
+from sapkit.io.run_paths import PredictionDir, RunDir
 from sapkit.metrics import (
+    LESION_COLUMNS,
+    PREDICTION_COLUMNS,
     FrocCurve,
     ThresholdChoice,
     froc_curve,
@@ -34,29 +38,28 @@ from sapkit.metrics import (
 from sapkit.evaluation.tables import compare_inits, table1, table1_markdown, table1_values
 
 __all__ = ["CohortResult", "RunEvaluation", "read_prob_map", "case_table", "cohort_counts", "evaluate_cohort",
-           "evaluate_run", "PROB_SUFFIX"]
+           "evaluate_run"]
 
-PROB_SUFFIX = "_prob.nii.gz"
-_CASE_COLUMNS = ("patient_id", "gt_path", "prob_path", "skeleton_path")
+_CASE_COLUMNS = ("scan_id", "gt_path", "prob_path", "skeleton_path")
 
 
 def read_prob_map(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a lesion probability map as float32 (X, Y, Z) in [0, 1] with its affine.
 
     Values within 1e-4 outside [0, 1] (quantisation of uint16 storage) are clipped; anything
-    further out, or NaN/Inf, raises :class:`~sapkit.errors.SapkitError` naming the file.
+    further out, or NaN/Inf, raises :class:`~sapkit.errors.NiftiError` naming the file.
     """
     path = Path(path)
     if not path.is_file():
-        raise SapkitError(f"probability map {path} does not exist; run inference (notebook 04 / sapkit predict) first")
+        raise NiftiError(f"probability map {path} does not exist; run inference (notebook 04 / sapkit predict) first")
     img = nib.load(str(path))
     prob = np.asarray(img.get_fdata(dtype=np.float32))
     if prob.ndim != 3:
-        raise SapkitError(f"probability map {path} has shape {prob.shape}; expected a 3D (X, Y, Z) map")
+        raise NiftiError(f"probability map {path} has shape {prob.shape}; expected a 3D (X, Y, Z) map")
     lo, hi = float(prob.min(initial=0.0)), float(prob.max(initial=0.0))
     if not (-1e-4 <= lo and hi <= 1 + 1e-4):  # also catches NaN (min/max propagate it)
         n_bad = int((~((prob >= -1e-4) & (prob <= 1 + 1e-4))).sum())
-        raise SapkitError(f"probability map {path} holds {n_bad} voxel(s) outside [0, 1] or NaN (min {lo:g}, max "
+        raise NiftiError(f"probability map {path} holds {n_bad} voxel(s) outside [0, 1] or NaN (min {lo:g}, max "
                           f"{hi:g}); write softmax/sigmoid probabilities (sapkit predict), not logits or labels")
     if -1e-4 <= lo and hi <= 1 + 1e-4 and (lo < 0 or hi > 1):
         np.clip(prob, 0.0, 1.0, out=prob)
@@ -79,14 +82,14 @@ def _load_case(row: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def _check_cases(cases: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in _CASE_COLUMNS[:3] if c not in cases.columns]
     if missing:
-        raise SapkitError(f"cases table lacks column(s) {missing}; expected {list(_CASE_COLUMNS)}")
+        raise EvaluationError(f"cases table lacks column(s) {missing}; expected {list(_CASE_COLUMNS)}")
     out = cases.copy()
     if "skeleton_path" not in out.columns:
         out["skeleton_path"] = ""
     out["skeleton_path"] = out["skeleton_path"].fillna("").astype(str)
     absent = [str(p) for p in out["prob_path"] if not Path(p).is_file()]
     if absent:
-        raise SapkitError(f"{len(absent)} probability map(s) missing, e.g. {absent[:3]}; run inference for these scans")
+        raise EvaluationError(f"{len(absent)} probability map(s) missing, e.g. {absent[:3]}; run inference for these scans")
     return out
 
 
@@ -104,7 +107,7 @@ def cohort_counts(cases: pd.DataFrame, *, eval_config: EvalConfig = EvalConfig()
     Parameters
     ----------
     cases : DataFrame
-        Columns ``patient_id, gt_path, prob_path`` (``skeleton_path`` optional).
+        Columns ``scan_id, gt_path, prob_path`` (``skeleton_path`` optional).
 
     Returns
     -------
@@ -117,7 +120,7 @@ def cohort_counts(cases: pd.DataFrame, *, eval_config: EvalConfig = EvalConfig()
         gt, prob, _, spacing = _load_case(row)
         frames.append(lesion_counts_by_threshold(
             gt, prob, spacing_mm=spacing, thresholds=eval_config.thresholds, connectivity=eval_config.connectivity,
-            hit=eval_config.hit, large_lesion_ml=eval_config.large_lesion_ml, patient_id=str(row["patient_id"])))
+            hit=eval_config.hit, large_lesion_ml=eval_config.large_lesion_ml, scan_id=str(row["scan_id"])))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -151,7 +154,7 @@ def evaluate_cohort(cases: pd.DataFrame, *, threshold: float, eval_config: EvalC
     Parameters
     ----------
     cases : DataFrame
-        Columns ``patient_id, gt_path, prob_path`` and optionally ``skeleton_path``.
+        Columns ``scan_id, gt_path, prob_path`` and optionally ``skeleton_path``.
     threshold : float
         Probability threshold in (0, 1].
     eval_config : EvalConfig
@@ -167,18 +170,16 @@ def evaluate_cohort(cases: pd.DataFrame, *, threshold: float, eval_config: EvalC
     e = eval_config
     for row in _progress(cases.to_dict("records"), progress, "evaluate"):
         gt, prob, skel, spacing = _load_case(row)
-        pid = str(row["patient_id"])
+        scan_id = str(row["scan_id"])
         rep = lesion_report(gt, prob_map=prob, threshold=threshold, spacing_mm=spacing, connectivity=e.connectivity,
                             hit=e.hit, tolerance_mm=e.tolerance_mm, nsd_mode=e.nsd_mode, skeleton=skel,
-                            large_lesion_ml=e.large_lesion_ml, patient_id=pid)
+                            large_lesion_ml=e.large_lesion_ml, scan_id=scan_id)
         counts.append(lesion_counts_by_threshold(gt, prob, spacing_mm=spacing, thresholds=e.thresholds,
                                                  connectivity=e.connectivity, hit=e.hit,
-                                                 large_lesion_ml=e.large_lesion_ml, patient_id=pid))
+                                                 large_lesion_ml=e.large_lesion_ml, scan_id=scan_id))
         lesions.append(rep.lesions)
         preds.append(rep.predictions)
         patients.append({**rep.patient.to_dict(), **{c: row[c] for c in extra}})
-    from sapkit.metrics import LESION_COLUMNS, PREDICTION_COLUMNS
-
     return CohortResult(
         pd.concat(lesions, ignore_index=True) if lesions else pd.DataFrame(columns=list(LESION_COLUMNS)),
         pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(columns=list(PREDICTION_COLUMNS)),
@@ -195,7 +196,7 @@ def case_table(manifest: Any, splits: Mapping[str, Any], pred_dir: str | Path, *
     Returns
     -------
     DataFrame
-        ``patient_id`` (= scan_id), ``gt_path``, ``prob_path``, ``skeleton_path``, ``subject_id``, ``fold``.
+        ``scan_id``, ``gt_path``, ``prob_path``, ``skeleton_path``, ``subject_id``, ``fold``.
     """
     tuning = str(splits["tuning_fold"])
     fold_of = {str(s): str(f) for f, subjects in splits["folds"].items() for s in subjects}
@@ -207,10 +208,10 @@ def case_table(manifest: Any, splits: Mapping[str, Any], pred_dir: str | Path, *
             continue
         if folds == "test" and only_folds is not None and fold not in set(map(str, only_folds)):
             continue
-        rows.append({"patient_id": r["scan_id"], "gt_path": r["lesion_label"],
-                     "prob_path": str(Path(pred_dir) / f"{r['scan_id']}{PROB_SUFFIX}"),
+        rows.append({"scan_id": r["scan_id"], "gt_path": r["lesion_label"],
+                     "prob_path": str(PredictionDir(pred_dir).probability_map(r["scan_id"])),
                      "skeleton_path": r.get("skeleton_label", "") or "", "subject_id": r["subject_id"], "fold": fold})
-    return pd.DataFrame(rows, columns=["patient_id", "gt_path", "prob_path", "skeleton_path", "subject_id", "fold"])
+    return pd.DataFrame(rows, columns=[*_CASE_COLUMNS, "subject_id", "fold"])
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,7 @@ def evaluate_run(run_dir: str | Path, config: Config, *, inits: Sequence[str] | 
     Parameters
     ----------
     run_dir : str or Path
-        Run folder following the DESIGN.md contract.
+        Run folder following the contract of docs/design.md §5.
     config : Config
         Resolved configuration; ``config.eval`` holds every evaluation choice.
     inits : sequence of str, optional
@@ -278,35 +279,39 @@ def evaluate_run(run_dir: str | Path, config: Config, *, inits: Sequence[str] | 
 
     Raises
     ------
-    SapkitError
+    ConfigError
+        ``lesion.folds`` lacks ``"tune"`` (the threshold needs the tuning-fold predictions).
+    EvaluationError
         No predictions, missing probability maps, or an empty tuning fold.
+    NiftiError
+        A probability map is not a 3D map of probabilities.
     """
     from sapkit.data.manifest import load_manifest
     from sapkit.training.cross_validation import resolve_folds
     from sapkit.data.splits import load_splits
 
-    run_dir = Path(run_dir)
+    rd = RunDir(run_dir)
     e = config.eval
-    manifest = load_manifest(run_dir / "data", check_files=False)
+    manifest = load_manifest(rd.data, check_files=False)
     splits = load_splits(run_dir)
     selected = resolve_folds(splits, config.lesion.folds)
     if "tune" not in selected:
-        raise SapkitError(f"lesion.folds {list(config.lesion.folds)} has no 'tune': the threshold is tuned on the "
+        raise ConfigError(f"lesion.folds {list(config.lesion.folds)} has no 'tune': the threshold is tuned on the "
                           "predictions of the tuning-fold model; add 'tune' (or use ['all'])")
     test_ids = [f for f in selected if f != "tune"]
     wanted = list(inits) if inits is not None else list(config.lesion.inits)
-    present = [i for i in wanted if (run_dir / "predictions" / i).is_dir()]
+    present = [i for i in wanted if rd.predictions(i).is_dir()]
     if not present:
-        raise SapkitError(f"no predictions under {run_dir / 'predictions'} for inits {wanted}; "
+        raise EvaluationError(f"no predictions under {rd.predictions_dir} for inits {wanted}; "
                           "run notebook 04 (fine-tuning and inference) first")
     lesions, preds, patients, counts = [], [], [], []
     choices: dict[str, ThresholdChoice] = {}
     frocs: dict[str, dict[str, FrocCurve]] = {}
     for init in present:
-        pred_dir = run_dir / "predictions" / init
+        pred_dir = rd.predictions(init)
         tune_cases = case_table(manifest, splits, pred_dir, folds="tune")
         if tune_cases.empty:
-            raise SapkitError(f"the tuning fold {splits['tuning_fold']} holds no patient scans; re-create splits.json")
+            raise EvaluationError(f"the tuning fold {splits['tuning_fold']} holds no patient scans; re-create splits.json")
         choice = tune_threshold(cohort_counts(tune_cases, eval_config=e, progress=progress),
                                 statistic=e.tune_statistic)
         choices[init] = choice
@@ -322,20 +327,19 @@ def evaluate_run(run_dir: str | Path, config: Config, *, inits: Sequence[str] | 
                            n_resamples=e.n_bootstrap, seed=e.seed)
     t1 = table1(values)
     comparisons = compare_inits(pat, les)
-    out = run_dir / "eval"
     files = {
-        "threshold": atomic_write_text(out / "threshold.json", json.dumps(_jsonable({
+        "threshold": atomic_write_text(rd.threshold_json, json.dumps(_jsonable({
             i: {**c.to_dict(), "hit": e.hit, "connectivity": e.connectivity} for i, c in choices.items()}), indent=2)),
-        "lesions": _write_csv(les, out / "lesions.csv"),
-        "predictions": _write_csv(prd, out / "predictions.csv"),
-        "patients": _write_csv(pat, out / "patients.csv"),
+        "lesions": _write_csv(les, rd.eval_table("lesions")),
+        "predictions": _write_csv(prd, rd.eval_table("predictions")),
+        "patients": _write_csv(pat, rd.eval_table("patients")),
         "froc": _write_csv(pd.concat([f[s].to_frame().assign(init=i, subset=s, auc=f[s].auc, max_fp=f[s].max_fp)
                                       for i, f in frocs.items() for s in ("all", "large")], ignore_index=True),
-                           out / "froc.csv"),
-        "comparisons": _write_csv(comparisons, out / "comparisons.csv"),
-        "table1_csv": _write_csv(t1, out / "table1.csv"),
-        "table1_md": atomic_write_text(out / "table1.md", table1_markdown(t1, note=(
-            f"Medians over {pat['patient_id'].nunique()} test scans; 95 % CI: percentile bootstrap "
+                           rd.eval_table("froc")),
+        "comparisons": _write_csv(comparisons, rd.eval_table("comparisons")),
+        "table1_csv": _write_csv(t1, rd.eval_table("table1")),
+        "table1_md": atomic_write_text(rd.table1_md, table1_markdown(t1, note=(
+            f"Medians over {pat['scan_id'].nunique()} test scans; 95 % CI: percentile bootstrap "
             f"({e.n_bootstrap} resamples, seed {e.seed}). Hit rule {e.hit}, connectivity {e.connectivity}, "
             f"NSD tolerance {e.tolerance_mm:g} mm ({e.nsd_mode} mode), thresholds tuned on fold "
             f"{splits['tuning_fold']} by {e.tune_statistic} F2: "

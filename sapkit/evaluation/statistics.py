@@ -1,7 +1,7 @@
 """Statistics for the results tables: median with bootstrap CI, IQR, paired/unpaired tests, ICC.
 
-Conventions (SPEC §6, REFERENCE_VALUES.md)
-------------------------------------------
+Conventions (docs/metrics.md §12, docs/reference_values.md)
+-----------------------------------------------------------
 - Medians carry a **percentile** bootstrap 95 % CI: ``n_resamples`` (1000) resamples with
   replacement drawn at once as ``rng.integers(0, n, (n_resamples, n))`` from
   ``np.random.default_rng(seed)`` (seed 42), the median of each, then the 2.5th and 97.5th
@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as _sps
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import EvaluationError
 
 __all__ = [
     "MedianCI",
@@ -133,9 +133,9 @@ def median_ci(values: npt.ArrayLike, *, n_resamples: int = 1000, seed: int = 42,
     MedianCI
     """
     if n_resamples < 1:
-        raise MetricInputError(f"n_resamples must be ≥ 1, got {n_resamples!r}")
+        raise EvaluationError(f"n_resamples must be ≥ 1, got {n_resamples!r}")
     if not 0 < confidence < 1:
-        raise MetricInputError(f"confidence must be in (0, 1), got {confidence!r}")
+        raise EvaluationError(f"confidence must be in (0, 1), got {confidence!r}")
     x = _clean(values)
     if x.size == 0:
         nan = float("nan")
@@ -158,7 +158,7 @@ def wilcoxon_signed_rank(a: npt.ArrayLike, b: npt.ArrayLike) -> TestResult:
     x = np.asarray(a, dtype=np.float64).ravel()
     y = np.asarray(b, dtype=np.float64).ravel()
     if x.shape != y.shape:
-        raise MetricInputError(f"paired test needs equal lengths, got {x.size} and {y.size}; align by patient first")
+        raise EvaluationError(f"paired test needs equal lengths, got {x.size} and {y.size}; align by patient first")
     keep = ~(np.isnan(x) | np.isnan(y))
     x, y = x[keep], y[keep]
     if np.count_nonzero(x - y) == 0:
@@ -225,12 +225,12 @@ def icc(ratings: npt.ArrayLike, *, kind: str = "2,1") -> float:
     0.29
     """
     if kind not in _ICC_KINDS:
-        raise MetricInputError(f"kind must be one of {_ICC_KINDS}, got {kind!r}")
+        raise EvaluationError(f"kind must be one of {_ICC_KINDS}, got {kind!r}")
     y = np.asarray(ratings, dtype=np.float64)
     if y.ndim != 2 or y.shape[0] < 2 or y.shape[1] < 2:
-        raise MetricInputError(f"ratings must be an (n ≥ 2 targets, k ≥ 2 raters) table, got shape {y.shape}")
+        raise EvaluationError(f"ratings must be an (n ≥ 2 targets, k ≥ 2 raters) table, got shape {y.shape}")
     if np.isnan(y).any():
-        raise MetricInputError("ratings contain NaN; drop incomplete targets first")
+        raise EvaluationError("ratings contain NaN; drop incomplete targets first")
     n, k = y.shape
     grand = y.mean()
     ss_rows = k * ((y.mean(axis=1) - grand) ** 2).sum()
@@ -256,7 +256,7 @@ def tumour_burden_icc(gt_volume_ml: npt.ArrayLike, pred_volume_ml: npt.ArrayLike
     g = np.asarray(gt_volume_ml, dtype=np.float64).ravel()
     p = np.asarray(pred_volume_ml, dtype=np.float64).ravel()
     if g.shape != p.shape:
-        raise MetricInputError(f"need one predicted burden per patient: {g.size} GT vs {p.size} predicted values")
+        raise EvaluationError(f"need one predicted burden per patient: {g.size} GT vs {p.size} predicted values")
     keep = ~(np.isnan(g) | np.isnan(p))
     if keep.sum() < 2:
         return float("nan")

@@ -1,6 +1,6 @@
 """Results tables: Table 1 in the paper's layout beside the paper's numbers, comparisons, skeleton Dice.
 
-Table 1 (journal version, SPEC §7) reports medians over the test patients with a bootstrap 95 %
+Table 1 (journal version, docs/method.md §7) reports medians over the test patients with a bootstrap 95 %
 CI and the IQR. Patient-level rows take one value per patient; the two "detected lesions" rows
 (Dice, NSD) take one value per detected lesion, pooled over patients (they are compared with the
 Mann–Whitney U test for that reason); FROC-AUC and the tumour-burden ICC are single cohort-level
@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import EvaluationError
 from sapkit.evaluation.statistics import bonferroni, mann_whitney_u, median_ci, tumour_burden_icc, wilcoxon_signed_rank
 
 __all__ = [
@@ -65,14 +65,14 @@ PAPER_SKELETON_DICE: Mapping[str, float] = {
     "humerus": 0.67, "scapulae": 0.70, "clavicles": 0.83, "sternum": 0.85, "whole skeleton": 0.90,
 }
 
-_PATIENT_COLS = ("init", "patient_id")
-_LESION_COLS = ("init", "patient_id", "detected", "dice", "nsd")
+_PATIENT_COLS = ("init", "scan_id")
+_LESION_COLS = ("init", "scan_id", "detected", "dice", "nsd")
 
 
 def _require(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise MetricInputError(f"{what} table lacks column(s) {missing}; build it with sapkit.evaluation.cohort")
+        raise EvaluationError(f"{what} table lacks column(s) {missing}; build it with sapkit.evaluation.cohort")
 
 
 def _order(inits: Sequence[str]) -> list[str]:
@@ -90,7 +90,7 @@ def table1_values(patients: pd.DataFrame, lesions: pd.DataFrame, *, froc_auc: Ma
         ``patients.csv`` rows (column ``init`` plus the :class:`~sapkit.metrics.PatientSummary`
         fields) of the test patients.
     lesions : DataFrame
-        ``lesions.csv`` rows (``init``, ``patient_id``, ``detected``, ``dice``, ``nsd``).
+        ``lesions.csv`` rows (``init``, ``scan_id``, ``detected``, ``dice``, ``nsd``).
     froc_auc : mapping init → float, optional
         FROC-AUC up to 15 FP/exam per init (NaN row when absent).
     n_resamples, seed : int
@@ -186,7 +186,7 @@ def compare_inits(patients: pd.DataFrame, lesions: pd.DataFrame, *, reference: s
                                             "dice_detected_lesion", "nsd_detected_lesion")) -> pd.DataFrame:
     """Reference init against every other init, per metric, with Bonferroni-corrected p-values.
 
-    Patient-level metrics: Wilcoxon signed-rank paired by ``patient_id``. Lesion-level metrics
+    Patient-level metrics: Wilcoxon signed-rank paired by ``scan_id``. Lesion-level metrics
     (``*_detected_lesion``): Mann–Whitney U over detected lesions. The Bonferroni factor is the
     number of comparisons of that metric (the number of other inits).
 
@@ -210,7 +210,7 @@ def compare_inits(patients: pd.DataFrame, lesions: pd.DataFrame, *, reference: s
                 sel = lambda i: lesions[(lesions["init"] == i) & lesions["detected"].astype(bool)][col]  # noqa: E731
                 res = mann_whitney_u(sel(reference), sel(other))
             else:
-                wide = patients.pivot_table(index="patient_id", columns="init", values=metric, aggfunc="first")
+                wide = patients.pivot_table(index="scan_id", columns="init", values=metric, aggfunc="first")
                 if reference not in wide or other not in wide:
                     continue
                 res = wilcoxon_signed_rank(wide[reference].to_numpy(float), wide[other].to_numpy(float))

@@ -19,15 +19,19 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import ConfigError, SapkitError
+from sapkit.metrics import CENTROID_COLUMNS, LESION_ID_COLUMNS
+from sapkit.validation import check_connectivity, check_probability_map, check_spacing
 
 __all__ = ["LESION_COLUMNS", "lesion_components"]
 
-#: Columns of a lesion table. Centroids in voxel indices (``_vox``) and in mm from the centre of
-#: voxel (0, 0, 0) (``_mm``); ``bone_region`` is ``""`` when no skeleton was given.
+#: Columns of a predicted-lesion table: the identity and size columns and the voxel centroids
+#: shared by every lesion table (:data:`sapkit.metrics.LESION_ID_COLUMNS`,
+#: :data:`sapkit.metrics.CENTROID_COLUMNS`), centroids in mm from the centre of voxel (0, 0, 0)
+#: (``_mm``); ``bone_region`` is ``""`` when no skeleton was given.
 LESION_COLUMNS = (
-    "scan_id", "lesion_id", "n_voxels", "volume_ml", "max_prob", "mean_prob",
-    "centroid_x_vox", "centroid_y_vox", "centroid_z_vox", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
+    *LESION_ID_COLUMNS, "max_prob", "mean_prob",
+    *CENTROID_COLUMNS, "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
     "bone_region",
 )
 _INT_COLUMNS = ("lesion_id", "n_voxels")
@@ -80,9 +84,10 @@ def lesion_components(
 
     Raises
     ------
-    MetricInputError
-        ``prob_map`` not 3D, not float, not finite or outside [0, 1]; threshold outside (0, 1];
-        bad spacing, connectivity or ``min_volume_ml``; ``skeleton`` on another grid.
+    SapkitError
+        ``prob_map`` not 3D, not float, not finite or outside [0, 1]; ``skeleton`` on another grid.
+    ConfigError
+        ``threshold`` outside (0, 1]; bad spacing, connectivity or ``min_volume_ml``.
 
     Examples
     --------
@@ -93,19 +98,18 @@ def lesion_components(
     >>> int(components[0, 0, 1]), int(components[3, 3, 3])
     (1, 2)
     """
-    prob = _check_prob_map(prob_map)
-    spacing = _check_spacing(spacing_mm)
+    prob = check_probability_map(prob_map, error=SapkitError)
+    spacing = check_spacing(spacing_mm)
     if not 0.0 < float(threshold) <= 1.0:
-        raise MetricInputError(f"threshold must be in (0, 1], got {threshold!r}; e.g. 0.5.")
-    if connectivity not in (6, 18, 26):
-        raise MetricInputError(f"connectivity must be 6, 18 or 26, got {connectivity!r}.")
+        raise ConfigError(f"threshold must be in (0, 1], got {threshold!r}; e.g. 0.5.")
+    connectivity = check_connectivity(connectivity)
     if not (np.isfinite(min_volume_ml) and min_volume_ml >= 0):
-        raise MetricInputError(f"min_volume_ml must be ≥ 0 mL, got {min_volume_ml!r}.")
+        raise ConfigError(f"min_volume_ml must be ≥ 0 mL, got {min_volume_ml!r}.")
     bones = None
     if skeleton is not None:
         bones = np.asarray(skeleton)
         if bones.shape != prob.shape:
-            raise MetricInputError(f"skeleton shape {bones.shape} ≠ prob_map shape {prob.shape}; "
+            raise SapkitError(f"skeleton shape {bones.shape} ≠ prob_map shape {prob.shape}; "
                                    "resample the skeleton onto the probability map's grid.")
     mask = prob >= threshold
     components, n = cc3d.connected_components(mask, connectivity=connectivity, return_N=True)
@@ -162,30 +166,3 @@ def _bone_regions(bones: np.ndarray | None, flat_idx: np.ndarray, ids: np.ndarra
 def _empty_table() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="int64" if c in _INT_COLUMNS else object if c in _STR_COLUMNS
                                       else "float64") for c in LESION_COLUMNS})
-
-
-def _check_spacing(spacing_mm: float | Sequence[float]) -> tuple[float, float, float]:
-    spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,)) if np.ndim(spacing_mm) == 0 \
-        else np.asarray(spacing_mm, dtype=float)
-    if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise MetricInputError(f"spacing_mm must be 3 positive numbers (mm), got {spacing_mm!r}; "
-                               "pass case.spacing_mm.")
-    return tuple(float(s) for s in spacing)  # type: ignore[return-value]
-
-
-def _check_prob_map(prob_map: npt.ArrayLike) -> np.ndarray:
-    prob = np.asarray(prob_map)
-    if prob.ndim != 3:
-        raise MetricInputError(f"prob_map must be (X, Y, Z), got shape {prob.shape}; pass one channel.")
-    if not np.issubdtype(prob.dtype, np.floating):
-        raise MetricInputError(f"prob_map must be float probabilities in [0, 1], got dtype {prob.dtype}; "
-                               "pass the model's probability map, not a mask.")
-    if prob.size:
-        low, high = prob.min(), prob.max()  # NaN propagates into both
-        if not (np.isfinite(low) and np.isfinite(high)):
-            raise MetricInputError(f"prob_map holds {int((~np.isfinite(prob)).sum())} NaN/inf voxels; values must "
-                                   "be finite and in [0, 1]; check the inference output.")
-        if not (low >= 0.0 and high <= 1.0):
-            raise MetricInputError(f"prob_map values must be in [0, 1], got range [{low:g}, {high:g}]; "
-                                   "apply a sigmoid/softmax first.")
-    return prob

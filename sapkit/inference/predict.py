@@ -139,8 +139,9 @@ def predict_manifest(
         seconds.
     """
     from sapkit.data.cases import load_case
-    from sapkit.io.nifti import atomic_path
+    from sapkit.io.atomic import atomic_path
     from sapkit.data.manifest import Manifest, load_manifest
+    from sapkit.io.run_paths import PredictionDir
 
     man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     dev = resolve_device(device if device is not None else config.device)
@@ -165,7 +166,7 @@ def predict_manifest(
                             min_volume_ml=min_volume_ml)
         rows.append({**row, "seconds": round(time.perf_counter() - t0, 3)})
     summary = pd.DataFrame(rows, columns=_SUMMARY_COLUMNS)
-    table_path = out / "predictions.csv"
+    table_path = PredictionDir(out).summary_csv
     merged = summary
     if table_path.is_file():  # several folds predict into one folder: keep the other scans' rows
         previous = pd.read_csv(table_path, dtype={"scan_id": str}, keep_default_na=False)
@@ -180,8 +181,11 @@ def predict_manifest(
 def _predict_scan(case: Any, model: nn.Module, skel_model: nn.Module | None, out: Path, *, config: Any,
                   device: torch.device, threshold: float | None, min_volume_ml: float) -> dict[str, Any]:
     """Infer one scan and write its files; returns its ``predictions.csv`` row (without seconds)."""
-    from sapkit.io.nifti import atomic_path, save_nifti
+    from sapkit.io.atomic import atomic_path
+    from sapkit.io.nifti import save_nifti
+    from sapkit.io.run_paths import PredictionDir
 
+    files = PredictionDir(out)
     inf = config.infer
     masked = inf.skip_background or inf.crop_to_body
     options = dict(roi=inf.roi, overlap=inf.overlap, blend=inf.blend, sw_batch_size=inf.sw_batch_size,
@@ -190,7 +194,7 @@ def _predict_scan(case: Any, model: nn.Module, skel_model: nn.Module | None, out
     body = body_mask(case.image) if masked else np.ones(case.shape, bool)
     windows = count_windows(body, roi=inf.roi, overlap=inf.overlap, crop_to_body=inf.crop_to_body)
     prob = lesion_probability(model, case.image, body=body if masked else None, **options)
-    prob, prob_path = _save_probability(prob, case.affine, out / f"{case.scan_id}_prob.nii.gz", header=case.header,
+    prob, prob_path = _save_probability(prob, case.affine, files.probability_map(case.scan_id), header=case.header,
                                         dtype=inf.prob_dtype)
     row = {"scan_id": case.scan_id, "prob_path": str(prob_path), "mask_path": "", "lesions_path": "",
            "n_lesions": -1, "n_windows": windows.n_total,
@@ -204,8 +208,8 @@ def _predict_scan(case: Any, model: nn.Module, skel_model: nn.Module | None, out
                                           min_volume_ml=min_volume_ml, connectivity=config.eval.connectivity,
                                           skeleton=skeleton, scan_id=case.scan_id)
     row["mask_path"] = str(save_nifti((components > 0).astype(np.uint8), case.affine,
-                                      out / f"{case.scan_id}_mask.nii.gz", header=case.header, dtype=np.uint8))
-    lesions_path = out / f"{case.scan_id}_lesions.csv"
+                                      files.mask(case.scan_id), header=case.header, dtype=np.uint8))
+    lesions_path = files.lesion_table(case.scan_id)
     with atomic_path(lesions_path) as tmp:
         table.to_csv(tmp, index=False)
     row["lesions_path"], row["n_lesions"] = str(lesions_path), len(table)
@@ -215,7 +219,8 @@ def _predict_scan(case: Any, model: nn.Module, skel_model: nn.Module | None, out
 def _save_probability(prob: npt.NDArray[np.float32], affine: npt.NDArray, path: Path, *, header: Any,
                       dtype: str) -> tuple[npt.NDArray[np.float32], Path]:
     """Write a probability map; ``float16`` → uint16 with slope 1/65535. Returns (stored values, path)."""
-    from sapkit.io.nifti import atomic_path, save_nifti
+    from sapkit.io.atomic import atomic_path
+    from sapkit.io.nifti import save_nifti
 
     if dtype == "float32":
         return prob, save_nifti(prob, affine, path, header=header, dtype=np.float32)

@@ -1,4 +1,4 @@
-"""Whole-body sliding-window inference that skips windows outside the body (SPEC §5).
+"""Whole-body sliding-window inference that skips windows outside the body (docs/method.md §5).
 
 A whole-body MRI volume is mostly air: the torso is narrow compared with the field of view, and
 neck, head and legs are narrower still. :func:`predict_probabilities` lays MONAI's window grid
@@ -22,6 +22,7 @@ Checkpoints and manifests: :mod:`sapkit.inference.predict`; thresholding into le
 from __future__ import annotations
 
 import itertools
+import typing
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -31,8 +32,11 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from sapkit.inference import _window_ops as _infer_ops
+from sapkit.config import Blend
 from sapkit.errors import ConfigError, SapkitError
+from sapkit.inference import _window_ops as _infer_ops
+from sapkit.networks.factory import check_roi_fits
+from sapkit.validation import check_roi
 
 __all__ = [
     "WindowCount",
@@ -45,7 +49,7 @@ __all__ = [
     "resolve_device",
 ]
 
-_BLENDS = ("constant", "gaussian")
+_BLENDS: tuple[str, ...] = typing.get_args(Blend)
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,7 @@ def window_slices(shape: Sequence[int], *, roi: Sequence[int], overlap: float) -
     >>> [s[2] for s in window_slices((64, 64, 100), roi=(64, 64, 64), overlap=0.5)]
     [slice(0, 64, None), slice(32, 96, None), slice(36, 100, None)]
     """
-    roi = _check_roi(roi)
+    roi = check_roi(roi)
     if not 0 <= overlap < 1:
         raise ConfigError(f"overlap must be in [0, 1), got {overlap}; the paper uses 0.5")
     return _infer_ops.grid(shape, roi, overlap)
@@ -173,7 +177,7 @@ def count_windows(
         inner = 0 if box is None else count_windows(np.ascontiguousarray(body[box]), roi=roi, overlap=overlap).n_evaluated
         return WindowCount(total, inner)
     slices = window_slices(body.shape, roi=roi, overlap=overlap)
-    return WindowCount(len(slices), len(_infer_ops.intersecting(body, slices, _check_roi(roi))))
+    return WindowCount(len(slices), len(_infer_ops.intersecting(body, slices, check_roi(roi))))
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -254,14 +258,14 @@ def predict_probabilities(
         ``image`` not 4D, or ``body`` of another shape.
     """
     x = _as_image_tensor(image)
-    roi = _check_roi(roi)
+    roi = check_roi(roi)
     if blend not in _BLENDS:
         raise ConfigError(f"blend must be one of {_BLENDS}, got {blend!r}; the paper uses constant")
     if sw_batch_size < 1:
         raise ConfigError(f"sw_batch_size must be ≥ 1, got {sw_batch_size}")
     if not 0 <= overlap < 1:
         raise ConfigError(f"overlap must be in [0, 1), got {overlap}; the paper uses 0.5")
-    _check_roi_fits(roi, model)
+    check_roi_fits(roi, model, what="infer.roi")
     dev = resolve_device(device)
     model = model.to(dev).eval()
     if skip_background or crop_to_body:
@@ -333,7 +337,7 @@ def skeleton_labels(probabilities: npt.NDArray, *, majority_vote: bool = False) 
     majority_vote : bool
         Give every 6-connected foreground component the class most of its voxels have
         (ties → the lower class index), so a bone piece never carries two labels. Off by default
-        (SPEC §5: optional): where bones touch in the prediction (spine and pelvis, at 3 mm) the
+        (docs/method.md §5: optional): where bones touch in the prediction (spine and pelvis, at 3 mm) the
         whole piece gets one class.
 
     Returns
@@ -365,29 +369,6 @@ def skeleton_labels(probabilities: npt.NDArray, *, majority_vote: bool = False) 
 
 
 # ----------------------------------------------------------------------------------------------
-def _check_roi(roi: Sequence[int]) -> tuple[int, int, int]:
-    try:
-        out = tuple(int(r) for r in roi)
-    except (TypeError, ValueError):
-        raise ConfigError(f"roi must be 3 positive integers (voxels), got {roi!r}") from None
-    if len(out) != 3 or any(r < 1 for r in out):
-        raise ConfigError(f"roi must be 3 positive integers (voxels), got {roi!r}; e.g. [96, 96, 96]")
-    return out  # type: ignore[return-value]
-
-
-def _check_roi_fits(roi: tuple[int, int, int], model: nn.Module) -> None:
-    """Windows must be divisible by the network's downsampling factor (sapkit networks only)."""
-    from sapkit.networks.factory import backbone_of, downsample_factor
-
-    try:
-        factor, backbone = downsample_factor(model), backbone_of(model)
-    except ConfigError:  # not built by sapkit.networks.factory: no known constraint
-        return
-    if any(r % factor for r in roi):
-        raise ConfigError(f"infer.roi {list(roi)} must be divisible by {factor} for the {backbone} backbone; "
-                          f"use e.g. {[max(factor, r // factor * factor) for r in roi]}")
-
-
 def _bounding_box(mask: npt.NDArray[np.bool_]) -> tuple[slice, slice, slice] | None:
     if not mask.any():
         return None

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import torch
 
 from sapkit.errors import CheckpointError
-from sapkit.io.nifti import atomic_path
+from sapkit.io.atomic import atomic_path
 
 __all__ = [
     "CHECKPOINT_FORMAT",

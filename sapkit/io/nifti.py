@@ -1,36 +1,30 @@
-"""Strict NIfTI input/output on nibabel, and atomic file writes.
+"""Strict NIfTI input/output on nibabel.
 
 Conventions
 -----------
 - Arrays are in the file's voxel order ``(X, Y, Z)`` (nibabel's ``get_fdata`` order); a scan
   is channels-first ``(C, X, Y, Z)`` float32 with channel 0 = T1 and channel 1 = b1000.
 - ``affine`` is the 4×4 voxel→world (RAS+ mm) matrix; ``spacing_mm`` the voxel size in mm.
-- Every file is written to a temporary name in the destination folder and renamed into place,
-  so a crash never leaves a truncated output; inputs are only ever read.
+- Every file is written atomically (:mod:`sapkit.io.atomic`), so a crash never leaves a
+  truncated output; inputs are only ever read.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import os
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
 from sapkit.errors import NiftiError
+from sapkit.io.atomic import atomic_path
 
 __all__ = [
     "Scan",
-    "atomic_path",
-    "atomic_write_text",
-    "remove_stale_temporaries",
     "read_image",
     "read_scan",
     "read_label",
@@ -42,7 +36,6 @@ __all__ = [
 ]
 
 _GRID_ATOL_MM = 1e-3
-_TMP_DIR = ".sapkit-tmp"
 
 
 @dataclass(frozen=True)
@@ -74,66 +67,6 @@ class Scan:
             f"Scan(shape: {self.image.shape}; spacing: ({sp}) mm; "
             f"orientation: {orientation_code(self.affine)}; dtype: {self.image.dtype})"
         )
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path for ``path``; rename it onto ``path`` on success.
-
-    The temporary file lives in a hidden ``.sapkit-tmp`` folder next to ``path`` (same file
-    system, so the rename is atomic; folder globs like ``*.json`` never see half-written files)
-    and keeps the final suffix (``.nii.gz``) so writers that infer the format from the name work.
-    On error the temporary file is removed and ``path`` is untouched. The file gets the usual
-    permissions (0666 minus the umask), not ``mkstemp``'s private 0600.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = path.parent / _TMP_DIR
-    tmp_dir.mkdir(exist_ok=True)
-    suffix = "".join(path.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f"{path.name.split('.')[0]}.", suffix=suffix, dir=tmp_dir)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-        with contextlib.suppress(OSError):
-            tmp_dir.rmdir()  # only when empty: another writer may be using it
-
-
-def remove_stale_temporaries(folder: str | Path) -> int:
-    """Delete what a killed writer left in ``folder``'s hidden ``.sapkit-tmp`` staging folder.
-
-    Call it only when no other process writes into ``folder`` (e.g. when resuming a run whose
-    process died). Returns the number of files removed.
-    """
-    tmp_dir = Path(folder) / _TMP_DIR
-    if not tmp_dir.is_dir():
-        return 0
-    removed = 0
-    for p in tmp_dir.iterdir():
-        if p.is_file():
-            p.unlink(missing_ok=True)
-            removed += 1
-    with contextlib.suppress(OSError):
-        tmp_dir.rmdir()
-    return removed
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically and return the path."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return path
 
 
 def spacing_from_affine(affine: npt.ArrayLike) -> tuple[float, float, float]:

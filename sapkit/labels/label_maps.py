@@ -1,6 +1,6 @@
 """Label maps: the 10-class SAP skeleton map, the lesion map and the kit's fine atlas.
 
-Fine atlas convention (SPEC §2): 1–7 C1–C7, 8–19 T1–T12, 20–24 L1–L5, 25 sacrum,
+Fine atlas convention (docs/method.md §2.4): 1–7 C1–C7, 8–19 T1–T12, 20–24 L1–L5, 25 sacrum,
 26/27 femur L/R, 28/29 hip bone L/R, 30/31 humerus L/R, 32/33 scapula L/R, 34/35 clavicle L/R,
 36 sternum, 37–48 left ribs 1–12, 49–60 right ribs 1–12, 61 intervertebral discs.
 Ribs and discs map to background in the SAP map (ribs are not a SAP class).

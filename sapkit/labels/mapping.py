@@ -1,4 +1,4 @@
-"""Skeleton label maps: fine → SAP mapping, TotalSegmentator MR → SAP, majority vote, QC table.
+"""Skeleton label maps: fine → SAP mapping, TotalSegmentator MR → SAP, majority vote, QC tables.
 
 The SAP skeleton map has 10 classes (``sapkit.labels.label_maps.SKELETON_CLASSES``); the kit's fine atlas
 (``FINE_ATLAS``) has one label per vertebra and per left/right bone, ribs and discs. Users who
@@ -33,7 +33,6 @@ __all__ = [
     "bone_volumes",
     "skeleton_qc_table",
     "lesion_volume_table",
-    "label_overlay_figure",
 ]
 
 #: Where the TotalSegmentator class ids below come from (facts only; no code copied).
@@ -85,7 +84,7 @@ def _check_label_values(label_map: np.ndarray, known: Mapping[int, str], name: s
 
 
 def fine_to_skeleton(fine_label: npt.ArrayLike) -> npt.NDArray[np.uint8]:
-    """Map a fine-atlas label map to the 10-class SAP map (SPEC §2 grouping).
+    """Map a fine-atlas label map to the 10-class SAP map (docs/method.md §2.4 grouping).
 
     Parameters
     ----------
@@ -164,7 +163,7 @@ def majority_vote_components(label_map: npt.ArrayLike, *, connectivity: int = 6)
     ----------
     label_map : (X, Y, Z) int array
     connectivity : {6, 18, 26}
-        Neighbourhood of the foreground components (default 6, SPEC §5).
+        Neighbourhood of the foreground components (default 6, docs/method.md §5).
 
     Returns
     -------
@@ -285,46 +284,3 @@ def lesion_volume_table(manifest, *, connectivity: int = 26) -> pd.DataFrame:
         rows += [(row["scan_id"], row["subject_id"], k, int(n), int(n) * voxel_ml) for k, n in enumerate(sizes, start=1)]
     return pd.DataFrame(rows, columns=["scan_id", "subject_id", "lesion_id", "n_voxels", "volume_ml"])
 
-
-def label_overlay_figure(image: npt.ArrayLike, label_map: npt.ArrayLike | None = None, *,
-                         spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0), point: tuple[int, int, int] | None = None,
-                         title: str = "", opacity: float = 0.45):
-    """Plotly figure: coronal, sagittal and axial slices through ``point`` with a label overlay.
-
-    Parameters
-    ----------
-    image : (X, Y, Z) float array
-    label_map : (X, Y, Z) int array, optional
-        Zero is transparent.
-    spacing_mm : (3,) float
-        Voxel size, used for the aspect ratio.
-    point : (3,) int, optional
-        Voxel the slices pass through (default: centre).
-    """
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    img = np.asarray(image, dtype=np.float32)
-    if img.ndim != 3:
-        raise MetricInputError(f"image must be 3-D (X, Y, Z), got shape {img.shape}")
-    lab = None if label_map is None else np.asarray(label_map)
-    if lab is not None and lab.shape != img.shape:
-        raise MetricInputError(f"label_map shape {lab.shape} ≠ image shape {img.shape}; use the same grid")
-    p = tuple(s // 2 for s in img.shape) if point is None else tuple(int(v) for v in point)
-    lo, hi = np.percentile(img, [1, 99])
-    views = [("coronal", lambda a: a[:, p[1], :].T, (0, 2)), ("sagittal", lambda a: a[p[0], :, :].T, (1, 2)),
-             ("axial", lambda a: a[:, :, p[2]].T, (0, 1))]
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[v[0] for v in views], horizontal_spacing=0.03)
-    n_max = int(lab.max()) if lab is not None and lab.size else 1
-    for col, (name, cut, (ax_h, ax_v)) in enumerate(views, start=1):
-        fig.add_trace(go.Heatmap(z=cut(img), colorscale="gray", zmin=lo, zmax=hi, showscale=False,
-                                 dx=spacing_mm[ax_h], dy=spacing_mm[ax_v], hoverinfo="skip"), row=1, col=col)
-        if lab is not None:
-            over = cut(lab).astype(np.float32)
-            over[over == 0] = np.nan
-            fig.add_trace(go.Heatmap(z=over, colorscale="Turbo", zmin=0.5, zmax=max(n_max, 1) + 0.5, opacity=opacity,
-                                     showscale=col == 3, dx=spacing_mm[ax_h], dy=spacing_mm[ax_v],
-                                     hovertemplate="label %{z}<extra></extra>"), row=1, col=col)
-        fig.update_yaxes(scaleanchor=f"x{'' if col == 1 else col}", scaleratio=1, row=1, col=col)
-    fig.update_layout(title=title, height=420, margin=dict(l=10, r=10, t=50, b=10))
-    return fig

@@ -12,6 +12,7 @@ points to the labelled (moving) scan, as in ITK.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
@@ -24,9 +25,10 @@ from scipy import ndimage
 
 from sapkit.errors import MetricInputError
 from sapkit.labels.label_maps import SKELETON_CLASSES
+from sapkit.metrics import dice_per_group
 
 __all__ = ["FINE_BONE_GROUPS", "SKELETON_BONE_GROUPS", "PropagationResult", "register_rigid", "propagate_labels",
-           "per_bone_dice"]
+           "per_bone_dice", "propagation_dice_table"]
 
 #: Bone groups (name → fine-atlas labels) refined separately for fine-atlas maps.
 FINE_BONE_GROUPS: Mapping[str, tuple[int, ...]] = MappingProxyType({
@@ -261,7 +263,10 @@ def propagate_labels(
 
 def per_bone_dice(pred: npt.ArrayLike, truth: npt.ArrayLike, *,
                   groups: Mapping[str, tuple[int, ...]] = FINE_BONE_GROUPS) -> pd.Series:
-    """Dice of each bone group (mask = any of its labels); NaN when the group is absent in both.
+    """Dice of each bone group (mask = any of its labels; :func:`sapkit.metrics.dice_per_group`).
+
+    NaN when the group is absent in both maps; :class:`~sapkit.errors.MetricInputError` when the
+    maps differ in shape.
 
     Returns
     -------
@@ -275,12 +280,73 @@ def per_bone_dice(pred: npt.ArrayLike, truth: npt.ArrayLike, *,
     >>> float(per_bone_dice(a, b, groups={"femur L": (26,)})["femur L"])
     0.5
     """
-    p, t = np.asarray(pred), np.asarray(truth)
-    if p.shape != t.shape:
-        raise MetricInputError(f"pred shape {p.shape} ≠ truth shape {t.shape}; compare label maps on one grid")
-    out = {}
-    for name, values in groups.items():
-        a, b = np.isin(p, values), np.isin(t, values)
-        denom = int(a.sum()) + int(b.sum())
-        out[name] = 2.0 * int((a & b).sum()) / denom if denom else float("nan")
-    return pd.Series(out, name="dice", dtype=float)
+    return pd.Series(dice_per_group(truth, pred, groups), name="dice", dtype=float)
+
+
+def propagation_dice_table(manifest, *, n_subjects: int | None = None, run_dir: str | Path | None = None,
+                           seed: int = 42) -> pd.DataFrame:
+    """Propagate each healthy subject's first scan to its other scans and score every bone group.
+
+    For every subject (sorted by ``subject_id``; the first ``n_subjects``) the labels of its
+    first scan are carried onto each of its other scans with :func:`propagate_labels` (T1
+    images), and both stages are compared with the scan's own labels by :func:`per_bone_dice`.
+    The fine atlas and :data:`FINE_BONE_GROUPS` are used when every healthy scan has a
+    ``fine_label``, else the SAP map and :data:`SKELETON_BONE_GROUPS`.
+
+    Parameters
+    ----------
+    manifest : sapkit.data.manifest.Manifest
+    n_subjects : int, optional
+        Subjects to propagate (default all); each scan pair takes seconds to a minute.
+    run_dir : str or Path, optional
+        When given, the propagated SAP maps of both stages (``RunDir.propagated_label``, uint8 on
+        the target grid) and the table (``RunDir.propagation_dice_csv``) are written there.
+    seed : int
+        Seed of the registration's metric sampling.
+
+    Returns
+    -------
+    DataFrame
+        Index (``scan_id``, ``stage``) with ``stage`` in (``"global"``, ``"per-bone"``), one row
+        per propagated scan and stage; one column per bone group (Dice in [0, 1], NaN when the
+        group is absent from both maps). Empty, with the group columns, when no subject has a
+        second scan.
+
+    Raises
+    ------
+    MetricInputError
+        ``n_subjects`` below 1.
+    """
+    from sapkit.io.atomic import atomic_write_text
+    from sapkit.io.nifti import read_image, read_label, save_nifti
+    from sapkit.io.run_paths import RunDir
+    from sapkit.labels.mapping import fine_to_skeleton
+
+    if n_subjects is not None and n_subjects < 1:
+        raise MetricInputError(f"n_subjects must be ≥ 1 (or None for all), got {n_subjects}")
+    healthy = manifest.healthy()
+    has_fine = "fine_label" in healthy.columns and bool((healthy["fine_label"] != "").all()) and len(healthy) > 0
+    groups, column = (FINE_BONE_GROUPS, "fine_label") if has_fine else (SKELETON_BONE_GROUPS, "skeleton_label")
+    keys, rows = [], []
+    for _, scans in list(healthy.groupby("subject_id"))[:n_subjects]:
+        ref = scans.iloc[0]
+        ref_t1, ref_affine, _ = read_image(ref["t1"], what="t1")
+        ref_label, _, _ = read_label(ref[column], what=column)
+        for _, target in scans.iloc[1:].iterrows():
+            t1, affine, header = read_image(target["t1"], what="t1")
+            result = propagate_labels(ref_t1, ref_label, t1, moving_affine=ref_affine, fixed_affine=affine,
+                                      groups=groups, seed=seed)
+            truth, _, _ = read_label(target[column], what=column)
+            for stage, label_map in (("global", result.global_label_map), ("per-bone", result.label_map)):
+                keys.append((target["scan_id"], stage))
+                rows.append(per_bone_dice(label_map, truth, groups=groups))
+                if run_dir is not None:
+                    sap_map = fine_to_skeleton(label_map) if has_fine else label_map
+                    save_nifti(sap_map, affine, RunDir(run_dir).propagated_label(target["scan_id"], stage),
+                               header=header, dtype=np.uint8)
+    index = pd.MultiIndex.from_arrays([[k[0] for k in keys], [k[1] for k in keys]], names=["scan_id", "stage"])
+    table = pd.DataFrame([r.reindex(list(groups)).to_numpy() for r in rows], index=index, columns=list(groups),
+                         dtype=float)
+    if run_dir is not None:
+        atomic_write_text(RunDir(run_dir).propagation_dice_csv, table.to_csv())
+    return table

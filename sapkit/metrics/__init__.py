@@ -1,44 +1,57 @@
-"""Evaluation metrics: voxel overlap, surface distances/NSD, lesion-wise detection, FROC, tuning.
+"""Evaluation metrics of one scan: voxel overlap, surface distances/NSD, lesion-wise detection, FROC, tuning.
 
-Submodules (private, re-exported here):
+Every definition, its default and its alternatives are in ``docs/metrics.md``. Submodules
+(private, their public names re-exported here):
 
-- ``_surface``: Dice, surface distances, NSD (surface-element or boundary-voxel), Hausdorff.
-- ``_lesions``: connected components, hit rules, per-lesion / per-prediction / per-patient tables.
-- ``_froc``: FROC curve and its unnormalised area (SPEC §6).
-- ``_threshold``: probability threshold that maximises the median (or mean) patient F2.
+- ``_overlap``: Dice and IoU of masks, Dice per class and per group of labels (§8.3, §13).
+- ``_surface_area``: marching-cubes area of each surface element (§9).
+- ``_surface``: surface distances, NSD (surface-element or boundary-voxel), Hausdorff (§9).
+- ``_components``: sparse foreground and crop-wise connected components (§3).
+- ``_lesion_matching``: overlapping component pairs and the hit rules (§4).
+- ``_lesion_tables``: lesion/prediction/count table columns, the per-scan summary, F-beta (§5–§7).
+- ``_lesion_report``: lesion-wise evaluation of one scan (§3–§8).
+- ``_lesion_counts``: detection counts at every threshold of a grid (§10–§11).
+- ``_froc``: FROC curve and its unnormalised area (§10).
+- ``_threshold``: probability threshold that maximises the median (or mean) patient F2 (§11).
 """
 
 from __future__ import annotations
 
 from sapkit.metrics._froc import FrocCurve, froc_auc, froc_curve
-from sapkit.metrics._lesions import (
+from sapkit.metrics._lesion_counts import lesion_counts_by_threshold
+from sapkit.metrics._lesion_report import lesion_report
+from sapkit.metrics._lesion_tables import (
+    CENTROID_COLUMNS,
+    COUNT_COLUMNS,
     LESION_COLUMNS,
+    LESION_ID_COLUMNS,
     PREDICTION_COLUMNS,
     LesionParams,
     LesionReport,
     PatientSummary,
     f_beta,
-    lesion_counts_by_threshold,
-    lesion_report,
 )
+from sapkit.metrics._overlap import dice, dice_per_class, dice_per_group, iou
 from sapkit.metrics._surface import (
+    NSD_MODES,
     SurfaceDistances,
     average_surface_distance,
     compute_surface_distances,
-    dice,
-    dice_per_class,
     hausdorff_distance,
     normalized_surface_dice,
-    surface_area_table,
     surface_dice,
     surface_overlap,
 )
+from sapkit.metrics._surface_area import surface_area_table
 from sapkit.metrics._threshold import ThresholdChoice, tune_threshold
 
 __all__ = [
-    "SurfaceDistances",
     "dice",
+    "iou",
     "dice_per_class",
+    "dice_per_group",
+    "NSD_MODES",
+    "SurfaceDistances",
     "compute_surface_distances",
     "average_surface_distance",
     "hausdorff_distance",
@@ -46,8 +59,11 @@ __all__ = [
     "surface_dice",
     "normalized_surface_dice",
     "surface_area_table",
+    "LESION_ID_COLUMNS",
+    "CENTROID_COLUMNS",
     "LESION_COLUMNS",
     "PREDICTION_COLUMNS",
+    "COUNT_COLUMNS",
     "LesionParams",
     "LesionReport",
     "PatientSummary",

@@ -19,10 +19,9 @@ import numpy.typing as npt
 
 from sapkit.errors import MetricInputError
 
-__all__: list[str] = []
+__all__ = ["Region", "foreground", "regions", "label"]
 
 _BLOCK = 8
-CONNECTIVITIES = (6, 18, 26)
 
 
 def _as_3d(arr: np.ndarray) -> np.ndarray:
@@ -198,81 +197,3 @@ def label(crop: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
     """cc3d labelling of a small crop; returns (labels uint32, count)."""
     labels, n = cc3d.connected_components(crop, connectivity=connectivity, return_N=True)
     return labels, int(n)
-
-
-def overlaps(gt_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(gt id, pred id, overlapping voxel count) for every overlapping pair of components."""
-    both = (gt_labels > 0) & (pred_labels > 0)
-    if not both.any():
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    g = gt_labels[both].astype(np.int64)
-    p = pred_labels[both].astype(np.int64)
-    key = g * (int(p.max()) + 1) + p
-    uniq, counts = np.unique(key, return_counts=True)
-    gid, pid = np.divmod(uniq, int(p.max()) + 1)
-    return gid, pid, counts.astype(np.int64)
-
-
-def parse_hit(hit: str) -> tuple[str, float]:
-    """``"any"`` → ("any", 0); ``"iou:0.5"`` → ("iou", 0.5)."""
-    if hit == "any":
-        return "any", 0.0
-    if isinstance(hit, str) and hit.startswith("iou:"):
-        try:
-            t = float(hit[4:])
-        except ValueError:
-            t = float("nan")
-        if 0 < t <= 1:
-            return "iou", t
-    raise MetricInputError(f"hit rule must be 'any' or 'iou:T' with 0 < T ≤ 1 (e.g. 'iou:0.5'), got {hit!r}")
-
-
-def match(n_gt: int, n_pred: int, gt_sizes: np.ndarray, pred_sizes: np.ndarray, gid: np.ndarray,
-          pid: np.ndarray, inter: np.ndarray, rule: tuple[str, float]) -> tuple[list[list[int]], np.ndarray]:
-    """Apply a hit rule to overlapping pairs (ids 1-based, sizes indexed by id).
-
-    Returns
-    -------
-    matched : list of list of int
-        ``matched[g]`` = prediction ids credited to GT lesion ``g`` (index 0 unused).
-    pred_hit : (n_pred + 1,) bool
-        True for predictions credited to a GT lesion (the others are false positives).
-    """
-    matched: list[list[int]] = [[] for _ in range(n_gt + 1)]
-    pred_hit = np.zeros(n_pred + 1, dtype=bool)
-    kind, t = rule
-    if kind == "any":
-        for g, p in zip(gid.tolist(), pid.tolist()):
-            matched[g].append(p)
-        pred_hit[pid] = True
-        return matched, pred_hit
-    iou = inter / (gt_sizes[gid] + pred_sizes[pid] - inter)
-    candidates = np.flatnonzero(iou >= t)
-    order = sorted(candidates.tolist(), key=lambda c: (-iou[c], gid[c], pid[c]))
-    gt_used = np.zeros(n_gt + 1, dtype=bool)
-    for c in order:
-        g, p = int(gid[c]), int(pid[c])
-        if gt_used[g] or pred_hit[p]:
-            continue
-        gt_used[g] = pred_hit[p] = True
-        matched[g].append(p)
-    return matched, pred_hit
-
-
-def check_spacing(spacing_mm: Sequence[float], ndim: int) -> tuple[float, float, float]:
-    """Validate spacing (one positive value per axis) and return it as 3 floats."""
-    sp = tuple(float(s) for s in np.asarray(spacing_mm, dtype=float).ravel())
-    if len(sp) != ndim:
-        raise MetricInputError(
-            f"spacing_mm has {len(sp)} values {sp} but the masks are {ndim}D; give one spacing per axis in mm"
-        )
-    if not all(math.isfinite(s) and s > 0 for s in sp):
-        raise MetricInputError(f"spacing_mm must be positive and finite, got {sp}")
-    return sp + (1.0,) * (3 - len(sp))  # type: ignore[return-value]
-
-
-def check_connectivity(connectivity: int) -> int:
-    if connectivity not in CONNECTIVITIES:
-        raise MetricInputError(f"connectivity must be one of {CONNECTIVITIES} (3D neighbours), got {connectivity!r}")
-    return int(connectivity)

@@ -1,4 +1,4 @@
-"""FROC: pooled lesion sensitivity against mean false positives per exam (SPEC §6).
+"""FROC: pooled lesion sensitivity against mean false positives per exam (docs/metrics.md §10).
 
 Definition
 ----------
@@ -118,7 +118,7 @@ def froc_curve(counts: pd.DataFrame, *, max_fp: float = 15.0, subset: str = "all
     ----------
     counts : DataFrame
         Rows of :func:`~sapkit.metrics.lesion_counts_by_threshold` for every exam (column
-        ``patient_id`` tells exams apart; every exam must have every threshold).
+        ``scan_id`` tells exams apart; every exam must have every threshold).
     max_fp : float
         Integration limit in FP per exam (15 for all lesions, 4 for ≥ 1 mL in the paper).
     subset : {"all", "large"}
@@ -131,14 +131,14 @@ def froc_curve(counts: pd.DataFrame, *, max_fp: float = 15.0, subset: str = "all
     if subset not in _SUBSETS:
         raise MetricInputError(f"subset must be one of {tuple(_SUBSETS)}, got {subset!r}")
     tp_col, n_col, fp_col = _SUBSETS[subset]
-    missing = [c for c in ("patient_id", "threshold", tp_col, n_col, fp_col) if c not in counts.columns]
+    missing = [c for c in ("scan_id", "threshold", tp_col, n_col, fp_col) if c not in counts.columns]
     if missing:
         raise MetricInputError(f"counts table lacks column(s) {missing}; build it with lesion_counts_by_threshold")
     if counts.empty:
         raise MetricInputError("counts table is empty; evaluate at least one exam")
     per_t = counts.groupby("threshold").agg(tp=(tp_col, "sum"), n=(n_col, "sum"), fp=(fp_col, "sum"),
-                                            exams=("patient_id", "nunique")).sort_index()
-    n_exams = int(counts["patient_id"].nunique())
+                                            exams=("scan_id", "nunique")).sort_index()
+    n_exams = int(counts["scan_id"].nunique())
     incomplete = per_t.index[per_t["exams"] != n_exams].tolist()
     if incomplete:
         raise MetricInputError(f"thresholds {incomplete} are missing for some exams; compute every threshold per exam")

@@ -1,302 +1,57 @@
-"""Overlap and surface metrics of binary masks: Dice, surface distances, NSD, Hausdorff.
+"""Surface distances of two binary masks and the scores built on them: NSD, Hausdorff, average distance.
 
 Surface mode follows Nikolov et al. (2021) and DeepMind's ``surface-distance`` definition: the
 boundary is made of surface elements ("surfels") living on the dual grid of 2×2(×2) voxel
 cubes; each cube carries the area (3D, mm²) or length (2D, mm) of the marching-cubes surface
-inside it, and distances are measured between cube centres in mm. Voxel mode counts boundary
-voxels (mask minus its erosion) with weight 1 each, as MONAI does with ``use_subvoxels=False``.
+inside it (:func:`~sapkit.metrics.surface_area_table`), and distances are measured between cube
+centres in mm. Voxel mode counts boundary voxels (mask minus its erosion) with weight 1 each, as
+MONAI does with ``use_subvoxels=False`` (``docs/metrics.md`` §9).
 
 Conventions (pinned by tests)
 -----------------------------
-- Both masks empty: Dice, NSD, Hausdorff and average surface distance are NaN (undefined).
-- One mask empty: Dice 0, NSD 0, Hausdorff ``inf``; the directional average distance from the
-  empty side is NaN, towards it ``inf``.
+- Both masks empty: NSD, Hausdorff and average surface distance are NaN (undefined).
+- One mask empty: NSD 0, Hausdorff ``inf``; the directional average distance from the empty
+  side is NaN, towards it ``inf``.
 - Masks are zero-padded by one voxel, so objects touching the image border are closed.
 - A distance counts as "within tolerance" when ``d <= tolerance_mm``.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
-import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
 from sapkit.errors import MetricInputError
+from sapkit.metrics._overlap import _check_masks
+from sapkit.metrics._surface_area import _neighbour_codes, surface_area_table
+from sapkit.validation import check_spacing, check_tolerance
 
 __all__ = [
+    "NSD_MODES",
     "SurfaceDistances",
-    "dice",
-    "dice_per_class",
     "compute_surface_distances",
     "average_surface_distance",
     "hausdorff_distance",
     "surface_overlap",
     "surface_dice",
     "normalized_surface_dice",
-    "surface_area_table",
 ]
 
+#: Surface-element weighting of NSD and surface distances (see :func:`compute_surface_distances`).
 NSD_MODES = ("surface", "voxel")
 
 
-# --------------------------------------------------------------------------------------------
-# validation
-# --------------------------------------------------------------------------------------------
-def _check_pair(gt: npt.ArrayLike, pred: npt.ArrayLike, spacing_mm: Sequence[float] | None,
-                ) -> tuple[np.ndarray, np.ndarray, tuple[float, ...] | None]:
-    gt = np.asarray(gt)
-    pred = np.asarray(pred)
-    if gt.shape != pred.shape:
-        raise MetricInputError(
-            f"gt shape {gt.shape} ≠ pred shape {pred.shape}; both masks must be on the same grid "
-            "(resample the prediction onto the ground-truth grid)"
-        )
-    if gt.ndim not in (2, 3):
-        raise MetricInputError(f"masks must be 2D or 3D, got {gt.ndim}D arrays of shape {gt.shape}")
-    sp = None
-    if spacing_mm is not None:
-        sp = tuple(float(s) for s in np.asarray(spacing_mm, dtype=float).ravel())
-        if len(sp) != gt.ndim:
-            raise MetricInputError(
-                f"spacing_mm has {len(sp)} values {sp} but the masks are {gt.ndim}D; give one spacing per axis"
-            )
-        if not all(math.isfinite(s) and s > 0 for s in sp):
-            raise MetricInputError(f"spacing_mm must be positive and finite, got {sp}")
-    return gt.astype(bool, copy=False), pred.astype(bool, copy=False), sp
+def _check_pair(gt: npt.ArrayLike, pred: npt.ArrayLike, spacing_mm: float | Sequence[float],
+                ) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Two masks on one grid (as bool) and their voxel spacing in mm, one value per axis."""
+    g, p = _check_masks(gt, pred)
+    return g, p, check_spacing(spacing_mm, ndim=g.ndim, error=MetricInputError)
 
 
-def _check_tolerance(tolerance_mm: float) -> float:
-    tol = float(tolerance_mm)
-    if not math.isfinite(tol) or tol < 0:
-        raise MetricInputError(f"tolerance_mm must be a finite number ≥ 0, got {tolerance_mm!r}")
-    return tol
-
-
-# --------------------------------------------------------------------------------------------
-# overlap
-# --------------------------------------------------------------------------------------------
-def dice(gt: npt.ArrayLike, pred: npt.ArrayLike) -> float:
-    """Dice coefficient ``2|G∩P| / (|G| + |P|)`` of two binary masks.
-
-    Parameters
-    ----------
-    gt, pred : (X, Y[, Z]) array of bool or int
-        Masks on the same grid; any non-zero value is foreground.
-
-    Returns
-    -------
-    float
-        In [0, 1]; NaN when both masks are empty (undefined), 0 when exactly one is.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> a = np.zeros((4, 4), bool); a[:2] = True
-    >>> b = np.zeros((4, 4), bool); b[1:3] = True
-    >>> dice(a, b)
-    0.5
-    """
-    g, p, _ = _check_pair(gt, pred, None)
-    n_g, n_p = int(np.count_nonzero(g)), int(np.count_nonzero(p))
-    if n_g + n_p == 0:
-        return float("nan")
-    return 2.0 * int(np.count_nonzero(g & p)) / (n_g + n_p)
-
-
-def dice_per_class(gt_label_map: npt.ArrayLike, pred_label_map: npt.ArrayLike, *,
-                   classes: Mapping[int, str] | Sequence[int]) -> dict[int, float]:
-    """Dice of each class of two label maps (e.g. the 9 skeleton regions).
-
-    Parameters
-    ----------
-    gt_label_map, pred_label_map : (X, Y, Z) array of int
-        Label maps on the same grid.
-    classes : mapping or sequence of int
-        Class indices to score (background 0 is skipped if present).
-
-    Returns
-    -------
-    dict of int -> float
-        Dice per class; NaN where the class is absent from both maps.
-    """
-    gt = np.asarray(gt_label_map)
-    pred = np.asarray(pred_label_map)
-    if gt.shape != pred.shape:
-        raise MetricInputError(f"label maps differ in shape: gt {gt.shape} vs pred {pred.shape}; resample first")
-    ids = [int(c) for c in classes if int(c) != 0]
-    n = int(max([0, *ids, int(gt.max(initial=0)), int(pred.max(initial=0))])) + 1
-    gt_i = gt.astype(np.int64, copy=False).ravel()
-    pred_i = pred.astype(np.int64, copy=False).ravel()
-    joint = np.bincount(gt_i * n + pred_i, minlength=n * n).reshape(n, n)
-    out = {}
-    for c in ids:
-        denominator = joint[c, :].sum() + joint[:, c].sum()
-        out[c] = float("nan") if denominator == 0 else 2.0 * joint[c, c] / denominator
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# surface elements
-# --------------------------------------------------------------------------------------------
-def _corner_bits(ndim: int) -> list[tuple[int, ...]]:
-    """Corner offsets of a 2^ndim cube; corner ``i`` sets bit ``i`` of the neighbour code."""
-    return [tuple(c) for c in itertools.product((0, 1), repeat=ndim)]
-
-
-@functools.lru_cache(maxsize=64)
-def surface_area_table(spacing_mm: tuple[float, ...]) -> npt.NDArray[np.float64]:
-    """Marching-cubes surface area (3D, mm²) or contour length (2D, mm) per neighbour code.
-
-    Each 2×2(×2) cube of voxels has a code: bit ``i`` set when corner ``i`` (in
-    ``itertools.product((0, 1), repeat=ndim)`` order) is foreground. The iso-surface at level 0.5
-    cuts every edge whose ends differ at its midpoint. On a face with two cut edges the cut
-    points are joined; on a saddle face (4 cut edges) the segments keep the *minority* corners
-    apart (foreground when fewer than half the corners are foreground, background when more; with
-    exactly half, the option with the smaller area), so a code and its complement share one
-    surface, as in the classic marching-cubes table. Segments are chained into closed polygons and
-    each polygon is fanned into triangles from the vertex whose fan has the largest area on the
-    isotropic cube (the first such vertex on ties); the areas are then taken in mm. This
-    reproduces DeepMind's ``surface-distance`` table (tested against MONAI's copy of it).
-
-    Parameters
-    ----------
-    spacing_mm : tuple of float
-        Voxel size per axis in mm (2 or 3 values).
-
-    Returns
-    -------
-    (2**(2**ndim),) float64
-        Area in mm² (3D) or length in mm (2D) for every code; 0 for codes 0 and "all corners".
-    """
-    sp = np.asarray(spacing_mm, dtype=np.float64)
-    n_codes = 2 ** (2 ** sp.size)
-    owner, option, tri = _unit_triangles(sp.size)
-    if sp.size == 2:  # segments: length of (b - a) in mm
-        measure = np.linalg.norm((tri[:, 1] - tri[:, 0]) * sp, axis=1)
-    else:
-        measure = 0.5 * np.linalg.norm(np.cross((tri[:, 1] - tri[:, 0]) * sp, (tri[:, 2] - tri[:, 0]) * sp), axis=1)
-    per_option = np.zeros((n_codes, 2))
-    np.add.at(per_option, (owner, option), measure)
-    n_fg = np.array([bin(c).count("1") for c in range(n_codes)])
-    half = 2 ** sp.size // 2
-    # fewer foreground corners: keep foreground apart (option 1); more: background (option 0);
-    # exactly half: the smaller surface
-    table = np.where(n_fg < half, per_option[:, 1], np.where(n_fg > half, per_option[:, 0], per_option.min(axis=1)))
-    table[0] = table[-1] = 0.0
-    return table
-
-
-@functools.lru_cache(maxsize=2)
-def _unit_triangles(ndim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Triangles (3D) or segments (2D) of every code on the unit cube, for both saddle options.
-
-    Returns (code, option, vertices): option 1 keeps foreground corners apart on saddle faces,
-    option 0 background corners; vertices are (N, 3, 3) triangles or (N, 2, 2) segments.
-    """
-    corners = _corner_bits(ndim)
-    n_corners = len(corners)
-    faces = [list(range(4))] if ndim == 2 else [
-        [i for i, c in enumerate(corners) if c[axis] == side] for axis in range(3) for side in (0, 1)]
-    rings = [_face_ring(face, corners) for face in faces]
-    owner, option, tris = [], [], []
-    for code in range(1, 2 ** n_corners - 1):
-        inside = [(code >> i) & 1 for i in range(n_corners)]
-        for separate in (0, 1):
-            for t in _cube_pieces(inside, separate, rings, corners):
-                owner.append(code)
-                option.append(separate)
-                tris.append(t)
-    return np.asarray(owner), np.asarray(option), np.asarray(tris, dtype=np.float64)
-
-
-def _cube_pieces(inside: list[int], separate: int, rings: list[list[int]],
-                 corners: list[tuple[int, ...]]) -> list[np.ndarray]:
-    """Unit-cube triangles (3D) or segments (2D) of one code; saddle faces keep ``separate`` corners apart."""
-    segments = []
-    for ring in rings:
-        cut = [tuple(sorted((ring[k], ring[(k + 1) % 4]))) for k in range(4)
-               if inside[ring[k]] != inside[ring[(k + 1) % 4]]]
-        if len(cut) == 2:
-            segments.append((cut[0], cut[1]))
-        elif len(cut) == 4:
-            for corner in ring:
-                if inside[corner] == separate:
-                    own = [e for e in cut if corner in e]
-                    segments.append((own[0], own[1]))
-
-    def midpoint(edge: tuple[int, int]) -> np.ndarray:
-        return (np.asarray(corners[edge[0]], float) + np.asarray(corners[edge[1]], float)) / 2.0
-
-    if len(corners) == 4:
-        return [np.stack([midpoint(a), midpoint(b)]) for a, b in segments]
-    pieces = []
-    for loop in _chain(segments):
-        pts = [midpoint(e) for e in loop]
-        areas = [round(_fan_area(pts, i), 9) for i in range(len(pts))]
-        start = areas.index(max(areas))  # fan from the vertex with the largest isotropic fan area
-        pts = pts[start:] + pts[:start]
-        pieces.extend(np.stack([pts[0], pts[k], pts[k + 1]]) for k in range(1, len(pts) - 1))
-    return pieces
-
-
-def _face_ring(face: list[int], corners: list[tuple[int, ...]]) -> list[int]:
-    """The 4 corners of a square face in cyclic order."""
-    ring = [face[0]]
-    remaining = set(face[1:])
-    while remaining:
-        last = corners[ring[-1]]
-        nxt = next(i for i in sorted(remaining) if sum(x != y for x, y in zip(corners[i], last)) == 1)
-        ring.append(nxt)
-        remaining.remove(nxt)
-    return ring
-
-
-def _chain(segments: list[tuple[tuple[int, int], tuple[int, int]]]) -> list[list[tuple[int, int]]]:
-    """Chain segments sharing cut edges into closed loops of cut edges."""
-    adjacency: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for a, b in segments:
-        adjacency.setdefault(a, []).append(b)
-        adjacency.setdefault(b, []).append(a)
-    loops, seen = [], set()
-    for start in adjacency:
-        if start in seen:
-            continue
-        loop, prev, cur = [start], start, adjacency[start][0]
-        seen.add(start)
-        while cur != start:
-            loop.append(cur)
-            seen.add(cur)
-            prev, cur = cur, next(v for v in adjacency[cur] if v != prev)
-        loops.append(loop)
-    return loops
-
-
-def _fan_area(points: list[np.ndarray], start: int) -> float:
-    pts = points[start:] + points[:start]
-    p0 = pts[0]
-    return float(sum(0.5 * np.linalg.norm(np.cross(pts[k] - p0, pts[k + 1] - p0)) for k in range(1, len(pts) - 1)))
-
-
-def _neighbour_codes(mask: np.ndarray) -> np.ndarray:
-    """Neighbour code of every 2^ndim cube of a (padded) mask; shape = mask.shape - 1."""
-    m = mask.astype(np.uint8, copy=False)
-    ndim = m.ndim
-    code = np.zeros(tuple(s - 1 for s in m.shape), dtype=np.uint8)
-    for bit, offset in enumerate(_corner_bits(ndim)):
-        sl = tuple(slice(o, o + s - 1) for o, s in zip(offset, m.shape))
-        code |= m[sl] << np.uint8(bit)
-    return code
-
-
-# --------------------------------------------------------------------------------------------
-# distances
-# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SurfaceDistances:
     """Directed surface distances of two masks, each sorted ascending, with surfel weights.
@@ -358,7 +113,7 @@ def _elements(mask: np.ndarray, spacing: tuple[float, ...], mode: str) -> tuple[
     return border, border.astype(np.float64)
 
 
-def compute_surface_distances(gt: npt.ArrayLike, pred: npt.ArrayLike, *, spacing_mm: Sequence[float],
+def compute_surface_distances(gt: npt.ArrayLike, pred: npt.ArrayLike, *, spacing_mm: float | Sequence[float],
                               mode: str = "surface") -> SurfaceDistances:
     """Directed surface distances between two binary masks (the expensive step, done once).
 
@@ -366,8 +121,8 @@ def compute_surface_distances(gt: npt.ArrayLike, pred: npt.ArrayLike, *, spacing
     ----------
     gt, pred : (X, Y[, Z]) array of bool or int
         Masks on the same grid; any non-zero value is foreground.
-    spacing_mm : sequence of float
-        Voxel size per axis in mm (anisotropic allowed).
+    spacing_mm : float or sequence of float
+        Voxel size per axis in mm (anisotropic allowed; a scalar means isotropic).
     mode : {"surface", "voxel"}
         ``"surface"``: surface elements with marching-cubes areas on the dual grid (Nikolov et
         al., DeepMind ``surface-distance``, MONAI ``use_subvoxels=True``). ``"voxel"``:
@@ -389,8 +144,7 @@ def compute_surface_distances(gt: npt.ArrayLike, pred: npt.ArrayLike, *, spacing
     """
     if mode not in NSD_MODES:
         raise MetricInputError(f"mode must be one of {NSD_MODES}, got {mode!r}")
-    g, p, spacing = _check_pair(gt, pred, spacing_mm)
-    sp = tuple(spacing or ())
+    g, p, sp = _check_pair(gt, pred, spacing_mm)
     empty = np.zeros(0, dtype=np.float64)
     cropped = _crop_pad(g, p)
     if cropped is None:
@@ -487,7 +241,7 @@ def surface_overlap(sd: SurfaceDistances, *, tolerance_mm: float) -> tuple[float
 
     Returns NaN for a direction whose surface is empty.
     """
-    tol = _check_tolerance(tolerance_mm)
+    tol = check_tolerance(tolerance_mm, error=MetricInputError)
 
     def frac(d: np.ndarray, a: np.ndarray) -> float:
         total = a.sum()
@@ -498,7 +252,7 @@ def surface_overlap(sd: SurfaceDistances, *, tolerance_mm: float) -> tuple[float
 
 def surface_dice(sd: SurfaceDistances, *, tolerance_mm: float) -> float:
     """Normalised surface Dice from precomputed distances (see :func:`normalized_surface_dice`)."""
-    tol = _check_tolerance(tolerance_mm)
+    tol = check_tolerance(tolerance_mm, error=MetricInputError)
     total = sd.areas_gt.sum() + sd.areas_pred.sum()
     if sd.both_empty or total == 0:
         return float("nan")
@@ -506,7 +260,7 @@ def surface_dice(sd: SurfaceDistances, *, tolerance_mm: float) -> float:
     return float(within / total)
 
 
-def normalized_surface_dice(gt: npt.ArrayLike, pred: npt.ArrayLike, *, spacing_mm: Sequence[float],
+def normalized_surface_dice(gt: npt.ArrayLike, pred: npt.ArrayLike, *, spacing_mm: float | Sequence[float],
                             tolerance_mm: float = 2.0, mode: str = "surface") -> float:
     """Normalised surface Dice (NSD) at a tolerance in mm.
 
@@ -517,8 +271,8 @@ def normalized_surface_dice(gt: npt.ArrayLike, pred: npt.ArrayLike, *, spacing_m
     ----------
     gt, pred : (X, Y[, Z]) array of bool or int
         Masks on the same grid.
-    spacing_mm : sequence of float
-        Voxel size per axis in mm.
+    spacing_mm : float or sequence of float
+        Voxel size per axis in mm (a scalar means isotropic).
     tolerance_mm : float
         τ in mm; a distance ``d <= τ`` counts.
     mode : {"surface", "voxel"}

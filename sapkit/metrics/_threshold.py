@@ -1,4 +1,4 @@
-"""Probability threshold tuning: maximise the median (or mean) patient-level F2 (SPEC §5–6).
+"""Probability threshold tuning: maximise the median (or mean) patient-level F2 (docs/metrics.md §11).
 
 The threshold is chosen on the tuning fold only and then applied unchanged to the test folds.
 Patients whose F2 is undefined (no lesion, no prediction) are left out of the statistic; ties go
@@ -32,7 +32,8 @@ class ThresholdChoice:
     statistic : str
         ``"median"`` or ``"mean"``.
     curve : DataFrame
-        ``threshold, f2, n_patients`` for every threshold of the grid.
+        ``threshold, f2, n_scans`` for every threshold of the grid (``n_scans``: scans with a
+        defined F2).
     """
 
     threshold: float
@@ -52,7 +53,7 @@ def tune_threshold(counts: pd.DataFrame, *, statistic: str = "median") -> Thresh
     Parameters
     ----------
     counts : DataFrame
-        Per patient and threshold, with columns ``patient_id, threshold, f2`` (from
+        Per scan and threshold, with columns ``scan_id, threshold, f2`` (from
         :func:`~sapkit.metrics.lesion_counts_by_threshold`), for the tuning fold only.
     statistic : {"median", "mean"}
 
@@ -68,19 +69,19 @@ def tune_threshold(counts: pd.DataFrame, *, statistic: str = "median") -> Thresh
     Examples
     --------
     >>> import pandas as pd
-    >>> c = pd.DataFrame({"patient_id": ["a", "a", "b", "b"], "threshold": [0.3, 0.5, 0.3, 0.5],
+    >>> c = pd.DataFrame({"scan_id": ["a", "a", "b", "b"], "threshold": [0.3, 0.5, 0.3, 0.5],
     ...                   "f2": [0.5, 0.5, 0.2, 0.2]})
     >>> tune_threshold(c).threshold  # tie -> lowest
     0.3
     """
     if statistic not in _STATISTICS:
         raise MetricInputError(f"statistic must be one of {_STATISTICS}, got {statistic!r}")
-    missing = [c for c in ("patient_id", "threshold", "f2") if c not in counts.columns]
+    missing = [c for c in ("scan_id", "threshold", "f2") if c not in counts.columns]
     if missing:
         raise MetricInputError(f"counts table lacks column(s) {missing}; build it with lesion_counts_by_threshold")
     grouped = counts.dropna(subset=["f2"]).groupby("threshold")["f2"]
     curve = pd.DataFrame({"f2": grouped.median() if statistic == "median" else grouped.mean(),
-                          "n_patients": grouped.size()})
+                          "n_scans": grouped.size()})
     curve = curve.reindex(sorted(counts["threshold"].unique())).rename_axis("threshold").reset_index()
     values = curve["f2"].to_numpy(np.float64)
     if not np.isfinite(values).any():

@@ -2,7 +2,7 @@
 
 Three backbones share one API:
 
-- ``swinunetr`` — MONAI ``SwinUNETR`` (the paper's network, SPEC §4; current MONAI API, no
+- ``swinunetr`` — MONAI ``SwinUNETR`` (the paper's network, docs/method.md §4.1; current MONAI API, no
   ``img_size``). Encoder = ``swinViT`` + ``encoder1``–``encoder4`` + ``encoder10``; decoder =
   ``decoder5``–``decoder1``; head = ``out``.
 - ``unet`` — MONAI ``UNet`` producing ``channels[0]`` feature maps, followed by a 1×1×1 head
@@ -18,11 +18,13 @@ pretraining trains (``swinViT`` for SwinUNETR, the whole encoder for the CNNs) a
 
 from __future__ import annotations
 
-from typing import Any
+import typing
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
+from sapkit.config import Backbone
 from sapkit.errors import ConfigError
 
 __all__ = [
@@ -34,13 +36,14 @@ __all__ = [
     "encoder_features",
     "bottleneck_channels",
     "downsample_factor",
+    "check_roi_fits",
     "backbone_of",
     "part_of_tensors",
     "unwrap",
     "memory_format_for",
 ]
 
-BACKBONES = ("swinunetr", "unet", "dynunet")
+BACKBONES: tuple[str, ...] = typing.get_args(Backbone)  # the choices of model.backbone
 
 
 class SegUNet(nn.Module):
@@ -272,6 +275,21 @@ def downsample_factor(model: nn.Module) -> int:
     if backbone == "unet":
         return 2 ** (len(model.unet.channels) - 1)  # type: ignore[union-attr]
     return 2 ** (len(model.filters) - 1)  # type: ignore[union-attr]
+
+
+def check_roi_fits(roi: Sequence[int], model: nn.Module, *, what: str = "roi") -> None:
+    """Raise :class:`~sapkit.errors.ConfigError` unless every side of ``roi`` (voxels) is divisible
+    by the network's :func:`downsample_factor`; ``what`` names the setting (e.g. ``"infer.roi"``).
+
+    Networks not built by :func:`build_model` have no known constraint and pass.
+    """
+    try:
+        factor, backbone = downsample_factor(model), backbone_of(model)
+    except ConfigError:
+        return
+    if any(int(r) % factor for r in roi):
+        raise ConfigError(f"{what} {[int(r) for r in roi]} must be divisible by {factor} for the {backbone} backbone; "
+                          f"use e.g. {[max(factor, int(r) // factor * factor) for r in roi]}")
 
 
 def part_of_tensors(model: nn.Module) -> dict[str, str]:

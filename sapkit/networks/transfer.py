@@ -12,14 +12,15 @@ The transfer report has one row per tensor of the receiving model (status ``load
 ``skipped-by-rule``, ``shape-mismatch`` or ``missing-in-source``) plus one row per source tensor
 the model does not have (``not-in-target``, e.g. SSL heads). Nothing loaded, or a mismatch or
 missing tensor in a part that should transfer, raises :class:`~sapkit.errors.CheckpointError` —
-never a silent ``strict=False`` (SPEC §8).
+never a silent ``strict=False`` (docs/method.md §9).
 
-Learning rates are discriminative (SPEC §4): the encoder group (``swinViT`` + ``encoder1–4`` +
+Learning rates are discriminative (docs/method.md §4.2): the encoder group (``swinViT`` + ``encoder1–4`` +
 ``encoder10``, or the CNN encoder stages) and the decoder group (decoder + head).
 """
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from sapkit.config import Init
 from sapkit.io.checkpoints import ImportedWeights, import_weights
 from sapkit.errors import CheckpointError, ConfigError
-from sapkit.io.nifti import atomic_write_text
+from sapkit.io.atomic import atomic_write_text
 from sapkit.networks.factory import model_parts, part_of_tensors, ssl_modules, unwrap
 
 __all__ = [
@@ -41,7 +43,7 @@ __all__ = [
     "param_groups",
 ]
 
-INITS = ("scratch", "ssl", "sap")
+INITS: tuple[str, ...] = typing.get_args(Init)  # the choices of lesion.inits
 REPORT_COLUMNS = ["tensor", "part", "shape", "source_shape", "source_name", "status"]
 
 
@@ -158,7 +160,7 @@ def param_groups(model: nn.Module, *, lr_encoder: float, lr_decoder: float) -> l
 
 
 def lesion_param_groups(model: nn.Module, *, init: str, lesion_config: Any) -> list[dict[str, Any]]:
-    """Discriminative learning rates of SPEC §4 from ``config.lesion``.
+    """Discriminative learning rates of docs/method.md §4.2 from ``config.lesion``.
 
     ``scratch``: ``lr_scratch`` everywhere; ``sap``: ``lr_encoder_sap`` / ``lr_decoder_sap``;
     ``ssl``: ``lr_encoder_ssl`` / ``lr_decoder_ssl``.

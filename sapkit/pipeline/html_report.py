@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sapkit.io.nifti import atomic_write_text
+from sapkit.io.atomic import atomic_write_text
+from sapkit.io.run_paths import RunDir
 
 __all__ = ["save_figure", "build_report"]
 
@@ -21,7 +22,7 @@ __all__ = ["save_figure", "build_report"]
 def save_figure(fig: Any, run_dir: str | Path, name: str, *, title: str | None = None) -> Path:
     """Store a plotly figure as ``run_dir/figures/<name>.json`` for the report; return the path."""
     payload = {"title": title or name, "figure": json.loads(fig.to_json())}
-    return atomic_write_text(Path(run_dir) / "figures" / f"{name}.json", json.dumps(payload))
+    return atomic_write_text(RunDir(run_dir).figure_json(name), json.dumps(payload))
 
 
 def _section(title: str, body: str) -> str:
@@ -38,28 +39,28 @@ def build_report(run_dir: str | Path) -> Path:
     import plotly.io as pio
     from plotly.offline import get_plotlyjs
 
-    run_dir = Path(run_dir)
-    parts = [f"<h1>sapkit run report — {html.escape(run_dir.name)}</h1>"]
-    table = run_dir / "eval" / "table1.csv"
+    rd = RunDir(run_dir)
+    parts = [f"<h1>sapkit run report — {html.escape(rd.root.name)}</h1>"]
+    table = rd.eval_table("table1")
     if table.is_file():
         parts.append(_section("Table 1 (median [95 % CI], IQR) beside the paper", pd.read_csv(table).to_html(index=False, na_rep="")))
     else:
         parts.append(_section("Table 1", "<p><em>eval/table1.csv not written yet (notebook 05)</em></p>"))
-    figures = sorted((run_dir / "figures").glob("*.json")) if (run_dir / "figures").is_dir() else []
+    figures = sorted(rd.figures_dir.glob("*.json")) if rd.figures_dir.is_dir() else []
     for i, path in enumerate(figures):
         payload = json.loads(path.read_text())
         fig = pio.from_json(json.dumps(payload["figure"]))
         div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig{i}", auto_play=False)
         parts.append(_section(payload.get("title", path.stem), div))
     timings = []
-    for marker in sorted((run_dir / "notebooks").glob("*.done.json")) if (run_dir / "notebooks").is_dir() else []:
+    for name, marker in rd.notebook_markers().items():
         info = json.loads(marker.read_text())
-        timings.append({"notebook": marker.name.replace(".done.json", ""), "seconds": info.get("seconds")})
+        timings.append({"notebook": name, "seconds": info.get("seconds")})
     if timings:
         parts.append(_section("Notebook run times", pd.DataFrame(timings).to_html(index=False)))
-    parts.append(_section("Resolved configuration (config.yaml)", _pre(run_dir / "config.yaml")))
-    parts.append(_section("Library versions (versions.json)", _pre(run_dir / "versions.json")))
-    parts.append(_section("Splits (splits.json)", _pre(run_dir / "splits.json")))
+    parts.append(_section("Resolved configuration (config.yaml)", _pre(rd.config_yaml)))
+    parts.append(_section("Library versions (versions.json)", _pre(rd.versions_json)))
+    parts.append(_section("Splits (splits.json)", _pre(rd.splits_json)))
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>sapkit report</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
@@ -67,4 +68,4 @@ def build_report(run_dir: str | Path) -> Path:
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
         + "\n".join(parts) + "</body></html>"
     )
-    return atomic_write_text(run_dir / "report.html", page)
+    return atomic_write_text(rd.report_html, page)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from sapkit.errors import SapkitError
-from sapkit.io.nifti import atomic_write_text
+from sapkit.io.atomic import atomic_write_text
+from sapkit.io.run_paths import RunDir, default_run_dir
 
 __all__ = ["NOTEBOOKS", "NotebookResult", "notebooks_dir", "kernel_name", "run_notebook", "reproduce"]
 
@@ -99,10 +100,10 @@ def run_notebook(
     source = (source_dir or notebooks_dir()) / f"{name}.ipynb"
     if not source.is_file():
         raise SapkitError(f"notebook {source} does not exist; choose from {', '.join(NOTEBOOKS)}")
-    out_dir = run_dir / "notebooks"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    output = out_dir / f"{name}.ipynb"
-    marker = out_dir / f"{name}.done.json"
+    rd = RunDir(run_dir)
+    rd.notebooks_dir.mkdir(parents=True, exist_ok=True)
+    output = rd.notebook(name)
+    marker = rd.notebook_marker(name)
     digest = _params_digest(parameters, source)
     if not force and output.is_file() and marker.is_file():
         if json.loads(marker.read_text()).get("digest") == digest:
@@ -153,7 +154,7 @@ def reproduce(
     from sapkit.pipeline.html_report import build_report
 
     load_config(profile, overrides)  # fail fast on a bad profile/override, before any notebook starts
-    run_dir = Path(run_dir or Path("runs") / str(profile)).resolve()
+    run_dir = Path(run_dir or default_run_dir(str(profile))).resolve()
     wanted = list(NOTEBOOKS if notebooks is None else notebooks)
     unknown = [n for n in wanted if n not in NOTEBOOKS]
     if unknown:

@@ -10,10 +10,13 @@ A grid file::
     grid:                             # every combination is one run
       seed: [1, 2]
       lesion.label_fraction: [0.5, 1.0]
+    resources: {partition: gpu, gpus: 1, time_min: 240}   # optional: per-set job resources (--executor)
 
 Each run folder gets the series (or the chosen notebooks); afterwards the per-patient metrics
 of every run are aggregated into ``base_dir/sweep_summary.csv`` and a label-efficiency plot
-(median F2 and per-patient Dice vs fraction of labelled patients, per init).
+(median F2 and per-patient Dice vs fraction of labelled patients, per init). With
+``executor="local"|"slurm"`` every parameter set is one element of a submitit job array
+(:mod:`sapkit.pipeline.executors`; states and logs in ``base_dir/jobs/sweep``).
 """
 
 from __future__ import annotations
@@ -30,12 +33,21 @@ import pandas as pd
 import yaml
 
 from sapkit.errors import ConfigError, SapkitError
-from sapkit.io.nifti import atomic_write_text
+from sapkit.io.atomic import atomic_write_text
+from sapkit.io.run_paths import RunDir
+from sapkit.plotting.figures import label_efficiency_figure
 
-__all__ = ["SweepGrid", "load_grid", "expand_grid", "run_name", "sweep", "aggregate_runs", "label_efficiency_figure"]
+__all__ = ["SweepGrid", "load_grid", "expand_grid", "run_name", "sweep", "summarize_sweep", "aggregate_runs"]
 
-_REUSED = ("data", "skeleton", "ssl")
-_REUSED_FILES = ("splits.json", "fingerprint.json")
+
+def _reused_folders(rd: RunDir) -> tuple[Path, ...]:
+    """What a sweep run links from the ``reuse`` run: the data and the pretrained models."""
+    return rd.data, rd.skeleton.path, rd.ssl.path
+
+
+def _reused_files(rd: RunDir) -> tuple[Path, ...]:
+    """What a sweep run copies from the ``reuse`` run: the folds and the dataset fingerprint."""
+    return rd.splits_json, rd.fingerprint_json
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class SweepGrid:
     fixed: dict[str, Any] = field(default_factory=dict)
     notebooks: tuple[str, ...] | None = None
     reuse: Path | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
 
 
 def load_grid(path: str | Path) -> SweepGrid:
@@ -63,9 +76,13 @@ def load_grid(path: str | Path) -> SweepGrid:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"grid file {path} must be a YAML mapping with keys profile, base_dir, grid, fixed, "
                           f"notebooks, reuse; got a {type(raw).__name__}")
-    unknown = set(raw) - {"profile", "base_dir", "grid", "fixed", "notebooks", "reuse"}
+    unknown = set(raw) - {"profile", "base_dir", "grid", "fixed", "notebooks", "reuse", "resources"}
     if unknown:
-        raise ConfigError(f"grid file {path}: unknown key(s) {sorted(unknown)}; use profile, base_dir, grid, fixed, notebooks, reuse")
+        raise ConfigError(f"grid file {path}: unknown key(s) {sorted(unknown)}; use profile, base_dir, grid, fixed, "
+                          "notebooks, reuse, resources")
+    from sapkit.pipeline.executors import Resources
+
+    Resources.from_mapping(raw.get("resources"), where=f"grid file {path}: resources")
     grid = raw.get("grid") or {}
     if not isinstance(grid, Mapping) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"grid file {path}: 'grid' must map override keys to non-empty lists, e.g. seed: [1, 2]")
@@ -85,6 +102,7 @@ def load_grid(path: str | Path) -> SweepGrid:
         fixed=dict(raw.get("fixed") or {}),
         notebooks=tuple(raw["notebooks"]) if raw.get("notebooks") else None,
         reuse=(root / str(reuse)).resolve() if reuse else None,
+        resources=dict(raw.get("resources") or {}),
     )
 
 
@@ -108,15 +126,15 @@ def run_name(params: Mapping[str, Any], keys: list[str]) -> str:
 
 def _link_reused(source: Path, run_dir: Path) -> None:
     if not source.is_dir():
-        raise SapkitError(f"reuse folder {source} does not exist; run `sapkit reproduce` there first")
+        raise ConfigError(f"reuse folder {source} does not exist; run `sapkit reproduce` there first or fix the grid file's reuse")
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in _REUSED:
-        src, dst = source / name, run_dir / name
+    src_rd, dst_rd = RunDir(source), RunDir(run_dir)
+    for src, dst in zip(_reused_folders(src_rd), _reused_folders(dst_rd)):
         if src.exists() and not dst.exists():
             os.symlink(src, dst, target_is_directory=True)
-    for name in _REUSED_FILES:
-        if (source / name).is_file() and not (run_dir / name).exists():
-            shutil.copy2(source / name, run_dir / name)
+    for src, dst in zip(_reused_files(src_rd), _reused_files(dst_rd)):
+        if src.is_file() and not dst.exists():
+            shutil.copy2(src, dst)
 
 
 def _run_one(args: tuple[str, str, dict[str, Any], tuple[str, ...] | None, bool, str | None, str | None]) -> str:
@@ -130,13 +148,28 @@ def _run_one(args: tuple[str, str, dict[str, Any], tuple[str, ...] | None, bool,
 
 
 def sweep(grid_path: str | Path, *, jobs: int = 1, force: bool = False, kernel: str | None = None,
-          progress: bool = True) -> pd.DataFrame:
+          progress: bool = True, executor: str | None = None, resources: Any = None, resume: bool = False,
+          wait: bool = True) -> pd.DataFrame:
     """Run every parameter set of a grid, then aggregate; returns the summary table.
 
     Parameters
     ----------
     jobs : int
-        Parameter sets run in parallel processes (1 = sequential).
+        Parameter sets run in parallel processes (1 = sequential); without ``executor``.
+    executor : {"local", "slurm"}, optional
+        One submitit job-array element per parameter set (:func:`sapkit.pipeline.executors.run_array`).
+    resources : sapkit.pipeline.executors.Resources, optional
+        Per-element resources (default: the grid file's ``resources`` section).
+    resume : bool
+        With ``executor``: resubmit only the parameter sets that failed or never ran.
+    wait : bool
+        With ``executor="slurm"``: False returns after submitting (an empty table); build the
+        summary later with :func:`summarize_sweep`.
+
+    Raises
+    ------
+    SapkitError
+        With ``executor``, when some parameter sets failed (the summary of the others is written first).
     """
     grid = load_grid(grid_path)
     combos = expand_grid(grid)
@@ -144,6 +177,9 @@ def sweep(grid_path: str | Path, *, jobs: int = 1, force: bool = False, kernel: 
     runs = {run_name(p, keys): (p, grid.base_dir / run_name(p, keys)) for p in combos}
     tasks = [(grid.profile, str(d), p, grid.notebooks, force, kernel, str(grid.reuse) if grid.reuse else None)
              for p, d in runs.values()]
+    if executor is not None:
+        return _sweep_array(grid, runs, tasks, executor=executor, resources=resources, resume=resume, wait=wait,
+                            progress=progress)
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             done = pool.map(_run_one, tasks)
@@ -160,12 +196,57 @@ def sweep(grid_path: str | Path, *, jobs: int = 1, force: bool = False, kernel: 
             iterator = tqdm(tasks, desc="sweep", unit="run")
         for task in iterator:
             _run_one(task)
-    summary = aggregate_runs({name: (params, d) for name, (params, d) in runs.items()})
+    return _write_summary(grid, runs)
+
+
+def _write_summary(grid: SweepGrid, runs: Mapping[str, tuple[Mapping[str, Any], Path]]) -> pd.DataFrame:
+    """Aggregate ``runs`` into ``sweep_summary.csv`` and ``label_efficiency.html``."""
+    summary = aggregate_runs(runs)
     grid.base_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(grid.base_dir / "sweep_summary.csv", summary.to_csv(index=False))
     fig = label_efficiency_figure(summary)
     atomic_write_text(grid.base_dir / "label_efficiency.html", fig.to_html(include_plotlyjs=True))
     return summary
+
+
+def _sweep_array(grid: SweepGrid, runs: Mapping[str, tuple[Mapping[str, Any], Path]], tasks: list[tuple[Any, ...]], *,
+                 executor: str, resources: Any, resume: bool, wait: bool, progress: bool) -> pd.DataFrame:
+    """:func:`sweep` through a submitit job array: one element per parameter set."""
+    from sapkit.pipeline.executors import JobsDir, Resources, run_array
+
+    folder = RunDir(grid.base_dir).jobs("sweep")
+    states = run_array({name: (_run_one, (task,)) for name, task in zip(runs, tasks)}, folder, executor=executor,
+                       resources=resources or Resources.from_mapping(grid.resources), resume=resume, wait=wait,
+                       name="sapkit-sweep", progress=progress)
+    if not wait and executor == "slurm":
+        return pd.DataFrame()
+    done = set(states.loc[states["state"] == "done", "name"])
+    summary = _write_summary(grid, {n: r for n, r in runs.items() if n in done}) if done else pd.DataFrame()
+    if len(done) < len(runs):
+        bad = states[states["state"] != "done"]
+        raise SapkitError(
+            f"{len(bad)} of {len(runs)} parameter sets did not finish ({', '.join(f'{n}: {s}' for n, s in zip(bad['name'], bad['state']))}); "
+            f"see {JobsDir(folder).states_csv} and the logs it names, then rerun with --resume "
+            f"(sweep_summary.csv holds the {len(done)} finished sets)")
+    return summary
+
+
+def summarize_sweep(grid_path: str | Path) -> pd.DataFrame:
+    """Build ``sweep_summary.csv`` now from the parameter sets that finished (``sapkit sweep --aggregate``).
+
+    Raises
+    ------
+    SapkitError
+        No parameter set has finished yet.
+    """
+    grid = load_grid(grid_path)
+    keys = list(grid.grid)
+    runs = {run_name(p, keys): (p, grid.base_dir / run_name(p, keys)) for p in expand_grid(grid)}
+    finished = {n: r for n, r in runs.items() if RunDir(r[1]).eval_table("patients").is_file()}
+    if not finished:
+        raise SapkitError(f"none of the {len(runs)} parameter sets of {grid_path} has finished yet "
+                          f"(no eval/patients.csv below {grid.base_dir}); wait for the jobs or run the sweep")
+    return _write_summary(grid, finished)
 
 
 def _pick(frame: pd.DataFrame, names: tuple[str, ...]) -> str:
@@ -179,7 +260,7 @@ def aggregate_runs(runs: Mapping[str, tuple[Mapping[str, Any], Path]]) -> pd.Dat
     """One row per (run, init): the run's parameters, n patients, median F2 and per-patient Dice."""
     rows = []
     for name, (params, run_dir) in runs.items():
-        path = Path(run_dir) / "eval" / "patients.csv"
+        path = RunDir(run_dir).eval_table("patients")
         if not path.is_file():
             raise SapkitError(f"run {name} has no {path}; its notebook 05 did not finish")
         patients = pd.read_csv(path)
@@ -191,20 +272,3 @@ def aggregate_runs(runs: Mapping[str, tuple[Mapping[str, Any], Path]]) -> pd.Dat
                          "median_f2": float(part[f2].median()), "median_dice": float(part[dice].median())})
     return pd.DataFrame(rows)
 
-
-def label_efficiency_figure(summary: pd.DataFrame):
-    """Median F2 and per-patient Dice vs ``lesion.label_fraction`` per init (mean over other grid axes)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    x = "lesion.label_fraction" if "lesion.label_fraction" in summary.columns else None
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("median patient F2", "median per-patient Dice"))
-    for init, part in summary.groupby("init"):
-        means = part.groupby(x)[["median_f2", "median_dice"]].mean().reset_index() if x else part
-        xs = means[x] if x else list(range(len(means)))
-        for col, metric in ((1, "median_f2"), (2, "median_dice")):
-            fig.add_trace(go.Scatter(x=xs, y=means[metric], mode="lines+markers", name=str(init),
-                                     legendgroup=str(init), showlegend=col == 1), row=1, col=col)
-    fig.update_xaxes(title_text="fraction of labelled training patients" if x else "run")
-    fig.update_layout(title="Label efficiency", height=380)
-    return fig

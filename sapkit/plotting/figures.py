@@ -1,75 +1,30 @@
-"""Plotly figures shared by the notebooks, with one colour per initialisation everywhere.
+"""Plotly figures of tables: learning curves, box plots with significance marks, per-bone Dice, label efficiency.
 
 Every function takes tables (pandas DataFrames, or paths to the run folder's CSV files) and
-returns a :class:`plotly.graph_objects.Figure`; nothing is computed here that a metric module
-owns (FROC points, p-values, Dice): they are passed in.
+returns a :class:`plotly.graph_objects.Figure` coloured and titled by :mod:`sapkit.plotting.colors`;
+nothing is computed here that a metric module owns (p-values, Dice): they are passed in. The
+figures of an evaluated run (FROC, threshold, detection by volume) are in
+:mod:`sapkit.plotting.evaluation_figures`, image slices in :mod:`sapkit.plotting.slices`.
 """
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
-from types import MappingProxyType
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from sapkit.errors import MetricInputError
+from sapkit.plotting.colors import axis_title, init_color, init_label, sorted_inits
 
 __all__ = [
-    "INIT_ORDER",
-    "INIT_COLORS",
-    "INIT_LABELS",
-    "init_color",
     "p_to_stars",
     "learning_curves",
-    "froc_figure",
     "box_figure",
-    "detection_by_volume",
-    "volume_detection_figure",
     "per_bone_dice_figure",
+    "label_efficiency_figure",
 ]
-
-#: Initialisations in the order every figure and table lists them.
-INIT_ORDER: tuple[str, ...] = ("scratch", "ssl", "sap")
-#: One colour per initialisation, used by every notebook (grey, blue, red: SAP stands out).
-INIT_COLORS: Mapping[str, str] = MappingProxyType({"scratch": "#7f7f7f", "ssl": "#1f77b4", "sap": "#d62728"})
-#: Display names.
-INIT_LABELS: Mapping[str, str] = MappingProxyType({"scratch": "Scratch", "ssl": "SSL", "sap": "SAP"})
-_EXTRA_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e")
-
-
-def _init_of(key: str) -> str:
-    """``"sap/fold_0"`` → ``"sap"``."""
-    return str(key).split("/")[0].lower()
-
-
-def init_color(init: str) -> str:
-    """Colour of an initialisation (``"sap"``, ``"sap/fold_0"`` …).
-
-    Unknown names get a stable colour from a fixed spare palette (same name, same colour).
-
-    Examples
-    --------
-    >>> init_color("SAP/fold_3") == INIT_COLORS["sap"]
-    True
-    """
-    name = _init_of(init)
-    if name in INIT_COLORS:
-        return INIT_COLORS[name]
-    return _EXTRA_COLORS[zlib.crc32(name.encode()) % len(_EXTRA_COLORS)]
-
-
-def _label(key: str) -> str:
-    name = _init_of(key)
-    rest = str(key)[len(name):]
-    return INIT_LABELS.get(name, str(key).split("/")[0]) + rest
-
-
-def _sorted_keys(keys) -> list[str]:
-    order = {name: i for i, name in enumerate(INIT_ORDER)}
-    return sorted(keys, key=lambda k: (order.get(_init_of(k), len(order)), str(k)))
 
 
 def p_to_stars(p_value: float) -> str:
@@ -122,7 +77,7 @@ def learning_curves(logs: Mapping[str, str | Path | pd.DataFrame], *, x: str = "
     Returns
     -------
     plotly.graph_objects.Figure
-        ``len(metrics) × len(logs)`` line traces.
+        ``len(metrics) × len(logs)`` line traces; each row titled by :func:`~sapkit.plotting.colors.axis_title`.
     """
     from plotly.subplots import make_subplots
     import plotly.graph_objects as go
@@ -138,63 +93,29 @@ def learning_curves(logs: Mapping[str, str | Path | pd.DataFrame], *, x: str = "
     metrics = list(metrics)
     if not metrics:
         raise MetricInputError("no metric columns to plot; pass metrics=[...] naming columns of log.csv.")
-    fig = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, subplot_titles=metrics,
+    fig = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, subplot_titles=[axis_title(m) for m in metrics],
                         vertical_spacing=min(0.08, 0.3 / len(metrics)))
     for row, metric in enumerate(metrics, start=1):
-        for key in _sorted_keys(tables):
+        for key in sorted_inits(tables):
             df = tables[key]
             if metric not in df.columns:
                 continue
             part = df[[x, metric]].dropna()
             fig.add_trace(go.Scatter(x=part[x].to_numpy(), y=part[metric].to_numpy(), mode="lines+markers",
-                                     name=_label(key), legendgroup=str(key), showlegend=row == 1,
+                                     name=init_label(key), legendgroup=str(key), showlegend=row == 1,
                                      line=dict(color=init_color(key)), marker=dict(size=4)), row=row, col=1)
-    fig.update_xaxes(title_text=x, row=len(metrics), col=1)
+    fig.update_xaxes(title_text=axis_title(x), row=len(metrics), col=1)
     fig.update_layout(title=title, height=220 * len(metrics) + 80, template="plotly_white")
     return fig
 
 
-def froc_figure(curves: Mapping[str, pd.DataFrame], *, x: str = "fp_per_patient", y: str = "sensitivity",
-                operating_points: Mapping[str, tuple[float, float]] | None = None,
-                title: str | None = "FROC"):
-    """Free-response ROC curves: lesion sensitivity vs false positives per patient.
-
-    Parameters
-    ----------
-    curves : mapping init → DataFrame
-        One row per threshold with columns ``x`` and ``y`` (sorted by ``x`` here).
-    operating_points : mapping init → (fp_per_patient, sensitivity), optional
-        The tuned threshold's point, drawn as a diamond.
-
-    Returns
-    -------
-    plotly.graph_objects.Figure
-        One line per init, then one marker per operating point.
-    """
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for key in _sorted_keys(curves):
-        df = curves[key]
-        missing = {x, y} - set(df.columns)
-        if missing:
-            raise MetricInputError(f"FROC table of {key!r} lacks columns {sorted(missing)}; got {list(df.columns)}.")
-        df = df.sort_values(x)
-        fig.add_trace(go.Scatter(x=df[x].to_numpy(), y=df[y].to_numpy(), mode="lines", name=_label(key),
-                                 legendgroup=str(key), line=dict(color=init_color(key), width=2)))
-    for key in _sorted_keys(operating_points or {}):
-        fp, sens = operating_points[key]
-        fig.add_trace(go.Scatter(x=[fp], y=[sens], mode="markers", name=f"{_label(key)} operating point",
-                                 legendgroup=str(key), showlegend=False,
-                                 marker=dict(symbol="diamond", size=11, color=init_color(key),
-                                             line=dict(color="black", width=1))))
-    fig.update_layout(title=title, template="plotly_white", xaxis_title="false positives per patient",
-                      yaxis_title="lesion sensitivity", yaxis_range=[0, 1.02])
-    return fig
+def _p_value(p: Any) -> float:
+    """A p-value given as a number or as a test result with ``.p_value`` (``sapkit.evaluation.statistics.TestResult``)."""
+    return float(getattr(p, "p_value", p))
 
 
 def box_figure(df: pd.DataFrame, *, value: str, group: str = "init",
-               pvalues: Mapping[tuple[str, str], float] | None = None, title: str | None = None):
+               pvalues: Mapping[tuple[str, str], Any] | None = None, title: str | None = None):
     """Box plot of a per-patient metric per group, with significance brackets.
 
     Parameters
@@ -202,10 +123,11 @@ def box_figure(df: pd.DataFrame, *, value: str, group: str = "init",
     df : DataFrame
         One row per patient and group, columns ``group`` and ``value``.
     value : str
-        Metric column, e.g. ``"dice"`` or ``"f2"``.
+        Metric column, e.g. ``"dice_mean"`` or ``"f2"``; the y axis is titled by
+        :func:`~sapkit.plotting.colors.axis_title`.
     group : str
         Grouping column (initialisation).
-    pvalues : mapping (group_a, group_b) → p-value, optional
+    pvalues : mapping (group_a, group_b) → p-value or TestResult, optional
         From a paired test (``sapkit.evaluation.statistics``); each becomes a bracket with :func:`p_to_stars`.
 
     Returns
@@ -219,11 +141,11 @@ def box_figure(df: pd.DataFrame, *, value: str, group: str = "init",
     missing = {value, group} - set(df.columns)
     if missing:
         raise MetricInputError(f"table lacks columns {sorted(missing)}; got {list(df.columns)}.")
-    groups = _sorted_keys(pd.unique(df[group].astype(str)))
+    groups = sorted_inits(pd.unique(df[group].astype(str)))
     fig = go.Figure()
     for g in groups:
         vals = df.loc[df[group].astype(str) == g, value].to_numpy(dtype=float)
-        fig.add_trace(go.Box(y=vals, x=[_label(g)] * len(vals), name=_label(g), boxpoints="all", jitter=0.3,
+        fig.add_trace(go.Box(y=vals, x=[init_label(g)] * len(vals), name=init_label(g), boxpoints="all", jitter=0.3,
                              pointpos=0, marker=dict(color=init_color(g), size=5), line=dict(color=init_color(g))))
     finite = df[value].to_numpy(dtype=float)
     finite = finite[np.isfinite(finite)]
@@ -236,80 +158,10 @@ def box_figure(df: pd.DataFrame, *, value: str, group: str = "init",
         y0, y1 = top + span * 0.06 * (2 * level - 1), top + span * 0.06 * 2 * level
         fig.add_shape(type="path", path=f"M {xa},{y0} L {xa},{y1} L {xb},{y1} L {xb},{y0}",
                       line=dict(color="black", width=1), xref="x", yref="y")
-        fig.add_annotation(x=(xa + xb) / 2, y=y1, text=p_to_stars(p), showarrow=False, yshift=8,
-                           hovertext=f"p = {p:.3g}")
-    fig.update_layout(title=title, template="plotly_white", showlegend=False, yaxis_title=value)
-    return fig
-
-
-def detection_by_volume(lesions: pd.DataFrame, *, volume_col: str = "volume_ml", detected_col: str = "detected",
-                        group: str = "init",
-                        bin_edges_ml: Sequence[float] = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0, np.inf)) -> pd.DataFrame:
-    """Detection rate of reference lesions per volume bin and group.
-
-    Parameters
-    ----------
-    lesions : DataFrame
-        One row per reference lesion and group: ``volume_col`` (mL), ``detected_col`` (bool).
-    bin_edges_ml : sequence of float
-        Increasing bin edges in mL; bins are ``[lo, hi)``.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``group``, ``bin``, ``lo_ml``, ``hi_ml``, ``n_lesions``, ``n_detected``,
-        ``detection_rate`` (NaN for an empty bin); every (group, bin) pair is present.
-
-    Examples
-    --------
-    >>> t = pd.DataFrame({"init": ["sap"] * 3, "volume_ml": [0.1, 0.2, 3.0], "detected": [True, False, True]})
-    >>> detection_by_volume(t, bin_edges_ml=(0, 1, 10))["detection_rate"].tolist()
-    [0.5, 1.0]
-    """
-    missing = {volume_col, detected_col, group} - set(lesions.columns)
-    if missing:
-        raise MetricInputError(f"lesion table lacks columns {sorted(missing)}; got {list(lesions.columns)}.")
-    edges = np.asarray(bin_edges_ml, dtype=float)
-    if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
-        raise MetricInputError(f"bin_edges_ml must be ≥ 2 increasing values, got {bin_edges_ml!r}.")
-    labels = [f"{lo:g}–{hi:g} mL" if np.isfinite(hi) else f"≥ {lo:g} mL" for lo, hi in zip(edges[:-1], edges[1:])]
-    rows = []
-    volume = lesions[volume_col].to_numpy(dtype=float)
-    bins = np.digitize(volume, edges[1:-1], right=False)
-    for g in _sorted_keys(pd.unique(lesions[group].astype(str))):
-        in_group = lesions[group].astype(str).to_numpy() == g
-        for b, name in enumerate(labels):
-            sel = in_group & (bins == b) & (volume >= edges[0]) & (volume < edges[-1])
-            n = int(sel.sum())
-            k = int(lesions[detected_col].to_numpy()[sel].astype(bool).sum())
-            rows.append({"group": g, "bin": name, "lo_ml": edges[b], "hi_ml": edges[b + 1], "n_lesions": n,
-                         "n_detected": k, "detection_rate": k / n if n else float("nan")})
-    return pd.DataFrame(rows, columns=["group", "bin", "lo_ml", "hi_ml", "n_lesions", "n_detected",
-                                       "detection_rate"])
-
-
-def volume_detection_figure(lesions: pd.DataFrame, *, volume_col: str = "volume_ml",
-                            detected_col: str = "detected", group: str = "init",
-                            bin_edges_ml: Sequence[float] = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0, np.inf),
-                            title: str | None = "Detection rate vs lesion volume"):
-    """Grouped bars of :func:`detection_by_volume`, labelled ``detected/total`` per bar.
-
-    Returns
-    -------
-    plotly.graph_objects.Figure
-        One bar trace per group.
-    """
-    import plotly.graph_objects as go
-
-    table = detection_by_volume(lesions, volume_col=volume_col, detected_col=detected_col, group=group,
-                                bin_edges_ml=bin_edges_ml)
-    fig = go.Figure()
-    for g, part in table.groupby("group", sort=False):
-        fig.add_trace(go.Bar(x=part["bin"], y=part["detection_rate"], name=_label(g), marker_color=init_color(g),
-                             text=[f"{k}/{n}" for k, n in zip(part["n_detected"], part["n_lesions"])],
-                             textposition="outside"))
-    fig.update_layout(title=title, template="plotly_white", barmode="group", yaxis_range=[0, 1.12],
-                      xaxis_title="reference lesion volume", yaxis_title="detection rate")
+        fig.add_annotation(x=(xa + xb) / 2, y=y1, text=p_to_stars(_p_value(p)), showarrow=False, yshift=8,
+                           hovertext=f"p = {_p_value(p):.3g}")
+    fig.update_layout(title=title, template="plotly_white", showlegend=False, yaxis_title=axis_title(value),
+                      xaxis_title=axis_title(group))
     return fig
 
 
@@ -321,6 +173,9 @@ def per_bone_dice_figure(df: pd.DataFrame, *, bone_col: str = "bone", value: str
     ----------
     df : DataFrame
         One row per case, bone and group (``group`` may be absent for a single model).
+    group : str
+        Grouping column: an initialisation (coloured as such) or any other column, e.g. a
+        propagation ``stage``.
     bone_order : sequence of str, optional
         Order of bones on the x axis; default the order of first appearance.
 
@@ -339,11 +194,48 @@ def per_bone_dice_figure(df: pd.DataFrame, *, bone_col: str = "bone", value: str
         data[group] = "sap"
     bones = list(bone_order) if bone_order is not None else list(pd.unique(data[bone_col].astype(str)))
     fig = go.Figure()
-    for g in _sorted_keys(pd.unique(data[group].astype(str))):
+    for g in sorted_inits(pd.unique(data[group].astype(str))):
         part = data[data[group].astype(str) == g]
         stats = part.groupby(part[bone_col].astype(str))[value].agg(["mean", "std"]).reindex(bones)
-        fig.add_trace(go.Bar(x=bones, y=stats["mean"].to_numpy(), name=_label(g), marker_color=init_color(g),
+        fig.add_trace(go.Bar(x=bones, y=stats["mean"].to_numpy(), name=init_label(g), marker_color=init_color(g),
                              error_y=dict(type="data", array=stats["std"].fillna(0).to_numpy())))
     fig.update_layout(title=title, template="plotly_white", barmode="group", yaxis_range=[0, 1.05],
-                      yaxis_title=value, xaxis_title=bone_col)
+                      yaxis_title=axis_title(value), xaxis_title=axis_title(bone_col), legend_title_text=axis_title(group))
+    return fig
+
+
+def label_efficiency_figure(summary: pd.DataFrame, *, x: str = "lesion.label_fraction",
+                            title: str | None = "Label efficiency"):
+    """Median patient F2 and per-patient Dice against the labelled fraction, one line per init.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        One row per run and init (``sapkit.pipeline.sweep.aggregate_runs``): columns ``init``,
+        ``median_f2``, ``median_dice`` and, when the sweep varied it, ``x``. Rows sharing an
+        ``x`` value are averaged (over the other grid axes); without ``x`` the runs are numbered.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Two panels, one line per init in each.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    missing = {"init", "median_f2", "median_dice"} - set(summary.columns)
+    if missing:
+        raise MetricInputError(f"sweep summary lacks columns {sorted(missing)}; build it with aggregate_runs.")
+    has_x = x in summary.columns
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(axis_title("median_f2"), axis_title("median_dice")))
+    for init in sorted_inits(pd.unique(summary["init"].astype(str))):
+        part = summary[summary["init"].astype(str) == init]
+        means = part.groupby(x)[["median_f2", "median_dice"]].mean().reset_index() if has_x else part
+        xs = means[x] if has_x else list(range(len(means)))
+        for col, metric in ((1, "median_f2"), (2, "median_dice")):
+            fig.add_trace(go.Scatter(x=xs, y=means[metric], mode="lines+markers", name=init_label(init),
+                                     legendgroup=init, showlegend=col == 1, line=dict(color=init_color(init))),
+                          row=1, col=col)
+    fig.update_xaxes(title_text="fraction of labelled training patients" if has_x else "run")
+    fig.update_layout(title=title, height=380, template="plotly_white")
     return fig

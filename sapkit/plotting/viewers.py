@@ -12,10 +12,12 @@ Three backends, chosen by :func:`select_backend`:
     never becomes ready and itkwidgets blocks the cells that follow. It is therefore never
     chosen automatically in a headless run (papermill, nbclient) or without network.
 ``plotly``
-    A static slice viewer (slider over slices, label contours). Everything is stored in the
-    figure, so it survives HTML export and headless execution: the choice of ``auto`` there.
-    It lives in :mod:`sapkit.plotting.slices` and is re-exported here (:func:`slice_figure`,
-    :func:`label_boundaries`, :data:`LABEL_COLORS`, :data:`PREDICTION_COLOR`).
+    A static slice viewer (slider over slices, named label outlines):
+    :func:`sapkit.plotting.slices.slice_figure`. Everything is stored in the figure, so it
+    survives HTML export and headless execution: the choice of ``auto`` there.
+
+Every backend uses the colours of :mod:`sapkit.plotting.colors` (label value ``k`` in
+``label_color(k)``, the prediction in ``PREDICTION_COLOR``).
 """
 
 from __future__ import annotations
@@ -30,20 +32,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sapkit.plotting.slices import LABEL_COLORS, PREDICTION_COLOR, _check_inputs, label_boundaries, slice_figure
 from sapkit.errors import ConfigError
+from sapkit.plotting.colors import PREDICTION_COLOR, label_color
+from sapkit.plotting.slices import _check_inputs, slice_figure
 
-__all__ = [
-    "BACKENDS",
-    "LABEL_COLORS",
-    "PREDICTION_COLOR",
-    "is_headless",
-    "select_backend",
-    "view",
-    "slice_figure",
-    "nifti_bytes",
-    "label_boundaries",
-]
+__all__ = ["BACKENDS", "is_headless", "select_backend", "view", "nifti_bytes"]
 
 BACKENDS = ("ipyniivue", "itkwidgets", "plotly")
 
@@ -64,9 +57,9 @@ def is_headless() -> bool:
     bool
         ``True`` when no IPython kernel is running (plain Python, pytest, a script), or when the
         request the kernel is executing carries no ``metadata.cellId``. JupyterLab 4 and
-        Notebook 7 send the id of the cell they run (checked by ``tests/test_browser.py``);
+        Notebook 7 send the id of the cell they run (checked by ``tests/notebooks/test_browser.py``);
         nbclient, and therefore papermill and ``sapkit reproduce``, do not (checked by a real
-        papermill run in ``tests/test_viz.py``).
+        papermill run in ``tests/plotting/test_viewers.py``).
 
     Notes
     -----
@@ -234,7 +227,7 @@ def _label_lut(values: Sequence[int], names: Mapping[int, str] | None, *, single
     for value in values:
         if value == 0:
             continue
-        r, g, b = _hex_rgb(single or LABEL_COLORS[(value - 1) % len(LABEL_COLORS)])
+        r, g, b = _hex_rgb(single or label_color(value))
         for key, item in zip("RGBAI", (r, g, b, 255, int(value))):
             lut[key].append(item)
         lut["labels"].append((names or {}).get(int(value), str(int(value))))
@@ -302,7 +295,7 @@ def view(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, prediction: 
     image : (X, Y, Z) or (C, X, Y, Z) float array
         The scan, RAS voxel order (as :func:`sapkit.data.cases.load_cases` returns it).
     labels : (X, Y, Z) int or bool array, optional
-        Label map shown in discrete colours (value 0 transparent).
+        Label map shown in discrete colours (value 0 transparent), one named legend entry per value.
     prediction : (X, Y, Z) int or bool array, optional
         Predicted mask, shown in :data:`PREDICTION_COLOR`.
     spacing_mm : float or sequence of 3 float
@@ -314,7 +307,8 @@ def view(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, prediction: 
     axis : {"coronal", "axial", "sagittal"}
         Slicing direction of the plotly viewer.
     label_names : mapping int → str, optional
-        Names shown by ipyniivue, e.g. ``sapkit.labels.label_maps.SKELETON_CLASSES``.
+        Legend names of the label values (ipyniivue and plotly), e.g.
+        ``sapkit.labels.label_maps.SKELETON_CLASSES``.
     height_px : int
         Height of the ipyniivue canvas in pixels.
     title : str, optional
@@ -333,9 +327,9 @@ def view(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, prediction: 
         Unknown or uninstalled backend.
     """
     chosen = select_backend(backend)
-    img, lab, pred, spacing = _check_inputs(image, labels, prediction, spacing_mm, channel)
+    img, lab, pred, spacing, _ = _check_inputs(image, labels, prediction, spacing_mm, channel)
     if chosen == "ipyniivue":
         return _view_ipyniivue(img, lab, pred, spacing, label_names=label_names, height_px=height_px)
     if chosen == "itkwidgets":
         return _view_itkwidgets(img, lab, pred, spacing)
-    return slice_figure(img, lab, pred, spacing_mm=spacing, axis=axis, title=title)
+    return slice_figure(img, lab, pred, spacing_mm=spacing, label_names=label_names, axis=axis, title=title)

@@ -2,7 +2,8 @@
 
 The computation is :func:`sapkit.inference.postprocess.lesion_components` (tested for numbers there);
 :class:`LesionExplorer` is a thin ipywidgets shell that calls it and redraws a table and a
-plotly overlay.
+plotly projection drawn by :func:`sapkit.plotting.slices.slice_traces` (reference lesions in
+green, the thresholded prediction in cyan, as everywhere in the kit).
 """
 
 from __future__ import annotations
@@ -14,24 +15,15 @@ import numpy.typing as npt
 import pandas as pd
 
 from sapkit.errors import MetricInputError
-from sapkit.plotting.figures import INIT_ORDER, init_color
-from sapkit.inference.postprocess import LESION_COLUMNS, _check_spacing, lesion_components
-from sapkit.plotting.viewers import LABEL_COLORS, label_boundaries
+from sapkit.inference.postprocess import LESION_COLUMNS, lesion_components
+from sapkit.validation import check_spacing
+from sapkit.metrics import dice
+from sapkit.plotting.colors import init_label, sorted_inits
+from sapkit.plotting.slices import slice_traces
 
 __all__ = ["LesionExplorer", "lesion_explorer"]
 
 _AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
-
-
-def _overlay_colorscale(colour: str) -> list[list]:
-    """0 → transparent, 1 → ``colour``."""
-    clear = "rgba(0,0,0,0)"
-    return [[0.0, clear], [0.5, clear], [0.5, colour], [1.0, colour]]
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return float("nan") if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
 class LesionExplorer:
@@ -39,8 +31,9 @@ class LesionExplorer:
 
     Build it with :func:`lesion_explorer`; display it by leaving it last in a cell. Every
     control change calls :meth:`update`, which recomputes the lesion table of the chosen case and
-    init at the chosen threshold and redraws the overlay (a maximum-intensity projection of the
-    scan with the thresholded lesions coloured and the reference lesions outlined in white).
+    init at the chosen threshold and redraws the overlay: a maximum-intensity projection of the
+    scan with the projected prediction outlined in cyan and the projected reference lesions in
+    green (figure traces: image, reference, prediction).
     """
 
     def __init__(self, images: Mapping[str, npt.NDArray], prob_maps: Mapping[str, Mapping[str, npt.NDArray]], *,
@@ -53,8 +46,7 @@ class LesionExplorer:
 
         if axis not in _AXES:
             raise MetricInputError(f"axis must be one of {tuple(_AXES)}, got {axis!r}.")
-        order = {name: i for i, name in enumerate(INIT_ORDER)}
-        self.inits = sorted(prob_maps, key=lambda k: (order.get(k, len(order)), k))
+        self.inits = sorted_inits(prob_maps)
         cases = [c for c in images if any(c in prob_maps[i] for i in self.inits)]
         if not cases:
             raise MetricInputError("no scan has both an image and a probability map; check the scan ids of "
@@ -77,13 +69,13 @@ class LesionExplorer:
         self.comparison = w.HTML()
         self.table_html = w.HTML()
         self.table_html.add_class("sapkit-lesion-table")
-        self.figure = go.FigureWidget(layout=dict(height=420, width=420, margin=dict(l=10, r=10, t=30, b=10),
-                                                  xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x")))
-        self.figure.add_heatmap(z=[[0]], colorscale="gray", showscale=False, hoverinfo="skip", name="scan")
-        self.figure.add_heatmap(z=[[0]], colorscale=_overlay_colorscale(LABEL_COLORS[0]), zmin=0, zmax=1,
-                                opacity=0.65, showscale=False, hoverinfo="skip", name="lesions")
-        self.figure.add_scatter(x=[], y=[], mode="markers", marker=dict(symbol="square", size=2, color="white"),
-                                hoverinfo="skip", name="reference")
+        empty = np.zeros((1, 1), np.uint8)
+        self.figure = go.FigureWidget(data=slice_traces(empty, reference=empty, prediction=empty, marker_px=2),
+                                      layout=dict(height=420, width=460, margin=dict(l=10, r=10, t=30, b=10),
+                                                  legend=dict(orientation="h"), xaxis=dict(visible=False),
+                                                  yaxis=dict(visible=False, scaleanchor="x")))
+        self._mip = self._reference = empty
+        self._window = (0.0, 1.0)
         controls = w.VBox([self.case_picker, self.init_picker, self.threshold_slider, self.summary,
                            self.comparison, self.table_html])
         self.widget = w.HBox([controls, self.figure])
@@ -97,7 +89,7 @@ class LesionExplorer:
     # -- data of the chosen case ------------------------------------------------------------
     def _case_spacing(self, case: str) -> tuple[float, float, float]:
         spacing = self._spacing[case] if isinstance(self._spacing, Mapping) else self._spacing
-        return _check_spacing(spacing)
+        return check_spacing(spacing, error=MetricInputError)  # type: ignore[return-value]
 
     def _on_control(self, _change) -> None:
         if not self._suspended:
@@ -105,23 +97,13 @@ class LesionExplorer:
 
     def _on_case(self, _change) -> None:
         case = self.case_picker.value
-        spacing = self._case_spacing(case)
-        u_ax, v_ax = [a for a in range(3) if a != self._axis]
         image = np.asarray(self._images[case], dtype=np.float32)
         image = image[min(self._channel, image.shape[0] - 1)] if image.ndim == 4 else image
-        mip = image.max(axis=self._axis).T
-        low, high = np.percentile(mip, (1.0, 99.5))
+        self._mip = image.max(axis=self._axis).T
+        self._window = tuple(float(v) for v in np.percentile(self._mip, (1.0, 99.5)))
         reference = self._masks.get(case)
-        with self.figure.batch_update():
-            self.figure.data[0].z = np.clip((mip - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
-            for trace in self.figure.data[:2]:
-                trace.dx, trace.dy = spacing[u_ax], spacing[v_ax]
-            rows, cols = (np.array([], int), np.array([], int))
-            if reference is not None:
-                projected = (np.asarray(reference) > 0).max(axis=self._axis)[np.newaxis].astype(np.int16)
-                rows, cols = np.nonzero(label_boundaries(projected, axis=0)[0].T)
-            self.figure.data[2].x = (cols * spacing[u_ax]).astype(np.float32)
-            self.figure.data[2].y = (rows * spacing[v_ax]).astype(np.float32)
+        self._reference = np.zeros(self._mip.shape, bool) if reference is None else \
+            (np.asarray(reference) > 0).max(axis=self._axis).T
         available = [i for i in self.inits if case in self._prob_maps[i]]
         self._suspended = True
         try:
@@ -151,14 +133,15 @@ class LesionExplorer:
                                                       spacing_mm=spacing, **self._options)
             row = {"init": other, "n_lesions": len(table), "total_volume_ml": table["volume_ml"].sum()}
             if reference is not None:
-                row["dice"] = _dice(components > 0, np.asarray(reference) > 0)
+                row["dice"] = dice(np.asarray(reference), components)
             rows.append(row)
-        projected = self.component_map.max(axis=self._axis).T
+        spacing_uv = tuple(spacing[a] for a in range(3) if a != self._axis)
+        traces = slice_traces(self._mip, spacing_mm=spacing_uv, window=self._window, reference=self._reference,
+                              prediction=self.component_map.max(axis=self._axis).T > 0, marker_px=2)
         with self.figure.batch_update():
-            colour = init_color(init)
-            self.figure.data[1].z = (projected > 0).astype(np.uint8)  # no NaN: widget messages are JSON
-            self.figure.data[1].colorscale = _overlay_colorscale(colour)
-            self.figure.layout.title = f"{case} · {init} · t = {t:.2f}"
+            for shown, new in zip(self.figure.data, traces):
+                shown.update({k: v for k, v in new.to_plotly_json().items() if k != "type"})
+            self.figure.layout.title = f"{case} · {init_label(init)} · t = {t:.2f}"
         self.summary.value = (f"<b>{len(self.table)}</b> lesions, <b>{self.table['volume_ml'].sum():.2f}</b> mL "
                               f"at threshold {t:.2f} ({init})")
         self.comparison_table = pd.DataFrame(rows)
@@ -188,7 +171,7 @@ def lesion_explorer(images: Mapping[str, npt.NDArray], prob_maps: Mapping[str, M
     spacing_mm : float, sequence of 3 float, or mapping scan_id → spacing
         Voxel size in mm.
     lesion_masks : mapping scan_id → (X, Y, Z) bool/int array, optional
-        Reference lesions: outlined in the overlay; Dice per init shown.
+        Reference lesions: outlined in green in the projection; Dice per init shown.
     threshold : float
         Initial slider value.
     connectivity, min_volume_ml
@@ -198,7 +181,7 @@ def lesion_explorer(images: Mapping[str, npt.NDArray], prob_maps: Mapping[str, M
     axis : {"coronal", "axial", "sagittal"}
         Projection direction.
     init : str, optional
-        Initialisation selected first; default the first of :data:`sapkit.plotting.figures.INIT_ORDER`.
+        Initialisation selected first; default the first of :data:`sapkit.plotting.colors.INIT_ORDER`.
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """Cross-validated lesion fine-tuning (scratch / SSL / SAP) and test-fold prediction.
 
-Protocol (SPEC §2): folds come from ``splits.json``. The model of test fold ``k`` trains on every
+Protocol (docs/method.md §6): folds come from ``splits.json``. The model of test fold ``k`` trains on every
 other fold, the tuning fold included, and predicts fold ``k``; per init one more model,
 ``fold_tune``, trains on the test folds only and predicts the tuning fold (whose predictions tune
 the threshold). ``lesion.label_fraction`` < 1 trains on a seeded subset of the training patients
@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
 from sapkit.config import Config
 from sapkit.errors import ConfigError, SapkitError
 from sapkit.data.manifest import load_manifest
-from sapkit.io.run_paths import data_dir
+from sapkit.io.run_paths import RunDir
 from sapkit.data.splits import fold_subjects, load_splits, test_folds, training_subjects
 
-__all__ = ["FoldResult", "fold_dir", "resolve_folds", "label_subset", "finetune", "finetune_all", "prediction_dir"]
+__all__ = ["FoldResult", "resolve_folds", "label_subset", "finetune", "finetune_all", "folds_table"]
 
 
 @dataclass(frozen=True)
@@ -35,16 +36,6 @@ class FoldResult:
     model_dir: Path
     predictions: tuple[Path, ...]
     n_train_subjects: int
-
-
-def fold_dir(run_dir: str | Path, init: str, fold: str | int) -> Path:
-    """``run_dir/lesion/<init>/fold_<k>`` (``fold_tune`` for the tuning-fold model)."""
-    return Path(run_dir) / "lesion" / init / f"fold_{fold}"
-
-
-def prediction_dir(run_dir: str | Path, init: str) -> Path:
-    """``run_dir/predictions/<init>``: the probability maps of every held-out patient."""
-    return Path(run_dir) / "predictions" / init
 
 
 def resolve_folds(splits: dict[str, Any], folds: Sequence[Any]) -> list[str]:
@@ -120,11 +111,11 @@ def finetune(
     from sapkit.data.cases import load_cases
     from sapkit.inference.predict import predict_manifest
     from sapkit.training.lesion_sampler import build_sampler
-    from sapkit.training.tasks import train_lesion
+    from sapkit.training.lesion_task import train_lesion
 
     run_dir = Path(run_dir)
     if manifest is None:
-        manifest = load_manifest(data_dir(run_dir, data))
+        manifest = load_manifest(RunDir.data_dir(run_dir, data))
     splits = load_splits(run_dir)
     fold = str(fold)
     held_out = fold_subjects(splits, fold)
@@ -144,29 +135,67 @@ def finetune(
         monitored = val_cases
     if not train_cases:
         raise SapkitError(f"fold {fold} has no training patients in {manifest.path}; check splits.json")
-    out = fold_dir(run_dir, init, fold)
+    rd = RunDir(run_dir)
+    out = rd.lesion(init, fold).path
     sampler = build_sampler(train_cases, config.lesion, seed=config.seed, rank=rank, world_size=world_size)
     train_lesion(run_dir, config, init=init, fold=fold, train_cases=train_cases, val_cases=monitored,
                  sampler=sampler, pretrained=pretrained, resume=resume, progress=progress)
     predictions: list[Path] = []
     if predict and rank == 0:
-        checkpoint = out / ("model_best.pt" if config.lesion.checkpoint == "best" else "model_final.pt")
+        checkpoint = rd.lesion_model(init, fold, which="best" if config.lesion.checkpoint == "best" else "final")
         scan_ids = [c.scan_id for c in val_cases]
-        predict_manifest(checkpoint, manifest, prediction_dir(run_dir, init), config=config, scan_ids=scan_ids,
+        predict_manifest(checkpoint, manifest, rd.predictions(init), config=config, scan_ids=scan_ids,
                          progress=progress, cases={c.scan_id: c for c in val_cases})
-        predictions = [prediction_dir(run_dir, init) / f"{s}_prob.nii.gz" for s in scan_ids]
+        predictions = [rd.probability_map(init, s) for s in scan_ids]
     return FoldResult(init, fold, out, tuple(predictions), len(train_subjects))
 
 
 def finetune_all(run_dir: str | Path, config: Config, *, data: str | Path | None = None,
                  progress: bool = True) -> list[FoldResult]:
-    """Every ``lesion.inits`` × ``lesion.folds`` combination, in that order (the manifest is
-    validated and the patient scans are read once for all of them)."""
+    """Train and predict every ``lesion.inits`` × ``lesion.folds`` model, inits outer, folds inner.
+
+    The manifest is validated and the patient scans are read once for all models; each model is
+    :func:`finetune` (the fold protocol of the module docstring). An interrupted model is trained
+    again from its start; resume one with ``sapkit train lesion --resume``.
+
+    Parameters
+    ----------
+    run_dir : path
+        Run folder holding ``splits.json`` and (for SAP/SSL) ``skeleton/`` / ``ssl/``.
+    config : Config
+        Uses ``lesion`` (``inits``, ``folds`` and the recipe), ``model``, ``augment``,
+        ``preprocess``, ``infer``, ``seed`` and ``device``.
+    data : path, optional
+        Manifest folder (default ``run_dir/data``).
+    progress : bool
+        tqdm bars.
+
+    Returns
+    -------
+    list of FoldResult
+        In training order; :func:`folds_table` turns it into a table.
+    """
     from sapkit.data.cases import load_cases
 
     splits = load_splits(run_dir)
-    manifest = load_manifest(data_dir(run_dir, data))
+    manifest = load_manifest(RunDir.data_dir(run_dir, data))
     cases = load_cases(manifest, cohort="patient", percentiles=config.preprocess.clip_percentiles, progress=progress)
     return [finetune(run_dir, config, init=init, fold=fold, data=data, progress=progress, manifest=manifest,
                      cases=cases)
             for init in config.lesion.inits for fold in resolve_folds(splits, config.lesion.folds)]
+
+
+def folds_table(results: Sequence[FoldResult]) -> pd.DataFrame:
+    """One row per trained model: ``init, fold, training patients, predicted scans, folder``.
+
+    Examples
+    --------
+    >>> rd = RunDir("run")
+    >>> r = FoldResult("sap", "0", rd.lesion("sap", 0).path, (rd.probability_map("sap", "p1_s0"),), 4)
+    >>> table = folds_table([r])
+    >>> table.loc[0, "folder"], int(table.loc[0, "training patients"]), int(table.loc[0, "predicted scans"])
+    ('run/lesion/sap/fold_0', 4, 1)
+    """
+    return pd.DataFrame([{"init": r.init, "fold": r.fold, "training patients": r.n_train_subjects,
+                          "predicted scans": len(r.predictions), "folder": r.model_dir.as_posix()} for r in results],
+                        columns=["init", "fold", "training patients", "predicted scans", "folder"])

@@ -1,4 +1,4 @@
-"""The training engine shared by the skeleton, SSL and lesion tasks (SPEC §4).
+"""The training engine shared by the skeleton, SSL and lesion tasks (docs/method.md §4).
 
 :func:`fit` owns everything the three tasks share: Adam (weight decay 1e-5) over named parameter
 groups, a linear warm-up then cosine learning-rate schedule stepped per epoch
@@ -6,16 +6,18 @@ groups, a linear warm-up then cosine learning-rate schedule stepped per epoch
 CUDA; only rank 0 writes), validation every ``val_every`` epochs, ``model_best.pt`` /
 ``model_final.pt`` / ``checkpoint_last.pt``, an atomically rewritten ``log.csv`` (loss, learning
 rate per group, validation metrics, seconds per epoch), a ``tqdm`` progress bar, exact resume
-(refused when the configuration changed, see :func:`config_differences`; files a killed run left
+(refused when the configuration changed, see :func:`sapkit.training.resume.config_differences`; files a killed run left
 half-written in the hidden staging folder are removed), and ``MODEL_CARD.md``.
-The tasks themselves (networks, losses, validation, data) live in :mod:`sapkit.training.tasks`.
+The tasks themselves (networks, losses, validation, data) live in :mod:`sapkit.training.skeleton_task`,
+:mod:`sapkit.training.ssl_task` and :mod:`sapkit.training.lesion_task`.
 
 Data come from a *sampler*: any object with ``len(sampler)`` and
 ``sampler.epoch_samples(epoch) -> list of (image (C, *roi) float32, label (*roi) int or None)``
 returning **this process's** samples for ``epoch`` (every DDP rank the same count), deterministic in
 (seed, epoch, rank) — e.g. :class:`sapkit.training.skeleton_sampler.PatchSampler` or
-:func:`sapkit.training.lesion_sampler.build_sampler`. The engine applies the SPEC §4 augmentation to supervised
-samples, seeded from (seed, epoch, rank, index) — samplers must not augment.
+:func:`sapkit.training.lesion_sampler.build_sampler`. The engine applies the augmentation of
+docs/method.md §4.3 to supervised samples, seeded from (seed, epoch, rank, index) — samplers
+must not augment.
 
 Randomness never touches the caller's global state: the model is expected to be initialised from
 ``seed`` by its builder, the engine runs inside a forked RNG, dropout is re-seeded from
@@ -29,7 +31,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -37,37 +39,31 @@ import torch
 from torch import nn
 
 from sapkit.data.augment import augment, augment_rng
-from sapkit.io.checkpoints import load_checkpoint, save_checkpoint
+from sapkit.io.checkpoints import save_checkpoint
 from sapkit.config import Config, config_to_dict
 from sapkit.training.distributed import DistContext, all_mean, barrier, setup_distributed
-from sapkit.errors import CheckpointError, ConfigError
-from sapkit.io.nifti import atomic_write_text, remove_stale_temporaries
+from sapkit.errors import ConfigError
+from sapkit.io.atomic import atomic_write_text, remove_stale_temporaries
+from sapkit.io.run_paths import ModelDir
 from sapkit.training.model_card import write_model_card
+from sapkit.training.resume import load_resume_checkpoint
 from sapkit.networks.factory import memory_format_for, unwrap
 
 __all__ = [
-    "LAST_CHECKPOINT",
-    "BEST_MODEL",
-    "FINAL_MODEL",
     "TrainResult",
     "StepFn",
     "ValFn",
     "lr_factor",
     "seed_from",
-    "config_differences",
     "fit",
     "read_train_result",
 ]
 
-LAST_CHECKPOINT, BEST_MODEL, FINAL_MODEL = "checkpoint_last.pt", "model_best.pt", "model_final.pt"
 _STREAM_DROPOUT, _STREAM_SSL = 202, 203
-# Task-section keys that may change on resume: more epochs, and lesion keys that choose which
-# (init, fold) models exist or which checkpoint predicts, not how one model trains.
-_RESUME_FREE_KEYS = ("epochs", "inits", "folds", "checkpoint")
 
 
 # ---------------------------------------------------------------------------------------------
-# schedule, seeds, resume check
+# schedule, seeds
 def lr_factor(epoch: int, *, warmup_epochs: int, epochs: int) -> float:
     """Learning-rate multiplier of ``epoch`` (0-based): a line from 0, then a cosine to 0.
 
@@ -95,55 +91,6 @@ def seed_from(*parts: int) -> int:
     True
     """
     return int(np.random.default_rng([int(p) for p in parts]).integers(0, 2**62))
-
-
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def config_differences(stored: Mapping[str, Any], current: Config | Mapping[str, Any], *, task: str,
-                       sections: Sequence[str] = ("model", "augment", "preprocess")) -> list[str]:
-    """Keys whose values make a resumed ``task`` run differ from the one in the checkpoint.
-
-    Compared: ``seed``, every key of ``sections`` and of the task's own section except
-    ``epochs`` (extending a run is legitimate) and, for the lesion task, ``inits``, ``folds`` and
-    ``checkpoint`` (they choose which models exist and which checkpoint predicts). Keys present in
-    only one of the two configs (the schema changed between sapkit versions) are not compared.
-
-    Parameters
-    ----------
-    stored : mapping
-        ``checkpoint["config"]`` (nested plain dict, :func:`sapkit.config.config_to_dict`).
-    current : Config or mapping
-        The configuration of the resuming call.
-    task : {"skeleton", "ssl", "lesion"}
-        Its section is compared.
-    sections : sequence of str
-        Further whole sections to compare.
-
-    Returns
-    -------
-    list of str
-        ``"key (checkpoint A, now B)"`` per differing dotted key, sorted; empty when resumable.
-
-    Examples
-    --------
-    >>> a = {"seed": 1, "model": {"backbone": "unet"}, "skeleton": {"epochs": 3, "lr": 0.1}}
-    >>> config_differences(a, {**a, "seed": 2, "skeleton": {"epochs": 9, "lr": 0.2}}, task="skeleton")
-    ['seed (checkpoint 1, now 2)', 'skeleton.lr (checkpoint 0.1, now 0.2)']
-    """
-    now = current if isinstance(current, Mapping) else config_to_dict(current)
-    names = ("seed", *sections, task)
-    old, new = (_flat({k: tree[k] for k in names if k in tree}) for tree in (stored, now))
-    free = {f"{task}.{k}" for k in _RESUME_FREE_KEYS if k == "epochs" or task == "lesion"}
-    return [f"{k} (checkpoint {old[k]!r}, now {new[k]!r})" for k in sorted(set(old) & set(new))
-            if k not in free and old[k] != new[k]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,12 +125,12 @@ class TrainResult:
     @property
     def final_path(self) -> Path:
         """``model_final.pt``."""
-        return self.out_dir / FINAL_MODEL
+        return ModelDir(self.out_dir).model("final")
 
     @property
     def best_path(self) -> Path:
         """``model_best.pt``."""
-        return self.out_dir / BEST_MODEL
+        return ModelDir(self.out_dir).model("best")
 
 
 StepFn = Callable[[nn.Module, torch.Tensor, "torch.Tensor | None", torch.Generator, Any], dict[str, torch.Tensor]]
@@ -233,7 +180,7 @@ def fit(
         Section with ``epochs``, ``warmup_epochs``, ``batch_size``, ``val_every``, ``amp``,
         ``weight_decay``.
     augment_samples : bool
-        Apply SPEC §4 augmentation (supervised tasks).
+        Apply the docs/method.md §4.3 augmentation (supervised tasks).
     card : dict
         Facts for ``MODEL_CARD.md``: ``summary``, ``label_map``, ``data``, ``roi``, ``training``,
         ``intended_use``, ``limits`` (:func:`sapkit.training.model_card.write_model_card`).
@@ -254,7 +201,7 @@ def fit(
     ------
     ConfigError
         Invalid epochs/batch settings, or on resume a configuration that differs from the
-        checkpoint's (:func:`config_differences`).
+        checkpoint's (:func:`sapkit.training.resume.config_differences`).
     CheckpointError
         On resume, an unsafe checkpoint or one of another task.
     """
@@ -276,26 +223,6 @@ def fit(
             dist.destroy_process_group()
 
 
-def _load_resume(out_dir: Path, config: Config, d: DistContext, *, task: str, augment_samples: bool) -> dict[str, Any] | None:
-    """The checkpoint to continue from (``checkpoint_last.pt``, else ``model_final.pt``), checked; None if none."""
-    path = next((p for p in (out_dir / LAST_CHECKPOINT, out_dir / FINAL_MODEL) if p.is_file()), None)
-    if path is None:
-        return None
-    ck = load_checkpoint(path, map_location=d.device)
-    if ck.get("extra", {}).get("task") != task:
-        raise CheckpointError(f"{path} is a {ck.get('extra', {}).get('task')!r} checkpoint, not {task!r}; "
-                              "use another run folder or drop --resume")
-    sections = ("model", "preprocess") + (("augment",) if augment_samples else ())
-    diff = config_differences(ck.get("config") or {}, config, task=task, sections=sections)
-    if diff:
-        raise ConfigError(
-            f"cannot resume from {path}: the configuration differs from the one it was trained with in "
-            f"{len(diff)} key(s): {'; '.join(diff)}. A resumed run must continue the same run: resume with the "
-            f"same profile/overrides, or start a new run_dir (only {task}.epochs may change on resume)"
-        )
-    return ck
-
-
 def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.Module, groups: list[dict[str, Any]],
          sampler: Any, step: StepFn, validate: ValFn | None, tc: Any, augment_samples: bool, card: dict[str, Any],
          resume: bool, stop_after: int | None, progress: bool, transfer: pd.DataFrame | None) -> TrainResult:
@@ -313,8 +240,9 @@ def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.
     autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else None
     names = [g.get("name", f"group{i}") for i, g in enumerate(optimizer.param_groups)]
 
+    md = ModelDir(out_dir)
     start, best, rows = 0, float("nan"), []
-    ck = _load_resume(out_dir, config, d, task=task, augment_samples=augment_samples) if resume else None
+    ck = load_resume_checkpoint(out_dir, config, d.device, task=task, augment_samples=augment_samples) if resume else None
     if resume and d.is_main:  # half-written files of the killed run (never read; see atomic_path)
         remove_stale_temporaries(out_dir)
     if ck is not None:
@@ -325,8 +253,8 @@ def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.
             scaler.load_state_dict(ck["scaler"])
         start = int(ck["epoch"])
         best = float(ck["extra"].get("best_score", float("nan")))
-        if (out_dir / "log.csv").is_file():
-            old = pd.read_csv(out_dir / "log.csv")
+        if md.log_csv.is_file():
+            old = pd.read_csv(md.log_csv)
             rows = old[old["epoch"] <= start].to_dict("records")
     net: nn.Module = model
     if d.world_size > 1:
@@ -339,7 +267,7 @@ def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.
         row["seconds"] = seconds
         rows.append(row)
         if d.is_main:
-            atomic_write_text(out_dir / "log.csv", pd.DataFrame(rows).to_csv(index=False))
+            atomic_write_text(md.log_csv, pd.DataFrame(rows).to_csv(index=False))
 
     def state(epoch: int) -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state(), "scheme": [int(config.seed), _STREAM_DROPOUT, epoch]}
@@ -372,7 +300,7 @@ def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.
                 if augment_samples:
                     image, label = augment(np.asarray(image), None if label is None else np.asarray(label),
                                            config.augment, rng=augment_rng(config.seed, epoch, d.rank * 1_000_003 + b + j))
-                images.append(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)))
+                images.append(torch.from_numpy(np.require(image, np.float32, ["C_CONTIGUOUS", "WRITEABLE"])))
                 if label is not None:
                     labels.append(torch.from_numpy(np.ascontiguousarray(label).astype(np.int64)))
             x = torch.stack(images).to(d.device, memory_format=layout)
@@ -396,19 +324,19 @@ def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.
                 val = validate(unwrap(model), d.device)
                 if math.isnan(best) or val["score"] > best:
                     best = val["score"]
-                    save_checkpoint(out_dir / BEST_MODEL, **state(done))
+                    save_checkpoint(md.model("best"), **state(done))
             barrier(d)
         log_row(done, epoch_losses, lrs, val, time.perf_counter() - t0)
         if d.is_main:
-            save_checkpoint(out_dir / LAST_CHECKPOINT, **state(done))
+            save_checkpoint(md.checkpoint_last, **state(done))
             bar.set_postfix(loss=f"{epoch_losses.get('loss', float('nan')):.4f}")
         barrier(d)
     bar.close()
     done = max(start, end)
     finished = done >= tc.epochs
     if finished and d.is_main:
-        save_checkpoint(out_dir / FINAL_MODEL, **state(tc.epochs))
-        (out_dir / LAST_CHECKPOINT).unlink(missing_ok=True)
+        save_checkpoint(md.model("final"), **state(tc.epochs))
+        md.checkpoint_last.unlink(missing_ok=True)
         write_model_card(out_dir, task=task, config=config, log=pd.DataFrame(rows), card=card, best_score=best)
     barrier(d)
     return TrainResult(out_dir=out_dir, log=pd.DataFrame(rows), epochs_done=done, finished=finished,
@@ -433,17 +361,18 @@ def read_train_result(out_dir: str | Path) -> TrainResult:
     TrainResult
     """
     out_dir = Path(out_dir)
-    log = pd.read_csv(out_dir / "log.csv") if (out_dir / "log.csv").is_file() else pd.DataFrame(columns=["epoch"])
+    md = ModelDir(out_dir)
+    log = pd.read_csv(md.log_csv) if md.log_csv.is_file() else pd.DataFrame(columns=["epoch"])
     trained = log[log["epoch"] >= 1] if len(log) else log
     scores = trained["val_score"].dropna() if "val_score" in trained.columns else pd.Series(dtype=float)
     transfer = None
-    if (out_dir / "transfer.csv").is_file():
-        table = pd.read_csv(out_dir / "transfer.csv")
+    if md.transfer_csv.is_file():
+        table = pd.read_csv(md.transfer_csv)
         meta = {c: (str(table[c].iloc[0]) if len(table) else "") for c in ("source", "layout", "remaps") if c in table}
         transfer = table.drop(columns=list(meta))
         remaps = meta.get("remaps", "none")
         transfer.attrs.update(source=meta.get("source", ""), layout=meta.get("layout", ""),
                               remaps=[] if remaps in ("none", "", "nan") else remaps.split(";"))
     return TrainResult(out_dir=out_dir, log=log, epochs_done=int(log["epoch"].max()) if len(log) else 0,
-                       finished=(out_dir / FINAL_MODEL).is_file(),
+                       finished=md.model("final").is_file(),
                        best_score=float(scores.max()) if len(scores) else float("nan"), transfer=transfer)

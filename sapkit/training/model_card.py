@@ -8,7 +8,8 @@ from typing import Any, Mapping
 import pandas as pd
 
 from sapkit.config import Config, config_to_dict
-from sapkit.io.nifti import atomic_write_text
+from sapkit.io.atomic import atomic_write_text
+from sapkit.io.run_paths import ModelDir
 
 __all__ = ["write_model_card"]
 
@@ -69,4 +70,4 @@ def write_model_card(out_dir: str | Path, *, task: str, config: Config, log: pd.
 
 **Limits.** {card.get('limits', 'Trained on few scans; not validated for clinical use, other scanners, protocols or populations.')}
 """
-    return atomic_write_text(out_dir / "MODEL_CARD.md", text)
+    return atomic_write_text(ModelDir(out_dir).model_card, text)

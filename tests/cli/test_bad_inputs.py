@@ -328,7 +328,7 @@ def negative_tolerance_lesion_report(root):
     from sapkit.metrics import lesion_report
 
     gt, pred = _masks()
-    return (lambda: lesion_report(gt, pred, spacing_mm=(2, 2, 3), tolerance_mm=-1.0)), r"tolerance_mm must be ≥ 0, got -1\.0"
+    return (lambda: lesion_report(gt, pred, spacing_mm=(2, 2, 3), tolerance_mm=-1.0)), r"tolerance_mm must be a finite number ≥ 0, got -1\.0"
 
 
 @case
@@ -355,7 +355,7 @@ def unknown_connectivity_lesion_report(root):
 
     gt, pred = _masks()
     return (lambda: lesion_report(gt, pred, spacing_mm=(2, 2, 3), connectivity=4)), \
-        r"connectivity must be one of \(6, 18, 26\) \(3D neighbours\), got 4"
+        r"connectivity must be one of \(6, 18, 26\) \(3D voxel neighbourhood\), got 4; the kit's default is 26"
 
 
 @case
@@ -391,7 +391,7 @@ def spacing_of_wrong_length_lesion_report(root):
 
     gt, pred = _masks()
     return (lambda: lesion_report(gt, pred, spacing_mm=(2, 2))), \
-        r"spacing_mm has 2 values .* but the masks are 3D; give one spacing per axis"
+        r"spacing_mm must be 3 positive numbers \(mm\), got \(2, 2\); pass the scan's voxel size"
 
 
 @case
@@ -400,7 +400,7 @@ def spacing_of_wrong_length_nsd(root):
 
     gt, pred = _masks()
     return (lambda: normalized_surface_dice(gt, pred, spacing_mm=(2, 2, 3, 1))), \
-        r"spacing_mm has 4 values .* but the masks are 3D; give one spacing per axis"
+        r"spacing_mm must be 3 positive numbers \(mm\), got \(2, 2, 3, 1\); pass the scan's voxel size"
 
 
 @case
@@ -482,7 +482,7 @@ def evaluate_probability_map_with_nan(root):
 def evaluate_unknown_tolerance(root):
     pred = root / "data" / "p03_lesion.nii.gz"
     return _cli("evaluate", ["--gt", str(pred), "--pred", str(pred), "--tolerance-mm", "-0.5"]), \
-        r"tolerance_mm must be ≥ 0, got -0\.5"
+        r"tolerance_mm must be a finite number ≥ 0, got -0\.5"
 
 
 # ---------------------------------------------------------------- checkpoints, models, transfer
@@ -614,7 +614,7 @@ def sampler_given_only_empty_lesion_masks(root):
 @case
 def unknown_init(root):
     from sapkit.config import load_config
-    from sapkit.training.tasks import train_lesion
+    from sapkit.training.lesion_task import train_lesion
 
     smoke = load_config("smoke")
     return (lambda: train_lesion(root / "run", smoke, init="imagenet", fold=0, train_cases=[], val_cases=None,
@@ -632,7 +632,7 @@ def transfer_with_init_scratch(root):
 @case
 def training_roi_not_divisible(root):
     from sapkit.config import load_config
-    from sapkit.training.tasks import train_lesion
+    from sapkit.training.lesion_task import train_lesion
 
     cfg = load_config("smoke", {"lesion.roi": [20, 20, 20]})
     return (lambda: train_lesion(root / "run", cfg, init="scratch", fold=0, train_cases=[], val_cases=None,

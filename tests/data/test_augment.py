@@ -1,4 +1,4 @@
-"""sapkit.data.augment: SPEC §4 augmentation, seeded from (seed, epoch, index)."""
+"""sapkit.data.augment: docs/method.md §4.3 augmentation, seeded from (seed, epoch, index)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,9 @@ import pytest
 
 from fake_run import INITS, write_fake_run
 from sapkit.config import load_config
-from sapkit.errors import SapkitError
+from sapkit.errors import EvaluationError
 from sapkit.evaluation.cohort import case_table, cohort_counts, evaluate_run
+from sapkit.io.run_paths import EvalDir, RunDir
 from sapkit.data.manifest import load_manifest
 from sapkit.metrics import lesion_report, tune_threshold
 from sapkit.data.splits import load_splits
@@ -36,20 +37,20 @@ def evaluated(fake_run):
 def test_run_writes_every_contract_file(fake_run, evaluated):
     for name in ("threshold.json", "lesions.csv", "patients.csv", "predictions.csv", "table1.csv", "table1.md",
                  "froc.csv", "comparisons.csv"):
-        assert (fake_run / "eval" / name).is_file(), name
-    saved = json.loads((fake_run / "eval" / "threshold.json").read_text())
+        assert (RunDir(fake_run).eval_dir / name).is_file(), name
+    saved = json.loads(RunDir(fake_run).threshold_json.read_text())
     assert set(saved) == set(INITS)
     assert all(saved[i]["threshold"] == evaluated.thresholds[i].threshold for i in INITS)
-    patients = pd.read_csv(fake_run / "eval" / "patients.csv")
+    patients = pd.read_csv(RunDir(fake_run).eval_table("patients"))
     assert len(patients) == len(evaluated.patients) and set(patients["init"]) == set(INITS)
 
 
 def test_threshold_tuned_on_tuning_fold_only_and_applied_to_test_folds(fake_run, evaluated):
     splits = load_splits(fake_run)
-    manifest = load_manifest(fake_run / "data", check_files=False)
+    manifest = load_manifest(RunDir(fake_run).data, check_files=False)
     tuning = str(splits["tuning_fold"])
     assert set(evaluated.patients["fold"].astype(str)) <= {f for f in splits["folds"] if f != tuning}
-    tune_cases = case_table(manifest, splits, fake_run / "predictions" / "sap", folds="tune")
+    tune_cases = case_table(manifest, splits, RunDir(fake_run).predictions("sap"), folds="tune")
     assert set(tune_cases["fold"]) == {tuning} and not tune_cases.empty
     counts = cohort_counts(tune_cases, eval_config=load_config("smoke").eval)
     expected = tune_threshold(counts)
@@ -63,11 +64,11 @@ def test_tables_consistent_with_counts_and_single_case_report(fake_run, evaluate
     sap = evaluated.patients[evaluated.patients.init == "sap"]
     t = evaluated.thresholds["sap"].threshold
     c = evaluated.counts[(evaluated.counts.init == "sap") & np.isclose(evaluated.counts.threshold, t)]
-    merged = sap.merge(c, on="patient_id", suffixes=("", "_c"))
+    merged = sap.merge(c, on="scan_id", suffixes=("", "_c"))
     assert len(merged) == len(sap)
     assert (merged["tp"] == merged["tp_c"]).all() and (merged["fp"] == merged["fp_c"]).all()
     les = evaluated.lesions[evaluated.lesions.init == "sap"]
-    assert les.groupby("patient_id").size().sum() == sap["n_lesions"].sum()
+    assert les.groupby("scan_id").size().sum() == sap["n_lesions"].sum()
     assert set(les["bone_region"]) <= {"pelvis", "lumbar spine", "unlabelled"}
 
 
@@ -85,10 +86,10 @@ def test_table1_has_paper_columns(evaluated):
 
 def test_missing_predictions_raise(tmp_path):
     run = write_fake_run(tmp_path / "run", n_patients=6)
-    (run / "predictions" / "sap" / "p05_s0_prob.nii.gz").unlink()
-    with pytest.raises(SapkitError, match="missing"):
+    RunDir(run).probability_map("sap", "p05_s0").unlink()
+    with pytest.raises(EvaluationError, match="missing"):
         evaluate_run(run, load_config("smoke"), inits=["sap"], progress=False)
-    with pytest.raises(SapkitError, match="no predictions"):
+    with pytest.raises(EvaluationError, match="no predictions"):
         evaluate_run(run, load_config("smoke"), inits=["nope"], progress=False)
 
 
@@ -96,9 +97,9 @@ def test_cli_case_json_keys(fake_run, tmp_path):
     from sapkit.cli import main
 
     out = tmp_path / "case.json"
-    data = fake_run / "data"
+    data = RunDir(fake_run).data
     rc = main(["evaluate", "--gt", str(data / "p01_lesion.nii.gz"), "--pred",
-               str(fake_run / "predictions" / "sap" / "p01_s0_prob.nii.gz"), "--prob", "--threshold", "0.5",
+               str(RunDir(fake_run).probability_map("sap", "p01_s0")), "--prob", "--threshold", "0.5",
                "--tolerance-mm", "3", "--hit", "iou:0.3", "--json", str(out)])
     assert rc == 0
     doc = json.loads(out.read_text())
@@ -112,7 +113,7 @@ def test_cli_case_json_keys(fake_run, tmp_path):
     from sapkit.io.nifti import read_label
 
     gt, _, _ = read_label(data / "p01_lesion.nii.gz")
-    prob, _ = read_prob_map(fake_run / "predictions" / "sap" / "p01_s0_prob.nii.gz")
+    prob, _ = read_prob_map(RunDir(fake_run).probability_map("sap", "p01_s0"))
     rep = lesion_report(gt, prob_map=prob, threshold=0.5, spacing_mm=(3, 3, 4), tolerance_mm=3, hit="iou:0.3")
     assert (doc["tp"], doc["fn"], doc["fp"]) == (rep.patient.tp, rep.patient.fn, rep.patient.fp)
     assert doc["dice"] == pytest.approx(rep.patient.dice_mean)
@@ -122,14 +123,15 @@ def test_cli_case_json_keys(fake_run, tmp_path):
 def test_cli_cohort_and_bad_input(fake_run, tmp_path, capsys):
     from sapkit.cli import main
 
-    out = tmp_path / "cohort"
-    rc = main(["evaluate", "--manifest", str(fake_run / "data"), "--pred-dir", str(fake_run / "predictions" / "ssl"),
-               "--threshold", "0.4", "--out", str(out)])
+    out = EvalDir(tmp_path / "cohort")
+    rd = RunDir(fake_run)
+    rc = main(["evaluate", "--manifest", str(rd.data), "--pred-dir", str(rd.predictions("ssl")),
+               "--threshold", "0.4", "--out", str(out.path)])
     assert rc == 0
-    patients = pd.read_csv(out / "patients.csv")
-    assert len(patients) == 6 and (out / "table1.md").is_file()
-    rc = main(["evaluate", "--gt", str(fake_run / "data" / "p01_lesion.nii.gz"), "--pred",
-               str(fake_run / "data" / "p02_t1.nii.gz")])
+    patients = pd.read_csv(out.table("patients"))
+    assert len(patients) == 6 and out.table1_md.is_file()
+    rc = main(["evaluate", "--gt", str(rd.data / "p01_lesion.nii.gz"), "--pred",
+               str(rd.data / "p02_t1.nii.gz")])
     assert rc == 1 and "non-integer" in capsys.readouterr().err
 
 
@@ -143,4 +145,4 @@ def test_notebook_05_runs_headless(fake_run, tmp_path):
     nb = json.loads(out.read_text())
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    assert (fake_run / "eval" / "table1.md").is_file()
+    assert RunDir(fake_run).table1_md.is_file()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import EvaluationError
 from sapkit.evaluation.statistics import (
     bonferroni,
     icc,
@@ -28,9 +28,9 @@ def test_icc_shrout_fleiss():
     assert icc(SHROUT_FLEISS, kind="1,1") == pytest.approx(0.166, abs=1e-3)
     assert icc(SHROUT_FLEISS, kind="2,1") == pytest.approx(0.290, abs=1e-3)
     assert icc(SHROUT_FLEISS, kind="3,1") == pytest.approx(0.715, abs=1e-3)
-    with pytest.raises(MetricInputError, match="kind"):
+    with pytest.raises(EvaluationError, match="kind"):
         icc(SHROUT_FLEISS, kind="2,k")
-    with pytest.raises(MetricInputError, match="shape"):
+    with pytest.raises(EvaluationError, match="shape"):
         icc([1, 2, 3])
 
 
@@ -73,7 +73,7 @@ def test_wilcoxon_exact_small_sample_and_scipy():
     keep = ~np.isnan(b)
     assert r.n == 19 and r.p_value == pytest.approx(sps.wilcoxon(a[keep], b[keep]).pvalue)
     assert math.isnan(wilcoxon_signed_rank([1, 2], [1, 2]).p_value)
-    with pytest.raises(MetricInputError, match="equal lengths"):
+    with pytest.raises(EvaluationError, match="equal lengths"):
         wilcoxon_signed_rank([1, 2], [1])
 
 

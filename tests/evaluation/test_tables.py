@@ -25,11 +25,11 @@ def _tables(seed=0, n=12):
     for init, shift in (("scratch", 0.0), ("ssl", 0.1), ("sap", 0.3)):
         for i in range(n):
             f2 = float(np.clip(rng.normal(0.3 + shift, 0.1), 0, 1))
-            rows.append({"init": init, "patient_id": f"p{i}", "sensitivity": f2, "precision": 0.5, "fp": i % 4,
+            rows.append({"init": init, "scan_id": f"p{i}", "sensitivity": f2, "precision": 0.5, "fp": i % 4,
                          "f2": f2, "sensitivity_large": np.nan if i % 3 == 0 else 1.0, "dice_mean": f2 / 2,
                          "global_dice": f2 / 1.5, "gt_volume_ml": 1.0 + i, "pred_volume_ml": 1.0 + i + rng.normal(0, 0.5)})
             for j in range(3):
-                les.append({"init": init, "patient_id": f"p{i}", "detected": j < 2,
+                les.append({"init": init, "scan_id": f"p{i}", "detected": j < 2,
                             "dice": float(np.clip(rng.normal(0.5 + shift, 0.1), 0, 1)), "nsd": 0.7})
     return pd.DataFrame(rows), pd.DataFrame(les)
 
@@ -68,8 +68,8 @@ def test_compare_inits_against_scipy():
     patients, lesions = _tables(seed=1)
     comp = compare_inits(patients, lesions, reference="sap")
     f2 = comp[(comp.metric == "f2") & (comp.b == "scratch")].iloc[0]
-    a = patients.query("init == 'sap'").sort_values("patient_id")["f2"].to_numpy()
-    b = patients.query("init == 'scratch'").sort_values("patient_id")["f2"].to_numpy()
+    a = patients.query("init == 'sap'").sort_values("scan_id")["f2"].to_numpy()
+    b = patients.query("init == 'scratch'").sort_values("scan_id")["f2"].to_numpy()
     p = sps.wilcoxon(a, b).pvalue
     assert f2["p_value"] == pytest.approx(p) and f2["p_bonferroni"] == pytest.approx(min(1.0, 2 * p))
     d = comp[(comp.metric == "dice_detected_lesion") & (comp.b == "ssl")].iloc[0]

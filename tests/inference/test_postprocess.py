@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import ConfigError, MetricInputError, SapkitError
 from sapkit.inference.postprocess import LESION_COLUMNS, lesion_components
 
 
@@ -142,18 +142,20 @@ def test_raising_the_threshold_never_grows_the_lesion_volume():
     assert volumes[0] == pytest.approx((prob >= 0.05).sum() * 9.0 / 1000)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"prob_map": np.zeros((3, 3))}, r"must be \(X, Y, Z\)"),
-    ({"prob_map": np.zeros((3, 3, 3), np.uint8)}, "float probabilities"),
-    ({"prob_map": np.full((3, 3, 3), 1.5)}, r"in \[0, 1\]"),
-    ({"prob_map": np.full((3, 3, 3), np.nan)}, "27 NaN/inf voxels"),
-    ({"threshold": 0.0}, r"threshold must be in \(0, 1\]"),
-    ({"spacing_mm": (1.0, -1.0, 1.0)}, "3 positive numbers"),
-    ({"connectivity": 8}, "6, 18 or 26"),
-    ({"min_volume_ml": -1.0}, "min_volume_ml"),
-    ({"skeleton": np.zeros((3, 3, 4), np.int16)}, r"skeleton shape \(3, 3, 4\) ≠ prob_map shape"),
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"prob_map": np.zeros((3, 3))}, SapkitError, r"must be 3D \(X, Y, Z\)"),
+    ({"prob_map": np.zeros((3, 3, 3), np.uint8)}, SapkitError, "float probabilities"),
+    ({"prob_map": np.full((3, 3, 3), 1.5)}, SapkitError, r"in \[0, 1\]"),
+    ({"prob_map": np.full((3, 3, 3), np.nan)}, SapkitError, "27 NaN/inf voxels"),
+    ({"threshold": 0.0}, ConfigError, r"threshold must be in \(0, 1\]"),
+    ({"spacing_mm": (1.0, -1.0, 1.0)}, ConfigError, "3 positive numbers"),
+    ({"connectivity": 8}, ConfigError, r"one of \(6, 18, 26\)"),
+    ({"min_volume_ml": -1.0}, ConfigError, "min_volume_ml"),
+    ({"skeleton": np.zeros((3, 3, 4), np.int16)}, SapkitError, r"skeleton shape \(3, 3, 4\) ≠ prob_map shape"),
 ])
-def test_bad_inputs_raise(kwargs, match):
+def test_bad_inputs_raise(kwargs, error, match):
+    """Inference raises sapkit's input errors, never the metrics' MetricInputError."""
     args = {"prob_map": np.zeros((3, 3, 3)), "threshold": 0.5, "spacing_mm": 1.0, **kwargs}
-    with pytest.raises(MetricInputError, match=match):
+    with pytest.raises(error, match=match) as raised:
         lesion_components(args.pop("prob_map"), **args)
+    assert not isinstance(raised.value, MetricInputError)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sapkit.errors import NiftiError
-from sapkit.io.nifti import (atomic_path, orientation_code, read_image, read_label, read_scan, reorient_to_ras,
+from sapkit.io.nifti import (orientation_code, read_image, read_label, read_scan, reorient_to_ras,
                        save_nifti, spacing_from_affine)
 
 
@@ -107,48 +107,6 @@ def test_read_scan_stacks_channels_and_checks_grid(tmp_path):
         read_scan(tmp_path / "t1.nii.gz", tmp_path / "flip.nii.gz")
 
 
-def test_atomic_write_leaves_nothing_on_failure(tmp_path):
-    target = tmp_path / "x.nii.gz"
-    target.write_bytes(b"old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"partial")
-            raise RuntimeError("crash")
-    assert target.read_bytes() == b"old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.nii.gz"]
-
-
-def test_atomic_write_uses_normal_permissions_and_hides_temp_files(tmp_path):
-    import os
-
-    from sapkit.io.nifti import atomic_write_text
-
-    path = atomic_write_text(tmp_path / "figures" / "a.json", "{}")
-    umask = os.umask(0)
-    os.umask(umask)
-    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
-    with atomic_path(tmp_path / "figures" / "b.json") as tmp:
-        assert tmp.parent.name == ".sapkit-tmp"  # a folder glob like figures/*.json never sees it
-        assert list((tmp_path / "figures").glob("*.json")) == [path]
-        tmp.write_text("{}")
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["a.json", "b.json"]
-
-
 def test_saved_gzip_is_valid(tmp_path):
     save_nifti(np.ones((2, 2, 2), np.uint8), np.eye(4), tmp_path / "m.nii.gz")
     assert gzip.decompress((tmp_path / "m.nii.gz").read_bytes())[:4] == (348).to_bytes(4, "little")
-
-
-def test_remove_stale_temporaries_only_touches_the_staging_folder(tmp_path):
-    from sapkit.io.nifti import atomic_path, remove_stale_temporaries
-
-    keep = tmp_path / "log.csv"
-    keep.write_text("epoch\n1\n")
-    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "model.pt") as tmp:
-        tmp.write_bytes(b"half")
-        (tmp.parent / "checkpoint_last.abc123.pt").write_bytes(b"left by a killed writer")
-        raise KeyboardInterrupt
-    assert not (tmp_path / "model.pt").exists()
-    assert remove_stale_temporaries(tmp_path) == 1
-    assert not (tmp_path / ".sapkit-tmp").exists() and keep.read_text() == "epoch\n1\n"
-    assert remove_stale_temporaries(tmp_path) == 0

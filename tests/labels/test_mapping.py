@@ -1,14 +1,13 @@
-"""sapkit.labels.mapping: fine → SAP map, TotalSegmentator MR mapping, majority vote, volumes, QC, figure."""
+"""sapkit.labels.mapping: fine → SAP map, TotalSegmentator MR mapping, majority vote, volumes, QC tables."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from sapkit.errors import MetricInputError
 from sapkit.labels.label_maps import FINE_ATLAS, FINE_TO_SKELETON
-from sapkit.labels.mapping import (TOTALSEG_TOTAL_MR, TOTALSEG_VERTEBRAE_MR, bone_volumes, fine_to_skeleton, label_overlay_figure,
+from sapkit.labels.mapping import (TOTALSEG_TOTAL_MR, TOTALSEG_VERTEBRAE_MR, bone_volumes, fine_to_skeleton,
                            lesion_volume_table, majority_vote_components, skeleton_qc_table, totalseg_to_fine,
                            totalseg_to_skeleton)
 from sapkit.data.manifest import load_manifest
@@ -101,14 +100,3 @@ def test_lesion_volume_table(tiny_cohort):
     table = lesion_volume_table(load_manifest(tiny_cohort))
     assert table.groupby("scan_id").size().tolist() == [1, 2, 3, 4]  # patient k has k+1 lesions
     assert np.allclose(table["volume_ml"], 8 * 12 / 1000)  # 2×2×2 voxels of 2×2×3 mm
-
-
-def test_label_overlay_figure_traces():
-    img = np.random.default_rng(0).random((6, 5, 4)).astype(np.float32)
-    lab = np.zeros((6, 5, 4), np.int16)
-    lab[2:4, 2:4, 1:3] = 3
-    fig = label_overlay_figure(img, lab, spacing_mm=(1, 2, 3), title="t")
-    assert len(fig.data) == 6
-    assert np.isnan(np.asarray(fig.data[1].z, dtype=float)).any()  # background is transparent
-    with pytest.raises(MetricInputError, match="same grid"):
-        label_overlay_figure(img, lab[:5])

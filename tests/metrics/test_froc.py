@@ -1,4 +1,4 @@
-"""FROC curve/AUC (SPEC §6) and threshold tuning."""
+"""sapkit.metrics._froc: FROC curve and its unnormalised AUC (docs/metrics.md §10)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sapkit.errors import MetricInputError
-from sapkit.metrics import froc_auc, froc_curve, lesion_counts_by_threshold, tune_threshold
+from sapkit.metrics import froc_auc, froc_curve, lesion_counts_by_threshold
 
 
 def test_auc_hand_computed_flat_extension():
@@ -35,7 +35,7 @@ def _counts():
     for pid, data in {"a": [(0.3, 2, 1, 3, 1, 1), (0.5, 1, 1, 1, 1, 0), (0.7, 0, 1, 0, 0, 0)],
                       "b": [(0.3, 2, 0, 1, 0, 0), (0.5, 2, 0, 0, 0, 0), (0.7, 1, 0, 0, 0, 0)]}.items():
         for t, tp, n_large, fp, tp_large, fp_large in data:
-            rows.append({"patient_id": pid, "threshold": t, "n_lesions": 2, "n_large_lesions": n_large, "tp": tp,
+            rows.append({"scan_id": pid, "threshold": t, "n_lesions": 2, "n_large_lesions": n_large, "tp": tp,
                          "fn": 2 - tp, "fp": fp, "tp_large": tp_large, "fp_large": fp_large,
                          "f2": 5 * tp / (5 * tp + 4 * (2 - tp) + fp)})
     return pd.DataFrame(rows)
@@ -51,6 +51,9 @@ def test_froc_curve_pooled_sensitivity_and_mean_fp():
     assert curve.auc == pytest.approx(expected)
     large = froc_curve(_counts(), max_fp=4.0, subset="large")
     assert large.n_lesions == 1 and large.sensitivity.tolist() == [1.0, 1.0, 0.0]
+    frame = curve.to_frame()
+    assert list(frame.columns) == ["threshold", "fp_per_exam", "sensitivity"]
+    assert frame["fp_per_exam"].tolist() == pytest.approx([2.0, 0.5, 0.0])
 
 
 def test_froc_from_real_counts_and_missing_threshold():
@@ -60,25 +63,9 @@ def test_froc_from_real_counts_and_missing_threshold():
     prob = np.zeros((20, 20, 20), np.float32)
     prob[3:7, 3:7, 3:7] = 0.6
     prob[12:15, 12:15, 12:15] = 0.4 + 0.1 * rng.random((3, 3, 3)).astype(np.float32)
-    c = lesion_counts_by_threshold(gt, prob, spacing_mm=(1, 1, 1), thresholds=[0.2, 0.55, 0.8], patient_id="p")
+    c = lesion_counts_by_threshold(gt, prob, spacing_mm=(1, 1, 1), thresholds=[0.2, 0.55, 0.8], scan_id="p")
     assert c["tp"].tolist() == [1, 1, 0] and c["fp"].tolist() == [1, 0, 0]
     curve = froc_curve(c, max_fp=15.0)
     assert curve.auc == pytest.approx(0 + 15 * 1.0)  # sensitivity 1 already at 0 FP
     with pytest.raises(MetricInputError, match="missing"):
-        froc_curve(pd.concat([c, c.assign(patient_id="q").iloc[:2]]))
-
-
-def test_tune_threshold_median_mean_and_ties():
-    counts = _counts()
-    choice = tune_threshold(counts)
-    # F2 per exam: a: [5*2/(10+3)=.769, 5/(5+4+1)=.5, 0], b: [10/11=.909, 1, 5/9=.556]
-    assert choice.curve["f2"].tolist() == pytest.approx([(10 / 13 + 10 / 11) / 2, 0.75, 5 / 18])
-    assert choice.threshold == 0.3 and choice.statistic == "median"
-    tie = pd.DataFrame({"patient_id": ["a", "a", "a"], "threshold": [0.2, 0.4, 0.6], "f2": [0.5, 0.9, 0.9]})
-    assert tune_threshold(tie).threshold == 0.4  # tie -> lowest threshold
-    skew = pd.DataFrame({"patient_id": list("abcabc"), "threshold": [0.3] * 3 + [0.6] * 3,
-                         "f2": [0.5, 0.5, 0.0, 0.45, 0.45, 0.45]})
-    assert tune_threshold(skew, statistic="median").threshold == 0.3
-    assert tune_threshold(skew, statistic="mean").threshold == 0.6
-    with pytest.raises(MetricInputError, match="statistic"):
-        tune_threshold(skew, statistic="max")
+        froc_curve(pd.concat([c, c.assign(scan_id="q").iloc[:2]]))

@@ -3,7 +3,7 @@
 Code cells hold at most 15 non-blank lines, import statements not counted (the setup cell holds
 all imports by design).
 
-The rules (DESIGN.md "Conventions", STYLE.md rule 11) are checked by ``_problems``; its own
+The rules (docs/design.md §6 "Conventions") are checked by ``_problems``; its own
 tests below feed it broken notebooks so that a rule that stops firing is noticed.
 """
 
@@ -67,7 +67,7 @@ def _problems(nb) -> list[str]:
         except SyntaxError as exc:
             problems.append(f"cell {i}: does not parse ({exc.msg})")
             continue
-        # Import lines do not count: STYLE.md wants *all* imports in the one setup cell.
+        # Import lines do not count: docs/design.md §6 wants *all* imports in the one setup cell.
         import_lines = {n for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
                         for n in range(node.lineno, node.end_lineno + 1)}
         n_lines = sum(1 for no, line in enumerate(cell.source.splitlines(), start=1)

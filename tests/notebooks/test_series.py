@@ -5,63 +5,65 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 import yaml
 
 from sapkit.cli import main
-from sapkit.config import load_config
 from sapkit.pipeline.reproduce import NOTEBOOKS
 from sapkit.data.splits import fold_subjects
+from sapkit.io.run_paths import RunDir
 
 
 def test_every_notebook_ran_and_left_its_record(smoke_series):
+    rd = RunDir(smoke_series)
     for name in NOTEBOOKS:
-        executed = smoke_series / "notebooks" / f"{name}.ipynb"
-        nb = json.loads(executed.read_text())
+        nb = json.loads(rd.notebook(name).read_text())
         errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, (name, errors)
-        assert json.loads((smoke_series / "notebooks" / f"{name}.done.json").read_text())["seconds"] > 0
+        assert json.loads(rd.notebook_marker(name).read_text())["seconds"] > 0
 
 
 def test_run_metadata_is_complete(smoke_series):
-    config = yaml.safe_load((smoke_series / "config.yaml").read_text())
+    rd = RunDir(smoke_series)
+    config = yaml.safe_load(rd.config_yaml.read_text())
     assert config["profile"] == "smoke" and config == yaml.safe_load(yaml.safe_dump(config))
-    versions = json.loads((smoke_series / "versions.json").read_text())
+    versions = json.loads(rd.versions_json.read_text())
     assert {"python", "torch", "monai", "numpy", "cuda", "gpu"} <= set(versions)
-    splits = json.loads((smoke_series / "splits.json").read_text())
+    splits = json.loads(rd.splits_json.read_text())
     assert splits["k"] == 3 and splits["tuning_fold"] == 2
-    cards = list(smoke_series.rglob("MODEL_CARD.md"))
-    models = list(smoke_series.rglob("model_final.pt"))
-    assert len(models) == 2 + 3 * 2  # skeleton, ssl, 3 inits × (fold 0 + tune)
-    assert {c.parent for c in cards} == {m.parent for m in models}
+    folders = [rd.skeleton, rd.ssl] + [rd.lesion(i, f) for i in ("scratch", "ssl", "sap") for f in (0, "tune")]
+    models = list(smoke_series.rglob(rd.skeleton.model().name))
+    assert sorted(models) == sorted(m.model() for m in folders)  # skeleton, ssl, 3 inits × (fold 0 + tune)
+    cards = list(smoke_series.rglob(rd.skeleton.model_card.name))
+    assert sorted(cards) == sorted(m.model_card for m in folders)
     for card in cards:
         text = card.read_text()
         assert "0 = T1-weighted, 1 = DWI b = 1000" in text  # channel order stated
 
 
 def test_probability_maps_for_every_held_out_patient(smoke_series):
-    splits = json.loads((smoke_series / "splits.json").read_text())
-    manifest = pd.read_csv(smoke_series / "data" / "manifest.csv")
+    rd = RunDir(smoke_series)
+    splits = json.loads(rd.splits_json.read_text())
+    manifest = pd.read_csv(rd.data / "manifest.csv")
     patients = manifest[manifest.cohort == "patient"]
     for init in ("scratch", "ssl", "sap"):
         for fold in ("0", "tune"):
             subjects = set(fold_subjects(splits, fold))
             for scan_id in patients[patients.subject_id.isin(subjects)].scan_id:
-                assert (smoke_series / "predictions" / init / f"{scan_id}_prob.nii.gz").is_file(), (init, fold, scan_id)
-        transfer = smoke_series / "lesion" / init / "fold_0" / "transfer.csv"
-        assert transfer.is_file() == (init != "scratch")
+                assert rd.probability_map(init, scan_id).is_file(), (init, fold, scan_id)
+        assert rd.lesion(init, 0).transfer_csv.is_file() == (init != "scratch")
 
 
 def test_evaluation_tables_and_report(smoke_series):
-    patients = pd.read_csv(smoke_series / "eval" / "patients.csv")
+    rd = RunDir(smoke_series)
+    patients = pd.read_csv(rd.eval_table("patients"))
     assert set(patients["init"]) == {"scratch", "ssl", "sap"}
-    splits = json.loads((smoke_series / "splits.json").read_text())
+    splits = json.loads(rd.splits_json.read_text())
     assert set(patients["subject_id"]) == set(splits["folds"]["0"])  # only the fine-tuned test fold
-    table = (smoke_series / "eval" / "table1.md").read_text()
+    table = rd.table1_md.read_text()
     assert "F2" in table and "0.448" in table  # the paper's SAP F2 sits beside ours
-    threshold = json.loads((smoke_series / "eval" / "threshold.json").read_text())
+    threshold = json.loads(rd.threshold_json.read_text())
     assert set(threshold) >= {"scratch", "ssl", "sap"}
-    report = (smoke_series / "report.html").read_text()
+    report = rd.report_html.read_text()
     assert "Table 1" in report and "Lesion fine-tuning: learning curves" in report and "plotly" in report
 
 
@@ -91,8 +93,8 @@ def test_sweep_over_a_two_by_two_grid(smoke_series, tmp_path):
     assert [p.name for p in runs] == sorted(["seed=1__lesion.label_fraction=0.5", "seed=1__lesion.label_fraction=1.0",
                                              "seed=2__lesion.label_fraction=0.5", "seed=2__lesion.label_fraction=1.0"])
     for run in runs:
-        assert (run / "eval" / "patients.csv").is_file()
-        assert (run / "data").is_symlink()  # pretraining and data reused, not recomputed
+        assert RunDir(run).eval_table("patients").is_file()
+        assert RunDir(run).data.is_symlink()  # pretraining and data reused, not recomputed
     summary = pd.read_csv(base / "sweep_summary.csv")
     assert len(summary) == 4 * 2 and set(summary["init"]) == {"scratch", "sap"}
     assert summary["median_f2"].between(0, 1).all()

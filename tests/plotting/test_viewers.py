@@ -1,4 +1,7 @@
-"""view(): backend choice (headless rule incl. a real papermill run), and what each backend is given."""
+"""view(): backend choice (headless rule incl. a real papermill run), and what each backend is given.
+
+The plotly backend's figure itself is tested in tests/plotting/test_slices.py.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from sapkit.plotting import viewers as viz
 from sapkit.errors import ConfigError, MetricInputError
+from sapkit.plotting import viewers as viz
+from sapkit.plotting.colors import PREDICTION_COLOR, label_color
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -149,11 +153,11 @@ def test_ipyniivue_receives_volumes_spacing_and_label_colours():
         np.testing.assert_allclose(img.header.get_zooms(), (1.5, 2.0, 4.0))
     lut = np.asarray(nv.volumes[1].colormap_label.lut).reshape(-1, 4)    # RGBA per value 0..max
     assert lut.shape[0] == 4 and lut[0, 3] == 0 and lut[2, 3] == 0       # 0 and the absent 2 transparent
-    assert tuple(lut[1, :3]) == viz._hex_rgb(viz.LABEL_COLORS[0]) and tuple(lut[3, :3]) == viz._hex_rgb(viz.LABEL_COLORS[2])
+    assert tuple(lut[1, :3]) == viz._hex_rgb(label_color(1)) and tuple(lut[3, :3]) == viz._hex_rgb(label_color(3))
     names = nv.volumes[1].colormap_label.labels
     assert (names[1], names[3]) == ("cervical spine", "lumbar spine")
     pred_lut = np.asarray(nv.volumes[2].colormap_label.lut).reshape(-1, 4)
-    assert tuple(pred_lut[1]) == (*viz._hex_rgb(viz.PREDICTION_COLOR), 255)
+    assert tuple(pred_lut[1]) == (*viz._hex_rgb(PREDICTION_COLOR), 255)
 
 
 # ----------------------------------------------------------------------------- itkwidgets
@@ -174,34 +178,6 @@ def test_itkwidgets_gets_image_labels_and_spacing(monkeypatch):
     np.testing.assert_array_equal(np.asarray(ngff_labels.data).transpose(2, 1, 0), expected)
 
 
-# ----------------------------------------------------------------------------- plotly slice viewer
-def test_plotly_slices_contours_and_geometry():
-    image, labels, prediction = _volume()
-    fig = viz.view(image, labels, prediction, spacing_mm=(1.5, 2.0, 4.0), backend="plotly", axis="coronal")
-    assert [t.name for t in fig.data] == ["image", "labels", "prediction"]
-    assert len(fig.frames) == 10                                                   # one frame per y slice
-    assert fig.layout.sliders[0].active == 3                                       # first y holding most prediction
-    assert viz.slice_figure(image, spacing_mm=1.0).layout.sliders[0].active == 5   # nothing to show: the middle
-    frame = {f.name: f for f in fig.frames}["4"]                                  # y = 4 cuts both labels
-    heat, lab, pred = frame.data
-    assert np.asarray(heat.z).shape == (16, 12) and (heat.dx, heat.dy) == (1.5, 4.0)
-    # label 1 occupies x 2..5, z 4..9: its in-plane ring has 2*4 + 2*6 - 4 = 16 voxels
-    xs, zs = np.asarray(lab.x), np.asarray(lab.y)
-    ring = np.asarray(lab.marker.color) == 0                                      # colour index of label 1
-    assert ring.sum() == 16
-    assert set((xs[ring] / 1.5).round().astype(int)) == {2, 3, 4, 5}
-    assert set((zs[ring] / 4.0).round().astype(int)) == set(range(4, 10))
-    assert len(np.asarray(pred.x)) == 3 * 4 - 1 * 2                               # 3×4 square minus its 1×2 inside
-    assert fig.layout.yaxis.scaleanchor == "x"
-
-
-def test_plotly_keeps_at_most_max_slices():
-    image, _, _ = _volume((6, 6, 40))
-    fig = viz.slice_figure(image, spacing_mm=1.0, axis="axial", max_slices=8)
-    names = [int(f.name) for f in fig.frames]
-    assert len(names) == 8 and names[0] == 0 and names[-1] == 39
-
-
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"image": np.zeros((4, 4))}, MetricInputError, r"\(X, Y, Z\) or \(C, X, Y, Z\)"),
     ({"labels": np.zeros((4, 4, 5), np.int16)}, MetricInputError, "labels shape"),
@@ -216,9 +192,9 @@ def test_bad_view_inputs(kwargs, error, match):
         viz.view(args.pop("image"), **args)
 
 
-def test_label_boundaries_ring():
-    square = np.zeros((3, 6, 6), np.int16)
-    square[:, 1:5, 1:5] = 7
-    edge = viz.label_boundaries(square, axis=0)
-    assert set(np.unique(edge)) == {0, 7}
-    assert (edge[1] > 0).sum() == 12 and edge[1, 2:4, 2:4].sum() == 0
+def test_plotly_backend_is_the_slice_viewer_with_named_labels():
+    image, labels, prediction = _volume()
+    fig = viz.view(image, labels, prediction, spacing_mm=(1.5, 2.0, 4.0), backend="plotly",
+                   label_names={1: "cervical spine"})
+    assert [t.name for t in fig.data] == ["image", "cervical spine", "label 3", "prediction"]
+    assert fig.data[-1].marker.color == PREDICTION_COLOR and len(fig.frames) == 10

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from sapkit.errors import MetricInputError
-from sapkit.plotting.figures import INIT_COLORS
 from sapkit.inference.postprocess import lesion_components
+from sapkit.plotting.colors import PREDICTION_COLOR, REFERENCE_COLOR
 from sapkit.plotting.widgets import lesion_explorer
 
 
@@ -38,8 +38,12 @@ def test_explorer_slider_recomputes_table_overlay_and_comparison(explorer_inputs
     ex.init_picker.value = "sap"
     assert ex.table["n_voxels"].tolist() == [24]
     assert ex.table["volume_ml"].tolist() == pytest.approx([24 * 20 / 1000])
-    assert ex.figure.data[1].colorscale[-1][1] == INIT_COLORS["sap"]
-    assert int(np.asarray(ex.figure.data[1].z).sum()) == 3 * 4  # coronal projection: 3 x × 4 z
+    assert [t.name for t in ex.figure.data] == ["image", "reference", "prediction"]
+    assert ex.figure.data[2].marker.color == PREDICTION_COLOR and ex.figure.data[1].marker.color == REFERENCE_COLOR
+    # coronal projection of the 24-voxel lesion: x 5..7 × z 5..8, a 3 × 4 block with a 1 × 2 inside
+    assert len(ex.figure.data[2].x) == 3 * 4 - 2
+    assert set(np.asarray(ex.figure.data[2].x).tolist()) == {10.0, 12.0, 14.0}
+    assert "SAP" in ex.figure.layout.title.text
     before = ex.table_html.value
     ex.threshold_slider.value = 0.25
     assert ex.table["n_voxels"].tolist() == [24, 2] and ex.table_html.value != before
@@ -52,9 +56,10 @@ def test_explorer_slider_recomputes_table_overlay_and_comparison(explorer_inputs
     assert comparison["init"].tolist() == ["scratch", "ssl", "sap"]
     assert comparison["n_lesions"].tolist() == [2, 2, 2]
     assert comparison["dice"].tolist() == pytest.approx([2 * 12 / (26 + 12)] * 3, abs=1e-3)
+    assert len(ex.figure.data[2].x) == 3 * 4 - 2 + 2                               # + the faint 2-voxel lesion
     # the reference outline is drawn in mm: x in {5, 6, 7} × 2 mm, z in {5, 6} × 5 mm
-    assert set(np.asarray(ex.figure.data[2].x).tolist()) == {10.0, 12.0, 14.0}
-    assert set(np.asarray(ex.figure.data[2].y).tolist()) == {25.0, 30.0}
+    assert set(np.asarray(ex.figure.data[1].x).tolist()) == {10.0, 12.0, 14.0}
+    assert set(np.asarray(ex.figure.data[1].y).tolist()) == {25.0, 30.0}
 
 
 def test_explorer_case_switch_limits_inits(explorer_inputs):
@@ -63,7 +68,7 @@ def test_explorer_case_switch_limits_inits(explorer_inputs):
     ex.case_picker.value = "p2"
     assert list(ex.init_picker.options) == ["sap"] and ex.init_picker.value == "sap"
     assert ex.table.empty and "<b>0</b> lesions" in ex.summary.value
-    assert len(ex.figure.data[2].x) == 0  # no reference for p2
+    assert len(ex.figure.data[1].x) == 0 and len(ex.figure.data[2].x) == 0  # no reference, no lesion for p2
 
 
 def test_explorer_rejects_unmatched_ids(explorer_inputs):

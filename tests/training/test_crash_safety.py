@@ -13,7 +13,7 @@ All three run with one OpenMP thread (same arithmetic order, and polite on a sha
 The data are the smoke phantom cohort, shrunk (3 patients, 8 mm voxels) so that one epoch of
 16³ patches takes well under a second.
 
-Temporary files: :func:`sapkit.io.nifti.atomic_path` writes ``.<stem>.<random><suffix>`` next to the
+Temporary files: :func:`sapkit.io.atomic.atomic_path` writes ``.<stem>.<random><suffix>`` next to the
 target and renames it; a SIGKILL between the two leaves that hidden file behind (nothing runs
 to delete it). The test records such leftovers, checks that no *named* artefact is partial and
 that the resumed run ignores them; it does not require their absence.
@@ -37,6 +37,7 @@ import pytest
 import torch
 
 from sapkit.io.checkpoints import load_checkpoint
+from sapkit.io.run_paths import RunDir
 from sapkit.config import load_config
 from sapkit.data.manifest import load_manifest
 from sapkit.data.splits import save_splits, splits_from_manifest
@@ -47,7 +48,7 @@ TIMEOUT_S = 240
 TRAIN = ["train", "lesion", "--profile", "smoke", "--init", "scratch", "--fold", "0",
          "-p", f"lesion.epochs={EPOCHS}", "-p", "lesion.warmup_epochs=1", "-p", "lesion.roi=[16,16,16]",
          "-p", "lesion.val_every=3"]
-RESUMER = ("import sys\nimport sapkit.training.tasks, sapkit.training.lesion_sampler, sapkit.data.cases\nfrom sapkit.cli import main\n"
+RESUMER = ("import sys\nimport sapkit.training.lesion_task, sapkit.training.lesion_sampler, sapkit.data.cases\nfrom sapkit.cli import main\n"
            "sys.stdin.readline()\nsys.exit(main(sys.argv[1:]))\n")
 
 
@@ -59,7 +60,7 @@ def data_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("crash") / "template"
     config = load_config("smoke")
     synth = dataclasses.replace(config.synth, n_patients=3, scans_per_subject=1, spacing_mm=8.0, height_mm=480.0)
-    manifest = generate_cohorts(root / "data", synth, progress=False)
+    manifest = generate_cohorts(RunDir(root).data, synth, progress=False)
     s = config.splits
     save_splits(splits_from_manifest(load_manifest(manifest), k=s.k, tuning_fold=s.tuning_fold, seed=s.seed,
                                      healthy_val_fraction=s.healthy_val_fraction), root)
@@ -124,7 +125,8 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(data_dir, tmp_path):
     ref_dir = _run_folder(data_dir, tmp_path / "reference")
     run_dir = _run_folder(data_dir, tmp_path / "victim")
-    out = run_dir / "lesion" / "scratch" / "fold_0"
+    md, ref_md = RunDir(run_dir).lesion("scratch", 0), RunDir(ref_dir).lesion("scratch", 0)
+    out = md.path
     procs: list[subprocess.Popen] = []
     try:
         reference = _sapkit(TRAIN + ["--run-dir", str(ref_dir)])
@@ -135,21 +137,21 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(data_dir, tmp_p
 
         # --- kill the victim during the epoch after KILL_AFTER_EPOCH
         deadline = time.monotonic() + TIMEOUT_S
-        while max(_log_epochs(out / "log.csv"), default=-1) < KILL_AFTER_EPOCH:
+        while max(_log_epochs(md.log_csv), default=-1) < KILL_AFTER_EPOCH:
             assert victim.poll() is None, victim.communicate()[0].decode()[-3000:]
             assert time.monotonic() < deadline, "the victim run never finished an epoch"
             time.sleep(0.01)
-        seconds = float(pd.read_csv(out / "log.csv")["seconds"].iloc[-1])
+        seconds = float(pd.read_csv(md.log_csv)["seconds"].iloc[-1])
         time.sleep(min(0.5 * seconds, 0.3))  # into the next epoch, well before the run ends
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(timeout=30) == -signal.SIGKILL
 
         # --- the run folder after the crash: unfinished, and every named artefact whole
-        assert not (out / "model_final.pt").exists(), "the victim finished before the kill; the test proves nothing"
+        assert not md.model().exists(), "the victim finished before the kill; the test proves nothing"
         _assert_whole(run_dir)
-        logged = _log_epochs(out / "log.csv")
+        logged = _log_epochs(md.log_csv)
         assert logged == list(range(len(logged))) and KILL_AFTER_EPOCH <= logged[-1] < EPOCHS, logged
-        last = load_checkpoint(out / "checkpoint_last.pt")["epoch"] if (out / "checkpoint_last.pt").exists() else 0
+        last = load_checkpoint(md.checkpoint_last)["epoch"] if md.checkpoint_last.exists() else 0
         # log.csv is rewritten before checkpoint_last.pt, so the log is at most one epoch ahead
         assert last <= logged[-1] <= last + 1, (last, logged)
         crash_leftovers = _leftovers(run_dir)
@@ -168,23 +170,23 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(data_dir, tmp_p
     assert f"lesion: {EPOCHS} epochs done" in resumed_out.decode()
     _assert_whole(run_dir)
     assert {"model_final.pt", "model_best.pt", "log.csv", "MODEL_CARD.md"} <= {p.name for p in out.iterdir()}
-    assert not (out / "checkpoint_last.pt").exists()
+    assert not md.checkpoint_last.exists()
     # the crash may leave half-written files, but only in hidden staging folders; resuming removes
     # those of the task folder, and the resumed run leaves none of its own
     assert all(_hidden(p, run_dir) for p in crash_leftovers)
     assert _leftovers(out) == []
 
     # the resumed log continues the numbering and equals the uninterrupted run's, timings aside
-    log = pd.read_csv(out / "log.csv")
-    ref_log = pd.read_csv(ref_dir / "lesion" / "scratch" / "fold_0" / "log.csv")
+    log = pd.read_csv(md.log_csv)
+    ref_log = pd.read_csv(ref_md.log_csv)
     assert log["epoch"].tolist() == list(range(EPOCHS + 1))
     pd.testing.assert_frame_equal(log.drop(columns="seconds"), ref_log.drop(columns="seconds"))
 
     # exact resume: the same weights, bit for bit, as the run that was never interrupted
-    ref_dir_out = ref_dir / "lesion" / "scratch" / "fold_0"
-    for name in ("model_final.pt", "model_best.pt"):
-        a, b = _state(out / name), _state(ref_dir_out / name)
+    for which in ("final", "best"):
+        name = md.model(which).name
+        a, b = _state(md.model(which)), _state(ref_md.model(which))
         assert a.keys() == b.keys()
         different = [k for k in a if not torch.equal(a[k], b[k])]
         assert not different, f"{name}: {len(different)} tensors differ after resume, e.g. {different[:3]}"
-    assert load_checkpoint(out / "model_final.pt")["epoch"] == EPOCHS
+    assert load_checkpoint(md.model())["epoch"] == EPOCHS

@@ -1,7 +1,7 @@
 import pytest
 
 from sapkit.errors import ConfigError
-from sapkit.training.cross_validation import fold_dir, label_subset, resolve_folds
+from sapkit.training.cross_validation import label_subset, resolve_folds
 from sapkit.data.splits import make_splits
 
 SPLITS = make_splits({f"p{i}": i % 4 for i in range(9)}, k=3, tuning_fold=2)
@@ -23,7 +23,3 @@ def test_label_fraction_subset_is_seeded_nested_size(fraction, n):
     with pytest.raises(ConfigError, match=r"label_fraction must be in \(0, 1\]"):
         label_subset(subjects, 0.0, seed=1)
 
-
-def test_fold_dir_names(tmp_path):
-    assert fold_dir(tmp_path, "sap", 0) == tmp_path / "lesion" / "sap" / "fold_0"
-    assert fold_dir(tmp_path, "ssl", "tune").name == "fold_tune"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sapkit.io.run_paths import RunDir
 from test_tasks import write_train_cohort
 
 BIN = Path(sys.executable).parent
@@ -33,14 +34,15 @@ def test_torchrun_two_ranks_skeleton_then_lesion(tmp_path):
     les = _torchrun("lesion", "--init", "sap", "--fold", "0", *common)
     assert les.returncode == 0, les.stderr[-3000:]
     assert les.stdout.count("transfer (sap)") == 1  # printed by rank 0 only
-    for folder, n_rows in ((run_dir / "skeleton", 3), (run_dir / "lesion" / "sap" / "fold_0", 3)):
-        names = sorted(p.name for p in folder.iterdir())
+    rd = RunDir(run_dir)
+    for folder, n_rows in ((rd.skeleton, 3), (rd.lesion("sap", 0), 3)):
+        names = sorted(p.name for p in folder.path.iterdir())
         expected = ["MODEL_CARD.md", "log.csv", "model_best.pt", "model_final.pt"]
-        if "lesion" in str(folder):
+        if folder != rd.skeleton:
             expected = sorted(expected + ["transfer.csv"])
         assert names == expected  # no per-rank duplicates, no leftover temp files
-        log = pd.read_csv(folder / "log.csv")
+        log = pd.read_csv(folder.log_csv)
         assert log["epoch"].tolist() == list(range(n_rows))  # each epoch logged once
-    transfer = pd.read_csv(run_dir / "lesion" / "sap" / "fold_0" / "transfer.csv")
+    transfer = pd.read_csv(rd.lesion("sap", 0).transfer_csv)
     assert set(transfer.loc[transfer["part"] == "head", "status"]) == {"skipped-by-rule"}
     assert set(transfer.loc[transfer["part"].isin(["encoder", "decoder"]), "status"]) == {"loaded"}

@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from sapkit.config import config_to_dict, load_config
-from sapkit.training.engine import config_differences, lr_factor, read_train_result, seed_from
+from sapkit.training.engine import lr_factor, read_train_result, seed_from
+from sapkit.training.resume import config_differences
 from sapkit.errors import ConfigError
-from sapkit.training.tasks import train_skeleton
+from sapkit.io.run_paths import RunDir
+from sapkit.training.skeleton_task import train_skeleton
 from test_tasks import TRAIN, VAL
 
 
@@ -87,7 +89,7 @@ def one_epoch(tmp_path_factory, smoke):
 ])
 def test_resume_refuses_a_changed_config_and_leaves_the_run_alone(one_epoch, overrides, named):
     run_dir, _ = one_epoch
-    folder = run_dir / "skeleton"
+    folder = RunDir(run_dir).skeleton.path
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     config = load_config("smoke", {"skeleton.val_every": 1, **overrides})
     with pytest.raises(ConfigError, match=r"cannot resume from .*checkpoint_last\.pt.*" + named +
@@ -98,7 +100,7 @@ def test_resume_refuses_a_changed_config_and_leaves_the_run_alone(one_epoch, ove
 
 def test_read_train_result_matches_fit(one_epoch):
     run_dir, result = one_epoch
-    back = read_train_result(run_dir / "skeleton")
+    back = read_train_result(RunDir(run_dir).skeleton.path)
     assert (back.epochs_done, back.finished) == (result.epochs_done, result.finished) == (1, False)
     assert back.best_score == pytest.approx(result.best_score) and back.transfer is None
     pd.testing.assert_frame_equal(back.log, result.log, check_dtype=False)

@@ -15,6 +15,7 @@ def test_patch_sampler_is_class_balanced_deterministic_and_sharded():
     a, b = s.epoch_samples(0), s.epoch_samples(0)
     assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b))
     assert not all(np.array_equal(x[0], y[0]) for x, y in zip(a, s.epoch_samples(1)))
+    assert all(not x.flags.writeable and any(np.shares_memory(x, c.image) for c in TRAIN) for x, _ in a)  # views
     centre_bone = np.mean([lab[8, 8, 8] > 0 for _, lab in a])
     assert centre_bone > 0.6  # 3 of 4 classes are bones (uniform over classes) vs ~2 % of voxels
     ranks = [PatchSampler(TRAIN, roi=(16, 16, 16), samples_per_volume=3, label="skeleton", seed=1, rank=r,
@@ -25,11 +26,11 @@ def test_patch_sampler_is_class_balanced_deterministic_and_sharded():
 
 
 def test_patch_sampler_errors():
-    with pytest.raises(ConfigError, match=r"roi must be 3 positive voxel counts, got \(16, 16\)"):
+    with pytest.raises(ConfigError, match=r"roi must be 3 positive integers \(voxels\), got \(16, 16\)"):
         PatchSampler(TRAIN, roi=(16, 16), samples_per_volume=1, label="skeleton", seed=0)
-    with pytest.raises(SapkitError, match="no training cases"):
+    with pytest.raises(SapkitError, match="no cases given to the sampler; check splits.json healthy.train"):
         PatchSampler([], roi=(16, 16, 16), samples_per_volume=1, label="skeleton", seed=0)
     unlabelled = make_case(5)
     unlabelled.skeleton = None
-    with pytest.raises(SapkitError, match="case s5 has no skeleton label"):
+    with pytest.raises(SapkitError, match=r"s5: no skeleton label \(skeleton is None\)"):
         PatchSampler([unlabelled], roi=(16, 16, 16), samples_per_volume=1, label="skeleton", seed=0)

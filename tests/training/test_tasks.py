@@ -1,8 +1,8 @@
-"""sapkit.training.tasks: the three tasks (learning, exact resume, artefacts, transfer) and `sapkit train lesion`."""
+"""sapkit.training.skeleton_task, ssl_task, lesion_task: the three tasks (learning, exact resume, artefacts,
+transfer), the skeleton model's per-scan Dice, `sapkit train lesion` and cross_validation.finetune_all."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,8 +12,12 @@ import pytest
 import torch
 
 from sapkit.config import load_config
-from sapkit.errors import CheckpointError
-from sapkit.training.tasks import segmentation_dice, train_lesion, train_skeleton, train_ssl
+from sapkit.errors import CheckpointError, SapkitError
+from sapkit.inference.sliding_window import body_mask
+from sapkit.io.run_paths import RunDir
+from sapkit.training.lesion_task import train_lesion
+from sapkit.training.skeleton_task import predict_skeleton, skeleton_dice_by_scan, train_skeleton
+from sapkit.training.ssl_task import train_ssl
 
 
 def make_case(seed: int, *, shape=(40, 40, 56), lesions: bool = False) -> SimpleNamespace:
@@ -56,13 +60,6 @@ def skeleton_run(tmp_path_factory, smoke):
     return run_dir, train_skeleton(run_dir, smoke, train_cases=TRAIN, val_cases=VAL, progress=False)
 
 
-def test_segmentation_dice_hand_values():
-    pred = np.array([0, 1, 1, 2, 2, 0])
-    truth = np.array([0, 1, 0, 2, 0, 0])
-    d = segmentation_dice(pred, truth, [1, 2, 3])
-    assert d[1] == pytest.approx(2 / 3) and d[2] == pytest.approx(2 / 3) and math.isnan(d[3])
-
-
 def test_skeleton_smoke_learns(skeleton_run):
     """Acceptance 5: validation foreground Dice after the smoke training beats the untrained network by >= 0.1."""
     run_dir, result = skeleton_run
@@ -74,18 +71,41 @@ def test_skeleton_smoke_learns(skeleton_run):
 
 def test_artefacts(skeleton_run):
     run_dir, result = skeleton_run
-    out = run_dir / "skeleton"
-    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "log.csv", "model_best.pt", "model_final.pt"]
-    log = pd.read_csv(out / "log.csv")
+    out = RunDir(run_dir).skeleton
+    assert sorted(p.name for p in out.path.iterdir()) == ["MODEL_CARD.md", "log.csv", "model_best.pt", "model_final.pt"]
+    log = pd.read_csv(out.log_csv)
     for col in ("epoch", "loss", "lr_encoder", "lr_decoder", "val_dice_mean", "val_dice_foreground",
                 "val_dice_cervical_spine", "seconds"):
         assert col in log.columns
     assert log["lr_encoder"].iloc[1:].tolist() == pytest.approx([1.5e-3, 3e-3, 1.5e-3])  # warm-up 1, cosine over 3
-    card = (out / "MODEL_CARD.md").read_text()
+    card = out.model_card.read_text()
     assert "0 = T1-weighted, 1 = DWI b = 1000" in card and "9: sternum" in card
-    ck = torch.load(out / "model_final.pt", weights_only=True)
+    ck = torch.load(out.model(), weights_only=True)
     assert ck["epoch"] == 3 and ck["extra"]["task"] == "skeleton" and ck["config"]["profile"] == "smoke"
     assert isinstance(ck["rng"]["torch"], torch.Tensor)
+
+
+def test_skeleton_dice_by_scan_scores_the_body_skipping_prediction(skeleton_run, smoke):
+    from sapkit.inference.predict import load_model
+    from sapkit.labels.label_maps import SKELETON_CLASSES
+    from sapkit.training.segmentation import per_class_dice_table
+
+    _, result = skeleton_run
+    model = load_model(result.final_path, smoke.model, out_channels=smoke.skeleton.num_classes)
+    table = skeleton_dice_by_scan(model, VAL + TRAIN[:1], smoke)
+    assert table["scan_id"].tolist() == ["s10"] * 10 + ["s0"] * 10
+    assert table["region"].tolist()[:10] == [SKELETON_CLASSES[c] for c in range(1, 10)] + ["whole skeleton"]
+    labels = predict_skeleton(model, VAL[0].image, smoke)
+    assert labels.shape == VAL[0].skeleton.shape and labels.dtype == np.int16
+    expected = per_class_dice_table(labels, VAL[0].skeleton, class_names=dict(SKELETON_CLASSES), scan_id="s10")
+    pd.testing.assert_frame_equal(table.iloc[:10].reset_index(drop=True), expected)
+    assert table.loc[table["region"] == "whole skeleton", "dice"].gt(0.3).all()  # it learned where bone is
+    outside = ~body_mask(VAL[0].image)
+    assert not labels[outside].any()  # windows outside the body are skipped: background there
+    unlabelled = make_case(5)
+    unlabelled.skeleton = None
+    with pytest.raises(SapkitError, match=r"scans \['s5'\] have no skeleton label map"):
+        skeleton_dice_by_scan(model, [unlabelled], smoke)
 
 
 def test_resume_is_bit_identical(tmp_path, skeleton_run, smoke):
@@ -93,8 +113,9 @@ def test_resume_is_bit_identical(tmp_path, skeleton_run, smoke):
     _, full = skeleton_run
     # validation does not touch the training RNG streams: skip it here to save time
     part = train_skeleton(tmp_path, smoke, train_cases=TRAIN, val_cases=None, progress=False, stop_after=1)
-    assert not part.finished and (tmp_path / "skeleton" / "checkpoint_last.pt").is_file()
-    assert not (tmp_path / "skeleton" / "model_final.pt").exists()
+    skeleton = RunDir(tmp_path).skeleton
+    assert not part.finished and skeleton.checkpoint_last.is_file()
+    assert not skeleton.model().exists()
     resumed = train_skeleton(tmp_path, smoke, train_cases=TRAIN, val_cases=None, progress=False, resume=True)
     a = torch.load(full.final_path, weights_only=True)["state_dict"]
     b = torch.load(resumed.final_path, weights_only=True)["state_dict"]
@@ -105,11 +126,12 @@ def test_resume_is_bit_identical(tmp_path, skeleton_run, smoke):
 def test_resume_refuses_unsafe_checkpoint(tmp_path, smoke):
     from conftest import write_evil_checkpoint
 
-    (tmp_path / "skeleton").mkdir()
-    write_evil_checkpoint(tmp_path / "skeleton" / "checkpoint_last.pt", {})
+    skeleton = RunDir(tmp_path).skeleton
+    skeleton.path.mkdir()
+    write_evil_checkpoint(skeleton.checkpoint_last, {})
     with pytest.raises(CheckpointError, match="checkpoint_last.pt"):
         train_skeleton(tmp_path, smoke, train_cases=TRAIN, val_cases=VAL, progress=False, resume=True)
-    assert not (tmp_path / "skeleton" / "PWNED").exists()
+    assert not (skeleton.path / "PWNED").exists()
 
 
 def test_ssl_then_lesion_transfers(tmp_path, skeleton_run, smoke):
@@ -124,8 +146,8 @@ def test_ssl_then_lesion_transfers(tmp_path, skeleton_run, smoke):
     for init in ("sap", "ssl"):
         out = train_lesion(run_dir, one_epoch, init=init, fold=0, train_cases=patients,
                            val_cases=patients[:1] if init == "sap" else None, sampler=sampler, progress=False)
-        folder = run_dir / "lesion" / init / "fold_0"
-        assert (folder / "model_final.pt").is_file() and (folder / "transfer.csv").is_file()
+        folder = RunDir(run_dir).lesion(init, 0)
+        assert folder.model().is_file() and folder.transfer_csv.is_file()
         counts = out.transfer["status"].value_counts()
         assert counts["loaded"] > 0 and "shape-mismatch" not in counts and "missing-in-source" not in counts
         assert out.log["lr_encoder"].iloc[-1] == pytest.approx(smoke.lesion.lr_encoder_sap if init == "sap"
@@ -146,7 +168,7 @@ def write_train_cohort(root: Path, *, n_healthy: int = 3, n_patients: int = 3) -
     from sapkit.data.manifest import load_manifest, write_manifest
     from sapkit.data.splits import save_splits, splits_from_manifest
 
-    data = root / "data"
+    data = RunDir(root).data
     data.mkdir(parents=True, exist_ok=True)
     affine = np.diag([3.0, 3.0, 3.0, 1.0])
     rows = []
@@ -166,7 +188,7 @@ def write_train_cohort(root: Path, *, n_healthy: int = 3, n_patients: int = 3) -
                      "t1": save(f"{sid}_t1.nii.gz", case.image[0] * 1000), "b1000": save(f"{sid}_b1000.nii.gz", case.image[1] * 500),
                      "skeleton_label": save(f"{sid}_skeleton.nii.gz", case.skeleton) if healthy else "",
                      "lesion_label": "" if healthy else save(f"{sid}_lesion.nii.gz", case.lesion)})
-    manifest = write_manifest(data, pd.DataFrame(rows), name="train-test", description="sapkit.training.tasks test cohort")
+    manifest = write_manifest(data, pd.DataFrame(rows), name="train-test", description="sapkit.training task test cohort")
     splits = splits_from_manifest(load_manifest(manifest), k=3, tuning_fold=2, seed=0, healthy_val_fraction=0.34)
     save_splits(splits, root)
     return root
@@ -176,7 +198,6 @@ def test_cli_lesion_uses_finetune_label_fraction_and_predicts(tmp_path, capsys):
     """`sapkit train lesion` is finetune(): lesion.label_fraction subsets the training patients, and
     --predict writes the held-out fold's probability maps."""
     from sapkit.cli import main
-    from sapkit.training.cross_validation import prediction_dir
     from sapkit.data.splits import fold_subjects, load_splits, training_subjects
 
     run_dir = write_train_cohort(tmp_path / "run")
@@ -187,7 +208,26 @@ def test_cli_lesion_uses_finetune_label_fraction_and_predicts(tmp_path, capsys):
     assert main(args + ["--predict"]) == 0
     out = capsys.readouterr().out
     assert "lesion: 1 epochs done" in out and "model_final.pt" in out and "probability maps in" in out
-    card = (run_dir / "lesion" / "scratch" / "fold_0" / "MODEL_CARD.md").read_text()
+    rd = RunDir(run_dir)
+    card = rd.lesion("scratch", 0).model_card.read_text()
     assert "1 training patient scans" in card  # ceil(0.5 x 2) of the 2 training patients
-    expected = {f"{s}_s0_prob.nii.gz" for s in fold_subjects(splits, "0")}
-    assert expected and expected <= {p.name for p in prediction_dir(run_dir, "scratch").iterdir()}
+    expected = {rd.probability_map("scratch", f"{s}_s0") for s in fold_subjects(splits, "0")}
+    assert expected and expected <= set(rd.predictions("scratch").iterdir())
+
+
+def test_finetune_all_trains_every_init_and_fold_and_tabulates(tmp_path):
+    from sapkit.training.cross_validation import finetune_all, folds_table
+
+    run_dir = write_train_cohort(tmp_path / "run")
+    config = load_config("smoke", {"lesion.inits": ["scratch"], "lesion.folds": ["0", "tune"],
+                                   "lesion.roi": [16, 16, 16], "device": "cpu"})
+    results = finetune_all(run_dir, config, progress=False)
+    rd = RunDir(run_dir)
+    assert [(r.init, r.fold) for r in results] == [("scratch", "0"), ("scratch", "tune")]
+    assert all(rd.lesion("scratch", r.fold).model().is_file() and r.model_dir == rd.lesion("scratch", r.fold).path
+               for r in results)
+    assert all(p.is_file() and p.parent == rd.predictions("scratch") for r in results for p in r.predictions)
+    table = folds_table(results)
+    assert table.columns.tolist() == ["init", "fold", "training patients", "predicted scans", "folder"]
+    assert table["fold"].tolist() == ["0", "tune"] and table["predicted scans"].tolist() == [len(r.predictions)
+                                                                                            for r in results]

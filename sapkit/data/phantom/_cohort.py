@@ -254,7 +254,7 @@ def generate_cohorts(out_dir: str | Path, config: SynthConfig, *, progress: bool
     """
     from tqdm.auto import tqdm
 
-    from sapkit.io.nifti import atomic_write_text
+    from sapkit.io.atomic import atomic_write_text
     from sapkit.data.manifest import write_manifest
 
     _check_config(config)

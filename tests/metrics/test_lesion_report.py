@@ -1,4 +1,4 @@
-"""Lesion-wise evaluation: panoptica golden values, hit-rule fixtures, volumes, empty cases."""
+"""sapkit.metrics._lesion_report: panoptica golden values, hit-rule fixtures, volumes, empty cases."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 
 from sapkit.errors import MetricInputError
-from sapkit.metrics import LESION_COLUMNS, PREDICTION_COLUMNS, f_beta, lesion_counts_by_threshold, lesion_report
+from sapkit.metrics import LESION_COLUMNS, PREDICTION_COLUMNS, dice, lesion_counts_by_threshold, lesion_report
 
 
 def _panoptica():
@@ -142,12 +142,6 @@ def test_empty_gt_and_empty_prediction():
     assert math.isnan(both.f2) and math.isnan(both.global_dice) and both.n_lesions == 0
 
 
-def test_f_beta_reference_values():
-    assert f_beta(0.5, 1.0) == pytest.approx(0.8333, abs=1e-4)
-    assert f_beta(1.0, 0.5) == pytest.approx(0.5556, abs=1e-4)
-    assert f_beta(0.0, 0.0) == 0.0
-
-
 def _random_case(seed, shape=(40, 36, 48)):
     rng = np.random.default_rng(seed)
     noise = ndimage.gaussian_filter(rng.normal(size=shape), 1.5)
@@ -171,24 +165,7 @@ def test_matches_brute_force_full_volume_labelling():
     assert sorted(r.lesions["n_voxels"]) == sorted(np.bincount(g_lab.ravel())[1:])
     inter = np.count_nonzero(gt & pred)
     assert r.patient.global_dice == pytest.approx(2 * inter / (gt.sum() + pred.sum()))
-
-
-def test_prob_map_threshold_consistent_with_counts_and_mask():
-    gt, prob = _random_case(5)
-    thresholds = [0.3, 0.5, 0.7]
-    counts = lesion_counts_by_threshold(gt, prob, spacing_mm=(1, 1, 1), thresholds=thresholds)
-    for t in thresholds:
-        rp = lesion_report(gt, prob_map=prob, threshold=t, spacing_mm=(1, 1, 1))
-        rm = lesion_report(gt, (prob >= t).astype(np.uint8), spacing_mm=(1, 1, 1))
-        row = counts[counts["threshold"] == t].iloc[0]
-        assert (rp.patient.tp, rp.patient.fp, rp.patient.fn) == (rm.patient.tp, rm.patient.fp, rm.patient.fn)
-        assert (row["tp"], row["fp"], row["fn"]) == (rp.patient.tp, rp.patient.fp, rp.patient.fn)
-        assert row["f2"] == pytest.approx(rp.patient.f2, nan_ok=True)
-        assert (rp.predictions["max_prob"] >= t).all()
-    # float16 maps give the same answer (thresholds compare exact stored values)
-    c16 = lesion_counts_by_threshold(gt, prob.astype(np.float16), spacing_mm=(1, 1, 1), thresholds=thresholds)
-    r16 = lesion_report(gt, prob_map=prob.astype(np.float16), threshold=0.5, spacing_mm=(1, 1, 1))
-    assert c16[c16.threshold == 0.5]["tp"].iloc[0] == r16.patient.tp
+    assert r.patient.global_dice == dice(gt, pred)  # the one Dice family, bit for bit
 
 
 def test_memory_order_and_dtype_do_not_matter():
@@ -217,8 +194,10 @@ def test_invalid_inputs():
     gt = _vol()
     with pytest.raises(MetricInputError, match="shape"):
         lesion_report(gt, np.zeros((30, 30, 29), np.uint8), spacing_mm=(1, 1, 1))
-    with pytest.raises(MetricInputError, match="one spacing per axis"):
+    with pytest.raises(MetricInputError, match=r"spacing_mm must be 3 positive numbers \(mm\), got \(1, 1\)"):
         lesion_report(gt, gt, spacing_mm=(1, 1))
+    with pytest.raises(MetricInputError, match="tolerance_mm must be a finite number ≥ 0, got -1"):
+        lesion_report(gt, gt, spacing_mm=(1, 1, 1), tolerance_mm=-1)
     with pytest.raises(MetricInputError, match="connectivity"):
         lesion_report(gt, gt, spacing_mm=(1, 1, 1), connectivity=8)
     with pytest.raises(MetricInputError, match="hit rule"):

@@ -1,0 +1,192 @@
+"""The lesion tables and per-scan summary of the lesion-wise evaluation, and the ratios behind them.
+
+One definition of every column list (``lesions.csv``, ``predictions.csv``, the per-threshold
+counts) and of the per-scan counts and scores (``docs/metrics.md`` §4–§8):
+
+- Sensitivity = TP / (TP + FN) (NaN without GT lesions); precision = TP / (TP + FP) with TP the
+  detected GT lesions (NaN when there is neither a TP nor an FP); F2 = 5PR / (4P + R) =
+  5TP / (5TP + 4FN + FP), defined as 0 when P = R = 0 and NaN only when TP = FN = FP = 0.
+- ≥ 1 mL sensitivity is NaN for scans without large lesions; ≥ 1 mL FP counts predicted
+  components ≥ 1 mL credited to no GT lesion.
+- Volumes in mL; centroids in voxel indices of the scan, ``(X, Y, Z)`` file order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "LESION_ID_COLUMNS",
+    "CENTROID_COLUMNS",
+    "LESION_COLUMNS",
+    "PREDICTION_COLUMNS",
+    "COUNT_COLUMNS",
+    "LesionParams",
+    "PatientSummary",
+    "LesionReport",
+    "f_beta",
+]
+
+#: Columns that name and size one lesion in every lesion table of the kit: the scan it lies in,
+#: its 1-based id in that scan, its size in voxels and its volume in mL.
+LESION_ID_COLUMNS = ("scan_id", "lesion_id", "n_voxels", "volume_ml")
+#: Lesion centroid in voxel indices (mean voxel position, ``(X, Y, Z)`` file order).
+CENTROID_COLUMNS = ("centroid_x_vox", "centroid_y_vox", "centroid_z_vox")
+#: GT-lesion table of the evaluation (``eval/lesions.csv``): one row per GT lesion.
+LESION_COLUMNS = (
+    *LESION_ID_COLUMNS, "large", "bone_label", "bone_region", "detected", "dice", "iou", "nsd", "matched_pred_ids",
+    *CENTROID_COLUMNS,
+)
+#: Predicted-component table of the evaluation (``eval/predictions.csv``): one row per component.
+PREDICTION_COLUMNS = (
+    "scan_id", "pred_id", "n_voxels", "volume_ml", "large", "false_positive", "max_prob", "matched_lesion_ids",
+    *CENTROID_COLUMNS,
+)
+#: Detection counts of one scan at one threshold (FROC and threshold-tuning input).
+COUNT_COLUMNS = (
+    "scan_id", "threshold", "n_lesions", "n_large_lesions", "n_predictions", "tp", "fn", "fp", "tp_large",
+    "fp_large", "sensitivity", "precision", "f2",
+)
+_BOOL_COLUMNS = ("detected", "large", "false_positive")
+_INT_COLUMNS = ("n_voxels", "lesion_id", "pred_id", "bone_label")
+_STR_COLUMNS = ("scan_id", "bone_region", "matched_pred_ids", "matched_lesion_ids")
+
+
+def f_beta(precision: float, recall: float, *, beta: float = 2.0) -> float:
+    """F-beta score ``(1 + β²)PR / (β²P + R)``; 0 when P = R = 0, NaN if either is NaN.
+
+    Examples
+    --------
+    >>> round(f_beta(0.5, 1.0), 4), round(f_beta(1.0, 0.5), 4), f_beta(0.0, 0.0)
+    (0.8333, 0.5556, 0.0)
+    """
+    p, r = float(precision), float(recall)
+    if math.isnan(p) or math.isnan(r):
+        return float("nan")
+    b2 = beta * beta
+    denominator = b2 * p + r
+    return 0.0 if denominator == 0 else (1 + b2) * p * r / denominator
+
+
+def _ratio(num: float, den: float) -> float:
+    return float("nan") if den == 0 else float(num) / float(den)
+
+
+def _f2_counts(tp: int, fn: int, fp: int) -> float:
+    return _ratio(5 * tp, 5 * tp + 4 * fn + fp)
+
+
+@dataclass(frozen=True)
+class LesionParams:
+    """Parameters of a lesion-wise evaluation (reported next to every result)."""
+
+    spacing_mm: tuple[float, ...]
+    connectivity: int = 26
+    hit: str = "any"
+    tolerance_mm: float = 2.0
+    nsd_mode: str = "surface"
+    large_lesion_ml: float = 1.0
+    threshold: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists for tuples) for JSON."""
+        d = dataclasses.asdict(self)
+        d["spacing_mm"] = list(self.spacing_mm)
+        return d
+
+
+@dataclass(frozen=True)
+class PatientSummary:
+    """Patient-level results of one scan (one row of ``patients.csv``). Volumes in mL."""
+
+    scan_id: str
+    n_lesions: int
+    n_large_lesions: int
+    n_predictions: int
+    tp: int
+    fn: int
+    fp: int
+    sensitivity: float
+    precision: float
+    f2: float
+    tp_large: int
+    sensitivity_large: float
+    fp_large: int
+    dice_mean: float
+    dice_detected: float
+    nsd_detected: float
+    global_dice: float
+    gt_volume_ml: float
+    pred_volume_ml: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (one row of ``patients.csv``)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class LesionReport:
+    """Everything the lesion-wise evaluation of one scan produces.
+
+    Attributes
+    ----------
+    lesions : DataFrame
+        One row per GT lesion, columns :data:`LESION_COLUMNS`.
+    predictions : DataFrame
+        One row per predicted component, columns :data:`PREDICTION_COLUMNS`.
+    patient : PatientSummary
+    params : LesionParams
+    """
+
+    lesions: pd.DataFrame
+    predictions: pd.DataFrame
+    patient: PatientSummary
+    params: LesionParams
+
+    def __repr__(self) -> str:
+        p = self.patient
+        return (f"LesionReport(scan: {p.scan_id!r}; lesions: {p.n_lesions}; TP {p.tp} FN {p.fn} FP {p.fp}; "
+                f"F2 {p.f2:.3f}; hit: {self.params.hit}; connectivity: {self.params.connectivity})")
+
+
+def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+    """Table of ``rows``; an empty table keeps meaningful dtypes (bool, int64, float64, object)."""
+    frame = pd.DataFrame(rows, columns=list(columns))
+    if not rows:
+        for col in columns:
+            if col in _BOOL_COLUMNS:
+                frame[col] = frame[col].astype(bool)
+            elif col in _INT_COLUMNS:
+                frame[col] = frame[col].astype(np.int64)
+            elif col not in _STR_COLUMNS:
+                frame[col] = frame[col].astype(np.float64)
+    return frame
+
+
+def _summarise(lesions: pd.DataFrame, preds: pd.DataFrame, *, scan_id: str, global_dice: float,
+               gt_volume_ml: float, pred_volume_ml: float) -> PatientSummary:
+    """Per-scan counts and scores from the lesion and prediction tables of one scan."""
+    n = len(lesions)
+    tp = int(lesions["detected"].sum())
+    fn = n - tp
+    fp = int(preds["false_positive"].sum())
+    large = lesions["large"].to_numpy(bool)
+    n_large = int(large.sum())
+    tp_large = int(lesions["detected"].to_numpy(bool)[large].sum())
+    fp_large = int((preds["false_positive"] & preds["large"]).sum())
+    detected = lesions[lesions["detected"]]
+    return PatientSummary(
+        scan_id=scan_id, n_lesions=n, n_large_lesions=n_large, n_predictions=len(preds),
+        tp=tp, fn=fn, fp=fp, sensitivity=_ratio(tp, n), precision=_ratio(tp, tp + fp),
+        f2=_f2_counts(tp, fn, fp), tp_large=tp_large, sensitivity_large=_ratio(tp_large, n_large),
+        fp_large=fp_large, dice_mean=float(lesions["dice"].mean()) if n else float("nan"),
+        dice_detected=float(detected["dice"].mean()) if tp else float("nan"),
+        nsd_detected=float(detected["nsd"].mean()) if tp else float("nan"),
+        global_dice=global_dice, gt_volume_ml=gt_volume_ml, pred_volume_ml=pred_volume_ml,
+    )

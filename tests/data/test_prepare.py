@@ -1,0 +1,146 @@
+"""Conforming user data: LPS → RAS without moving any voxel in the world, b1000 onto the T1 grid."""
+
+import hashlib
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from sapkit.errors import ConfigError
+from sapkit.data.manifest import load_manifest, write_manifest
+from sapkit.data.prepare import prepare_manifest, resample_to_grid, target_grid
+from sapkit.io.nifti import orientation_code, read_image, read_label
+
+# T1 on an LPS grid: voxel (i, j, k) sits at world (30 - 2i, 20 - 2j, -10 + 3k) mm
+T1_AFFINE = np.array([[-2.0, 0, 0, 30], [0, -2.0, 0, 20], [0, 0, 3.0, -10], [0, 0, 0, 1]])
+T1_SHAPE = (8, 6, 5)
+MARK = (1, 2, 3)  # a voxel with a unique T1 value and a lesion label
+# b1000 on a finer RAS grid (1 mm) that covers the T1 field of view with room to spare
+B_AFFINE = np.array([[1.0, 0, 0, 10], [0, 1.0, 0, 5], [0, 0, 1.0, -15], [0, 0, 0, 1]])
+B_SHAPE = (26, 21, 22)
+
+
+def _ramp(world: np.ndarray) -> np.ndarray:
+    """b1000 intensity as a linear function of world position (mm): trilinear resampling keeps it exactly."""
+    return 5.0 + 0.5 * world[0] + 0.25 * world[1] - 0.1 * world[2]
+
+
+def _world(affine: np.ndarray, shape) -> np.ndarray:
+    ijk = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")).reshape(3, -1)
+    return (affine[:3, :3] @ ijk + affine[:3, 3:]).reshape(3, *shape)
+
+
+def _save(path, data, affine):
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    nib.save(img, str(path))
+    return path.name
+
+
+def _digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def lps_input(tmp_path):
+    rng = np.random.default_rng(5)
+    src = tmp_path / "in"
+    src.mkdir()
+    t1 = rng.normal(100, 5, T1_SHAPE).astype(np.float32)
+    t1[MARK] = 999.0
+    lesion = np.zeros(T1_SHAPE, np.uint8)
+    lesion[MARK] = 1
+    lesion[5, 0, 1] = 1
+    b1000 = _ramp(_world(B_AFFINE, B_SHAPE)).astype(np.float32)
+    rows = pd.DataFrame([{"scan_id": "p1_s0", "subject_id": "p1", "site": "a", "cohort": "patient",
+                          "t1": _save(src / "t1.nii.gz", t1, T1_AFFINE), "b1000": _save(src / "b1000.nii.gz", b1000, B_AFFINE),
+                          "skeleton_label": "", "lesion_label": _save(src / "lesion.nii.gz", lesion, T1_AFFINE)}])
+    write_manifest(src, rows, name="lps", description="LPS T1, finer RAS b1000")
+    return src, t1, lesion
+
+
+def test_reorientation_keeps_every_voxel_in_place_in_the_world(lps_input, tmp_path):
+    src, t1, lesion = lps_input
+    m = load_manifest(prepare_manifest(src, tmp_path / "out"))  # validates: every file on the T1 grid
+    out_t1, affine, _ = read_image(m.scans.loc[0, "t1"])
+    assert orientation_code(T1_AFFINE) == "LPS" and orientation_code(affine) == "RAS"
+    assert out_t1.shape == T1_SHAPE  # both flipped axes keep their length
+    np.testing.assert_array_equal(np.sort(out_t1, axis=None), np.sort(t1, axis=None))  # a pure permutation
+    new_mark = np.unravel_index(np.argmax(out_t1), out_t1.shape)
+    assert new_mark == (T1_SHAPE[0] - 1 - MARK[0], T1_SHAPE[1] - 1 - MARK[1], MARK[2])
+    np.testing.assert_allclose(affine @ [*new_mark, 1], T1_AFFINE @ [*MARK, 1], atol=1e-6)
+    # every voxel: the value at a world position is the same before and after
+    np.testing.assert_allclose(_world(affine, T1_SHAPE)[:, ::-1, ::-1, :], _world(T1_AFFINE, T1_SHAPE), atol=1e-6)
+    np.testing.assert_array_equal(out_t1[::-1, ::-1, :], t1)
+    out_lesion, l_affine, _ = read_label(m.scans.loc[0, "lesion_label"])
+    np.testing.assert_array_equal(l_affine, affine)
+    assert out_lesion[new_mark] == 1 and out_lesion.sum() == lesion.sum() == 2
+
+
+def test_b1000_is_resampled_onto_the_t1_grid(lps_input, tmp_path):
+    src, _, _ = lps_input
+    m = load_manifest(prepare_manifest(src, tmp_path / "out"))
+    _, affine, _ = read_image(m.scans.loc[0, "t1"])
+    b, b_affine, _ = read_image(m.scans.loc[0, "b1000"])
+    assert b.shape == T1_SHAPE
+    np.testing.assert_array_equal(b_affine, affine)
+    # trilinear interpolation of a linear ramp is exact: b1000 at each T1 voxel = ramp at its world position
+    np.testing.assert_allclose(b, _ramp(_world(affine, T1_SHAPE)), atol=1e-4)
+
+
+def test_inputs_are_byte_identical_afterwards(lps_input, tmp_path):
+    src, _, _ = lps_input
+    before = _digests(src)
+    prepare_manifest(src, tmp_path / "out")
+    prepare_manifest(src, tmp_path / "out4", spacing_mm=(4, 4, 5))
+    assert _digests(src) == before
+    with pytest.raises(ConfigError, match="is the input data folder"):
+        prepare_manifest(src, src)
+    assert _digests(src) == before
+
+
+def test_resampling_to_a_target_spacing(lps_input, tmp_path):
+    src, _, _ = lps_input
+    # (not validated: nearest-neighbour downsampling may drop the two single-voxel lesions)
+    m = load_manifest(prepare_manifest(src, tmp_path / "out4", spacing_mm=(4, 4, 5)), check_files=False)
+    t1, affine, _ = read_image(m.scans.loc[0, "t1"])
+    b, _, _ = read_image(m.scans.loc[0, "b1000"])
+    # RAS copy: origin (16, 10, -10) mm at 2/2/3 mm → 4/4/5 mm, first voxel's outer edge (15, 9, -11.5) fixed
+    assert t1.shape == b.shape == (4, 3, 3)
+    np.testing.assert_allclose(affine, [[4, 0, 0, 17], [0, 4, 0, 11], [0, 0, 5, -9], [0, 0, 0, 1]])
+    # b1000 goes straight from its own grid to the new one: the ramp still holds
+    np.testing.assert_allclose(b, _ramp(_world(affine, b.shape)), atol=1e-4)
+    assert "resampled to [4, 4, 5]" in m.description
+
+
+def test_target_grid_keeps_the_outer_edge_of_the_first_voxel():
+    shape, affine = target_grid(T1_SHAPE, T1_AFFINE, (4.0, 4.0, 6.0))
+    assert shape == (4, 3, round(5 * 3 / 6))
+    np.testing.assert_allclose(np.diag(affine)[:3], [-4, -4, 6])  # directions kept (LPS stays LPS)
+    old_edge = T1_AFFINE @ [-0.5, -0.5, -0.5, 1]
+    np.testing.assert_allclose(affine @ [-0.5, -0.5, -0.5, 1], old_edge)
+    with pytest.raises(ConfigError, match="three positive values in mm"):
+        target_grid(T1_SHAPE, T1_AFFINE, (1.0, 0.0, 1.0))
+
+
+def test_resample_to_the_same_grid_is_the_identity():
+    rng = np.random.default_rng(2)
+    image = rng.normal(size=(5, 4, 3)).astype(np.float32)
+    labels = rng.integers(0, 10, (5, 4, 3)).astype(np.int16)
+    np.testing.assert_allclose(resample_to_grid(image, T1_AFFINE, image.shape, T1_AFFINE, order=1), image, atol=1e-6)
+    same = resample_to_grid(labels, T1_AFFINE, labels.shape, T1_AFFINE, order=0)
+    assert same.dtype == np.int16
+    np.testing.assert_array_equal(same, labels)
+    # one voxel shift along x: nearest neighbour copies the neighbour, outside the source is 0
+    shifted = T1_AFFINE @ np.array([[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    moved = resample_to_grid(labels, T1_AFFINE, labels.shape, shifted, order=0)
+    np.testing.assert_array_equal(moved[:-1], labels[1:])
+    assert not moved[-1].any()
+
+
+def test_unknown_reorientation_is_a_config_error(lps_input, tmp_path):
+    src, _, _ = lps_input
+    with pytest.raises(ConfigError, match="reorient must be 'RAS' or None, got 'LPS'"):
+        prepare_manifest(src, tmp_path / "out", reorient="LPS")
