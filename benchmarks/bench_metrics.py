@@ -10,8 +10,12 @@ false positives) and times, best of a few repeats:
   ``iou:0.5``;
 - panoptica's default pipeline with the same rule (semantic input, connected components,
   naive IoU ≥ 0.5 matching), if installed;
-- MONAI ``compute_surface_dice(use_subvoxels=True)`` per lesion over the same padded bounding-box
-  crops (and the largest NSD difference to sapkit's, as a correctness check).
+- MONAI ``compute_surface_dice(use_subvoxels=True)`` per lesion over the lesion and its whole
+  matched components (sapkit's default per-lesion NSD; the mean NSD of both, as a check);
+- ``sapkit evaluate --gt --pred --json`` end to end in a fresh process (imports, reading both
+  files, the report, the JSON), for uncompressed ``.nii`` and for ``.nii.gz``, against bare cc3d
+  labelling of both in-memory masks (issue 15 target: ``.nii`` ≤ 2.5× cc3d) and against
+  panoptica when installed.
 
 It prints the environment, the times and the ratios, and the memory of the evaluation: peak
 RSS of a fresh process during ``lesion_report(prob_map=...)`` minus its RSS before the call,
@@ -29,6 +33,7 @@ with ``pip install --no-deps panoptica==2.1.7 rich typer ruamel.yaml pydantic sc
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from importlib import metadata
 import platform
@@ -79,6 +84,13 @@ def make_case(seed: int = SEED):
     return gt, prob, pred
 
 
+def _cpu(fn) -> float:
+    """CPU time (user + system) of this process while ``fn()`` runs, in seconds."""
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
+
+
 def best_of(fn, repeats: int):
     times, out = [], None
     for _ in range(repeats):
@@ -122,6 +134,39 @@ def memory_child(folder: str) -> None:
         reset = 0
     lesion_report(gt, prob_map=prob, threshold=0.5, spacing_mm=SPACING)
     print(f"{before:.1f} {peak_rss_mb():.1f} {reset}")
+
+
+def cli_section(gt: np.ndarray, pred: np.ndarray, times: dict, cpu_times: dict, repeats: int) -> None:
+    """Time ``sapkit evaluate --gt --pred --json`` in a fresh process on ``.nii`` and ``.nii.gz`` files.
+
+    Wall-clock times go to ``times``; CPU times (user + system of the child process, robust to a
+    machine shared with other jobs) to ``cpu_times``.
+    """
+    import nibabel as nib
+
+    affine = np.diag([*SPACING, 1.0])
+    with tempfile.TemporaryDirectory() as folder:
+        for ext in (".nii", ".nii.gz"):
+            paths = []
+            for name, arr in (("gt", gt), ("pred", pred)):
+                paths.append(Path(folder) / f"{name}{ext}")
+                nib.save(nib.Nifti1Image(arr, affine), str(paths[-1]))
+            out = Path(folder) / f"case{ext}.json"
+            cmd = [sys.executable, "-c", "import sys; from sapkit.cli import main; sys.exit(main())", "evaluate",
+                   "--gt", str(paths[0]), "--pred", str(paths[1]), "--json", str(out)]
+
+            def run_cli() -> float:
+                out.unlink(missing_ok=True)
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                subprocess.run(cmd, check=True, capture_output=True)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+            times[f"sapkit evaluate CLI, {ext}"], _ = best_of(run_cli, repeats)
+            cpu_times[f"sapkit evaluate CLI, {ext}"] = min(run_cli() for _ in range(repeats))
+            doc = json.loads(out.read_text())
+            print(f"sapkit evaluate {ext}: TP {doc['tp']} FN {doc['fn']} FP {doc['fp']} "
+                  f"({sum(p.stat().st_size for p in paths) / 2**20:.0f} MiB on disk)")
 
 
 def main() -> None:
@@ -180,12 +225,14 @@ def main() -> None:
         pairs = np.unique(np.stack([g_lab[both], p_lab[both]], 1), axis=0)
         pad = np.array([int(np.ceil(2.0 / s)) + 1 for s in SPACING])
         crops = []
+        p_stats = cc3d.statistics(p_lab, no_slice_conversion=True)
         for g in np.unique(pairs[:, 0]):
-            b = stats["bounding_boxes"][g]
-            lo = np.maximum(np.array(b[0::2]) - pad, 0)
-            hi = np.minimum(np.array(b[1::2]) + pad + 1, SHAPE)
+            ps = pairs[pairs[:, 0] == g, 1]
+            boxes = np.array([stats["bounding_boxes"][g], *(p_stats["bounding_boxes"][p] for p in ps)])
+            lo = np.maximum(boxes[:, 0::2].min(axis=0) - pad, 0)
+            hi = np.minimum(boxes[:, 1::2].max(axis=0) + pad + 1, SHAPE)
             sl = tuple(slice(int(a), int(c)) for a, c in zip(lo, hi))
-            crops.append((g_lab[sl] == g, np.isin(p_lab[sl], pairs[pairs[:, 0] == g, 1])))
+            crops.append((g_lab[sl] == g, np.isin(p_lab[sl], ps)))
 
         def monai_all():
             out = []
@@ -227,6 +274,11 @@ def main() -> None:
         except ImportError:
             print("panoptica not installed: pip install --no-deps panoptica==2.1.7 (see module docstring)")
 
+    cpu_times = {"cc3d labelling of both masks": min(_cpu(lambda: (cc3d.connected_components(gt, connectivity=26),
+                                                                   cc3d.connected_components(pred, connectivity=26)))
+                                                     for _ in range(r))}
+    cli_section(gt, pred, times, cpu_times, r)
+
     print("\n== times (best of repeats, seconds)")
     for name, t in times.items():
         print(f"{t:8.3f}  {name}")
@@ -239,6 +291,16 @@ def main() -> None:
     if pan is not None:
         print(f"target ≥ 10× vs panoptica (same rule iou:0.5): {pan / times['sapkit report, masks, hit=iou:0.5']:.1f}×")
     print(f"target ≥ 1× vs cc3d labelling: {times['cc3d labelling of both masks'] / ours:.2f}×")
+    cc = times["cc3d labelling of both masks"]
+    print("\n== sapkit evaluate end to end (file → JSON, fresh process) / bare cc3d labelling of both masks")
+    cc_cpu = cpu_times["cc3d labelling of both masks"]
+    for ext in (".nii", ".nii.gz"):
+        t, c = times[f"sapkit evaluate CLI, {ext}"], cpu_times[f"sapkit evaluate CLI, {ext}"]
+        print(f"{t / cc:8.2f}× wall ({t:.2f} s / {cc:.2f} s), {c / cc_cpu:.2f}× CPU time ({c:.2f} s / {cc_cpu:.2f} s)  "
+              f"{ext}" + ("  (issue 15 target ≤ 2.5×)" if ext == ".nii" else ""))
+    if pan is not None:
+        print(f"{pan / times['sapkit evaluate CLI, .nii']:8.2f}×  panoptica (in memory) / sapkit evaluate on .nii "
+              "(> 1 means the CLI is faster)")
 
     with tempfile.TemporaryDirectory() as folder:
         np.save(Path(folder) / "gt.npy", gt)

@@ -15,6 +15,7 @@ Values are coerced where YAML or the command line is loose (``1e-3`` read as a s
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass
@@ -41,20 +42,29 @@ class Pattern:
             raise ConfigError(f"config key '{key}' must be {self.description}, got {value!r}")
 
 
-def bounded(default: Any, low: float | None = None, high: float | None = None) -> Any:
+def bounded(default: Any, low: float | None = None, high: float | None = None, *,
+            low_open: bool = False, high_open: bool = False) -> Any:
     """A dataclass field with ``default`` whose value must lie in ``[low, high]`` (None = unbounded).
+
+    ``low_open`` / ``high_open`` exclude the bound itself (``(0, ∞)`` for a learning rate).
 
     Examples
     --------
     >>> @dataclass(frozen=True)
     ... class Section:
-    ...     overlap: float = bounded(0.5, 0.0, 0.99)
+    ...     overlap: float = bounded(0.5, 0.0, 1.0, high_open=True)
     >>> build(Section, {"overlap": 1.0}, prefix="infer.")
     Traceback (most recent call last):
     ...
-    sapkit.errors.ConfigError: config key 'infer.overlap' must be in [0.0, 0.99], got 1.0
+    sapkit.errors.ConfigError: config key 'infer.overlap' must be in [0.0, 1.0), got 1.0
     """
-    return dataclasses.field(default=default, metadata={"range": (low, high)})
+    return dataclasses.field(default=default, metadata={"range": (low, high), "open": (low_open, high_open)})
+
+
+def _out_of_range(value: Any, low: Any, high: Any, low_open: bool, high_open: bool) -> bool:
+    if low is not None and (value < low or (low_open and value == low)):
+        return True
+    return high is not None and (value > high or (high_open and value == high))
 
 
 def build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
@@ -87,8 +97,10 @@ def build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
         key = prefix + name
         coerced = _coerce(value, hints[name], key)
         low, high = fields[name].metadata.get("range", (None, None))
-        if (low is not None and coerced < low) or (high is not None and coerced > high):
-            raise ConfigError(f"config key '{key}' must be in [{low}, {high if high is not None else '∞'}], "
+        low_open, high_open = fields[name].metadata.get("open", (False, False))
+        if _out_of_range(coerced, low, high, low_open, high_open):
+            raise ConfigError(f"config key '{key}' must be in {'(' if low_open else '['}{low}, "
+                              f"{high if high is not None else '∞'}{')' if high_open or high is None else ']'}, "
                               f"got {coerced!r}")
         kwargs[name] = coerced
     return cls(**kwargs)
@@ -183,6 +195,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):

@@ -23,6 +23,8 @@ import yaml
 
 from sapkit._config_loader import Pattern, bounded, build, flatten, set_dotted, to_plain_dict
 from sapkit.errors import ConfigError
+from sapkit.io.yaml_io import load_yaml_file, load_yaml_text
+from sapkit.preprocessing.settings import RawConfig
 
 __all__ = [
     "Config",
@@ -36,6 +38,7 @@ __all__ = [
     "LesionConfig",
     "InferConfig",
     "EvalConfig",
+    "RawConfig",
     "PROFILES",
     "Backbone",
     "Norm",
@@ -84,7 +87,7 @@ class SynthConfig:
     spacing_mm: float = bounded(3.0, 1e-9)
     n_sites: int = 3
     height_mm: float = 900.0  # field of view from skull base to just below the knees, mm
-    seed: int = 42
+    seed: int = bounded(42, 0)
     lesion_volume_median_ml: float = 0.5
     lesion_volume_sigma: float = 1.03  # log-sd; 1.03 puts 25 % of lesions at >= 1 mL
     lesion_count_median: float = 3.0
@@ -100,7 +103,7 @@ class SplitConfig:
 
     k: int = bounded(7, 2)
     tuning_fold: int = 6
-    seed: int = 42
+    seed: int = bounded(42, 0)
     healthy_val_fraction: float = bounded(0.12, 0.0, 0.99)
 
 
@@ -146,8 +149,8 @@ class SkeletonConfig:
 
     epochs: int = bounded(400, 1)
     warmup_epochs: int = 10
-    lr: float = 1e-5
-    weight_decay: float = 1e-5
+    lr: float = bounded(1e-5, 0.0, low_open=True)
+    weight_decay: float = bounded(1e-5, 0.0)
     batch_size: int = bounded(2, 1)
     roi: tuple[int, int, int] = (96, 96, 96)
     samples_per_volume: int = 2
@@ -162,8 +165,8 @@ class SSLConfig:
 
     epochs: int = bounded(400, 1)
     warmup_epochs: int = 10
-    lr: float = 1e-4
-    weight_decay: float = 1e-5
+    lr: float = bounded(1e-4, 0.0, low_open=True)
+    weight_decay: float = bounded(1e-5, 0.0)
     batch_size: int = bounded(2, 1)
     roi: tuple[int, int, int] = (96, 96, 96)
     samples_per_volume: int = 2
@@ -187,12 +190,12 @@ class LesionConfig:
     folds: tuple[str, ...] = ("all",)
     epochs: int = bounded(400, 1)
     warmup_epochs: int = 10
-    lr_scratch: float = 1e-5
-    lr_encoder_sap: float = 2e-6
-    lr_decoder_sap: float = 1e-5
-    lr_encoder_ssl: float = 5e-6
-    lr_decoder_ssl: float = 1e-5
-    weight_decay: float = 1e-5
+    lr_scratch: float = bounded(1e-5, 0.0, low_open=True)
+    lr_encoder_sap: float = bounded(2e-6, 0.0, low_open=True)
+    lr_decoder_sap: float = bounded(1e-5, 0.0, low_open=True)
+    lr_encoder_ssl: float = bounded(5e-6, 0.0, low_open=True)
+    lr_decoder_ssl: float = bounded(1e-5, 0.0, low_open=True)
+    weight_decay: float = bounded(1e-5, 0.0)
     batch_size: int = bounded(2, 1)
     roi: tuple[int, int, int] = (96, 96, 96)
     sampler: SamplerKind = "instance_balanced"
@@ -203,7 +206,8 @@ class LesionConfig:
     amp: bool = True
     label_fraction: float = bounded(1.0, 1e-9, 1.0)
     checkpoint: CheckpointChoice = "final"
-    val_max_scans: int = bounded(0, 0)  # validation curves on at most this many held-out scans (0 = all)
+    val_max_scans: int = bounded(0, 0)  # validation curves on at most this many validation scans (0 = all)
+    val_fraction: float = bounded(0.125, 0.0, 0.5)  # training patients held out for validation (0 = none)
 
 
 @dataclass(frozen=True)
@@ -211,7 +215,7 @@ class InferConfig:
     """Whole-body sliding-window inference. ``roi`` in voxels, ``overlap`` in [0, 1)."""
 
     roi: tuple[int, int, int] = (96, 96, 96)
-    overlap: float = bounded(0.5, 0.0, 0.99)
+    overlap: float = bounded(0.5, 0.0, 1.0, high_open=True)
     blend: Blend = "constant"
     sw_batch_size: int = bounded(4, 1)
     tta_flip: bool = False
@@ -235,7 +239,7 @@ class EvalConfig:
     froc_max_fp_large: float = bounded(4.0, 0.0)
     tune_statistic: TuneStatistic = "median"
     n_bootstrap: int = bounded(1000, 1)
-    seed: int = 42
+    seed: int = bounded(42, 0)
 
 
 @dataclass(frozen=True)
@@ -243,7 +247,7 @@ class Config:
     """The complete resolved configuration of one run."""
 
     profile: str = "paper"
-    seed: int = 42
+    seed: int = bounded(42, 0)
     device: Device = "auto"
     synth: SynthConfig = field(default_factory=SynthConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
@@ -255,6 +259,7 @@ class Config:
     lesion: LesionConfig = field(default_factory=LesionConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    raw: RawConfig = field(default_factory=RawConfig)  # sapkit preprocess (sapkit.preprocessing.settings)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -275,7 +280,7 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like section.key=value, e.g. lesion.epochs=2")
         key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw)
+        out[key.strip()] = load_yaml_text(raw, what=f"override '{item}'")
     return out
 
 
@@ -304,7 +309,10 @@ def load_config(profile: str | Path = "smoke", overrides: Mapping[str, Any] | No
         path = _PROFILE_DIR / f"{profile}.yaml"
     elif path.suffix not in (".yaml", ".yml") or not path.is_file():
         raise ConfigError(f"unknown profile '{profile}'; use one of {', '.join(PROFILES)} or a YAML file path")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = load_yaml_file(path, what=f"profile {path}") or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"profile {path} must be a YAML mapping of sections (lesion: {{epochs: 2}}, ...), "
+                          f"got a {type(raw).__name__}; see sapkit/profiles/smoke.yaml")
     tree = config_to_dict(Config())
     for key, value in flatten(raw).items():
         set_dotted(tree, key, value)

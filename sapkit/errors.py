@@ -15,6 +15,8 @@ __all__ = [
     "CheckpointError",
     "MetricInputError",
     "EvaluationError",
+    "LabelError",
+    "TrainingError",
 ]
 
 
@@ -42,5 +44,17 @@ class MetricInputError(SapkitError):
     """Masks, probability maps or metric parameters are invalid (shape, spacing, range)."""
 
 
+class LabelError(SapkitError):
+    """A label map or label table is invalid (shape, grid, label values, missing bones)."""
+
+
 class EvaluationError(SapkitError):
     """A cohort evaluation cannot run: predictions or tables missing, or a statistic's input is invalid."""
+
+
+class TrainingError(SapkitError):
+    """Training cannot go on: a loss, gradient or weight became non-finite (NaN/inf)."""
+
+
+class GeometryWarning(UserWarning):
+    """A NIfTI header's geometry is ambiguous (no orientation stored, qform and sform disagree)."""

@@ -7,8 +7,11 @@ Each sub-command lives in ``sapkit/cli/<name>.py`` and exposes ``add_arguments(p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -17,12 +20,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("sapkit.cli.check", "validate a data manifest and print a per-scan summary"),
     "fingerprint": ("sapkit.cli.fingerprint", "write the dataset fingerprint (spacing, shapes, intensities) as JSON"),
     "prepare": ("sapkit.cli.prepare", "reorient/resample a manifest's scans onto the T1 grid into a new folder"),
+    "preprocess": ("sapkit.cli.preprocess", "raw stations (DICOM folder or stations CSV) → N4, standardisation, "
+                                            "stitching, DWI→T1 → a manifest"),
     "split": ("sapkit.cli.split", "write splits.json (patient k-fold stratified by lesion count)"),
     "synth": ("sapkit.cli.synth", "generate the synthetic healthy and patient cohorts"),
     "train": ("sapkit.cli.train", "train the skeleton, SSL or lesion model"),
     "predict": ("sapkit.cli.predict", "whole-body sliding-window inference on a manifest"),
     "evaluate": ("sapkit.cli.evaluate", "lesion-wise evaluation of one case or a cohort"),
-    "export": ("sapkit.cli.export", "write a lesion model as a MONAI bundle (monai.bundle run, MONAI Label)"),
+    "export": ("sapkit.cli.export", "write a lesion model as a MONAI bundle (runs with python -m monai.bundle run)"),
     "reproduce": ("sapkit.cli.reproduce", "run the notebook series 00-05 headless with papermill"),
     "sweep": ("sapkit.cli.sweep", "run the series once per parameter set of a grid and aggregate"),
     "readme": ("sapkit.cli.readme", "regenerate the README's results table from a finished run"),
@@ -43,6 +48,48 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _write_target(name: str, args: argparse.Namespace) -> tuple[Path, str] | None:
+    """The folder a command writes into (locked while it runs) and how the user named it; None if none."""
+    from sapkit.io.run_paths import RunDir, default_run_dir
+
+    def run_dir() -> Path:
+        if getattr(args, "run_dir", None):
+            return Path(args.run_dir)
+        from sapkit.cli._common import config_from_args
+
+        return default_run_dir(config_from_args(args).profile)
+
+    if name == "train":
+        if args.print_slurm or int(os.environ.get("RANK", "0")) != 0:
+            return None  # prints only / a DDP rank other than 0 never writes
+        return run_dir(), "--run-dir"
+    if name == "split":
+        return run_dir(), "--run-dir"
+    if name == "reproduce":
+        return (Path(args.run_dir) if args.run_dir else default_run_dir(args.profile)), "--run-dir"
+    if name == "synth":
+        return (Path(args.out), "--out") if args.out else (RunDir(run_dir()).data, "--run-dir")
+    if name == "prepare":  # refuse an --out over the inputs before the lock file is made there
+        from sapkit.data.prepare import check_out_dir
+
+        check_out_dir(args.manifest, args.out)
+    if name in ("predict", "prepare", "export"):
+        return Path(args.out), "--out"
+    if name == "evaluate" and not args.gt:
+        if args.manifest:
+            return (Path(args.out), "--out") if args.out else (RunDir(args.pred_dir).root / "eval", "--pred-dir")
+        return run_dir(), "--run-dir"
+    return None
+
+
+def _check_output_files(args: argparse.Namespace) -> None:
+    from sapkit.io.atomic import check_output_file
+
+    for attr, flag in (("json_path", "--json"), ("json_out", "--json")):
+        if getattr(args, attr, None):
+            check_output_file(getattr(args, attr), what=flag)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     from sapkit.errors import SapkitError
@@ -58,9 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(cmd_parser)
     args = cmd_parser.parse_args(argv[1:])
     try:
-        return int(module.run(args) or 0)
+        with contextlib.ExitStack() as stack:
+            _check_output_files(args)
+            target = _write_target(name, args)
+            if target is not None:
+                from sapkit.io.run_lock import RunLock
+
+                stack.enter_context(RunLock(target[0], f"sapkit {' '.join(argv)}", what=target[1]))
+            return int(module.run(args) or 0)
     except SapkitError as exc:
         print(f"sapkit {name}: error: {exc}", file=sys.stderr)
         return 1
-
-
+    except OSError as exc:  # a file system refusal the checks above could not foresee
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"sapkit {name}: error: cannot access{where}: {exc.strerror or exc}; "
+              "check the path and its permissions", file=sys.stderr)
+        return 1

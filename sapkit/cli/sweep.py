@@ -12,10 +12,24 @@ import argparse
 
 __all__ = ["add_arguments", "run"]
 
+_GRID_FORMAT = """grid file format (YAML; example: examples/label_efficiency_grid.yaml):
+  profile: smoke                    # smoke, demo or paper
+  base_dir: runs/sweep              # one run folder per parameter set below it
+  notebooks: [04_lesion_finetuning, 05_lesion_analysis]   # optional: part of the series
+  reuse: runs/smoke                 # optional: data/, splits.json, skeleton/, ssl/ taken from here
+  fixed: {lesion.epochs: 2}         # overrides shared by every set
+  grid:                             # every combination is one run (here 2 x 2 = 4)
+    seed: [1, 2]
+    lesion.label_fraction: [0.5, 1.0]
+  resources: {partition: gpu, gpus: 1, time_min: 240}   # optional, with --executor
+Writes base_dir/sweep_summary.csv and label_efficiency.html (median F2 and Dice vs labelled fraction)."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from sapkit.pipeline.executors import add_resource_arguments
 
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _GRID_FORMAT
     parser.add_argument("grid", help="grid YAML (profile, base_dir, grid, fixed, notebooks, reuse, resources)")
     parser.add_argument("--jobs", type=int, default=1, help="parameter sets run in parallel processes")
     parser.add_argument("--force", action="store_true", help="re-run notebooks whose outputs are complete")

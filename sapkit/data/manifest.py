@@ -10,6 +10,7 @@ Both cohorts live in one manifest. Loading validates everything it can and raise
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,6 +22,7 @@ import yaml
 from sapkit.errors import ManifestError, NiftiError
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.nifti import check_same_grid, read_image, read_label
+from sapkit.io.yaml_io import load_yaml_file
 from sapkit.labels.label_maps import LESION_CLASSES, SKELETON_CLASSES
 
 __all__ = [
@@ -123,6 +125,19 @@ def _escapes(root: Path, rel: str) -> bool:
         return False
     except ValueError:
         return True
+    except (RuntimeError, OSError):  # a symlink loop: reported by _path_problem
+        return False
+
+
+def _path_problem(sid: str, col: str, root: Path, rel: str) -> str | None:
+    """Why a CSV path cannot be used (absolute, outside data_root, symlink loop), or None."""
+    if Path(rel).is_absolute() or _escapes(root, rel):
+        return f"{sid}: {col} path '{rel}' leaves data_root {root}; use a path relative to data_root"
+    try:
+        (root / rel).resolve(strict=False)
+    except (RuntimeError, OSError):
+        return f"{sid}: {col} path '{rel}' is a symbolic-link loop; point it at the real file"
+    return None
 
 
 def load_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
@@ -145,13 +160,14 @@ def load_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
         Listing every problem found, one line each, naming scan, file and fix.
     """
     yaml_path = resolve_manifest_path(path)
-    try:
-        meta = yaml.safe_load(yaml_path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"{yaml_path} is not valid YAML ({exc}); fix the syntax") from None
+    meta = load_yaml_file(yaml_path, error=ManifestError) or {}
     if not isinstance(meta, Mapping):
         raise ManifestError(f"{yaml_path} must hold a mapping (name, data_root, csv, ...)")
-    channels = tuple(str(c).lower() for c in meta.get("channels", CHANNELS))
+    raw_channels = meta.get("channels", list(CHANNELS))
+    if not isinstance(raw_channels, (list, tuple)) or not all(isinstance(c, str) for c in raw_channels):
+        raise ManifestError(f"{yaml_path}: channels must be a list of names, got {raw_channels!r}; "
+                            "write channels: [t1, b1000]")
+    channels = tuple(c.lower() for c in raw_channels)
     if channels != CHANNELS:
         raise ManifestError(
             f"{yaml_path}: channels {list(channels)} ≠ {list(CHANNELS)}; sapkit models take channel 0 = T1 "
@@ -163,8 +179,15 @@ def load_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
         raise ManifestError(f"{yaml_path} names csv {csv_path}, which does not exist; fix the 'csv' key")
     try:
         scans = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        with open(csv_path, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), [])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as exc:
         raise ManifestError(f"{csv_path} is not a readable CSV ({exc}); fix the file") from None
+    except OSError as exc:
+        raise ManifestError(f"{csv_path} cannot be read ({exc.strerror or exc}); check the path") from None
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise ManifestError(f"{csv_path} has duplicated column name(s) {duplicated}; keep one column of each name")
     label_maps = _parse_label_maps(meta.get("label_maps"), yaml_path)
     problems = _check_table(scans, csv_path, data_root)
     if problems:
@@ -213,10 +236,9 @@ def _check_table(scans: pd.DataFrame, csv_path: Path, data_root: Path) -> list[s
         if row["cohort"] == "patient" and not row["lesion_label"]:
             problems.append(f"{sid}: patient scan without lesion_label; add the lesion mask path")
         for col in PATH_COLUMNS + tuple(c for c in OPTIONAL_PATH_COLUMNS if c in scans.columns):
-            if row[col] and (Path(row[col]).is_absolute() or _escapes(data_root, row[col])):
-                problems.append(
-                    f"{sid}: {col} path '{row[col]}' leaves data_root {data_root}; use a path relative to data_root"
-                )
+            problem = _path_problem(sid, col, data_root, row[col]) if row[col] else None
+            if problem:
+                problems.append(problem)
     if "fold" in scans.columns:
         folds = scans[scans["fold"] != ""].groupby("subject_id")["fold"].nunique()
         for subject in folds[folds > 1].index:

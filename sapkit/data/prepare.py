@@ -16,11 +16,11 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import ndimage
 
-from sapkit.errors import ConfigError
-from sapkit.io.nifti import read_image, read_label, reorient_to_ras, save_nifti, spacing_from_affine
-from sapkit.data.manifest import PATH_COLUMNS, load_manifest, write_manifest
+from sapkit.errors import ConfigError, SapkitError
+from sapkit.data.manifest import PATH_COLUMNS, Manifest, load_manifest, write_manifest
+from sapkit.io.nifti import nifti_header, read_image, read_label, reorient_to_ras, save_nifti, spacing_from_affine
 
-__all__ = ["resample_to_grid", "target_grid", "prepare_manifest"]
+__all__ = ["resample_to_grid", "target_grid", "check_out_dir", "prepare_manifest"]
 
 
 def resample_to_grid(
@@ -59,47 +59,89 @@ def target_grid(shape: Sequence[int], affine: npt.ArrayLike, spacing_mm: Sequenc
     return new_shape, new_affine
 
 
+def _refuse_overwriting_inputs(manifest: Manifest, out_dir: Path, outputs: Sequence[str]) -> None:
+    """Raise unless writing ``outputs`` (names) into ``out_dir`` leaves every input untouched."""
+    out = out_dir.resolve()
+    yaml_dir = manifest.path.parent.resolve()
+    csv_path = _csv_path(manifest)
+    if out == manifest.data_root.resolve() or out == yaml_dir:
+        raise ConfigError(
+            f"--out {out_dir} is the input data folder (it holds {manifest.path.name} or the scans); "
+            "choose a new folder (inputs are never overwritten)"
+        )
+    inputs = {Path(p).resolve() for col in PATH_COLUMNS for p in manifest.scans[col] if p}
+    inputs |= {manifest.path.resolve(), csv_path.resolve()}
+    if out in inputs:
+        raise ConfigError(f"--out {out_dir} is an input file of the manifest; choose a new folder")
+    clashes = sorted(str(out / name) for name in outputs if (out / name).resolve() in inputs)
+    if clashes:
+        raise ConfigError(
+            f"--out {out_dir} would overwrite input file(s) {clashes[:3]}{' …' if len(clashes) > 3 else ''} "
+            "named by the manifest; choose a new folder (inputs are never overwritten)"
+        )
+
+
+def _csv_path(manifest: Manifest) -> Path:
+    from sapkit.io.yaml_io import load_yaml_file
+
+    meta = load_yaml_file(manifest.path) or {}
+    return manifest.path.parent / str(meta.get("csv", "manifest.csv"))
+
+
+def _check_headers(manifest: Manifest) -> None:
+    """Open every file's header (geometry, dtype, dimensions) before anything is written."""
+    for _, row in manifest.scans.iterrows():
+        for col in PATH_COLUMNS:
+            if row[col]:
+                nifti_header(row[col], what=col if col != "t1" else "T1")
+
+
+def check_out_dir(manifest_path: str | Path, out_dir: str | Path) -> Manifest:
+    """Load the manifest and refuse an ``out_dir`` whose outputs would replace an input; return the manifest."""
+    manifest = load_manifest(manifest_path, check_files=False)
+    outputs = [f"{sid}_{col}.nii.gz" for sid in manifest.scans["scan_id"] for col in PATH_COLUMNS]
+    _refuse_overwriting_inputs(manifest, Path(out_dir), outputs + ["manifest.yaml", "manifest.csv"])
+    return manifest
+
+
 def prepare_manifest(
     manifest_path: str | Path, out_dir: str | Path, *, reorient: str | None = "RAS",
     spacing_mm: Sequence[float] | None = None,
 ) -> Path:
-    """Write a conformed copy of a manifest's data into ``out_dir``; return the new manifest.yaml."""
+    """Write a conformed copy of a manifest's data into ``out_dir``; return the new manifest.yaml.
+
+    Every voxel keeps its world position (mm): the output grids are permutations (``reorient``)
+    or resamplings of the input grids, and the files are written with non-zero qform/sform codes.
+    Inputs are never written: an ``out_dir`` that is the data folder, the manifest's folder, or
+    that would receive a file the manifest names is refused. Every header is checked before the
+    first file is written; if a scan still fails later, the files written so far are removed.
+
+    Raises
+    ------
+    ConfigError
+        ``out_dir`` would overwrite an input, or bad ``reorient``/``spacing_mm``.
+    NiftiError
+        A file cannot be read (the message names it); nothing is left in ``out_dir``.
+    """
     if reorient not in (None, "RAS"):
         raise ConfigError(f"reorient must be 'RAS' or None, got {reorient!r}")
-    manifest = load_manifest(manifest_path, check_files=False)
+    if spacing_mm is not None:
+        spacing = np.asarray(spacing_mm, float)
+        if spacing.shape != (3,) or not (np.isfinite(spacing).all() and (spacing > 0).all()):
+            raise ConfigError(f"target spacing must be three positive values in mm, got {list(spacing_mm)}")
+    manifest = check_out_dir(manifest_path, out_dir)
     out_dir = Path(out_dir)
-    if out_dir.resolve() == manifest.data_root.resolve():
-        raise ConfigError(f"--out {out_dir} is the input data folder; choose a new folder (inputs are never overwritten)")
-    rows = []
-    for _, row in manifest.scans.iterrows():
-        t1, affine, header = read_image(row["t1"], what="T1")
-        if reorient:
-            t1, affine = reorient_to_ras(t1, affine)
-        shape = t1.shape
-        if spacing_mm is not None:
-            shape, new_affine = target_grid(t1.shape, affine, spacing_mm)
-            t1 = resample_to_grid(t1, affine, shape, new_affine, order=1)
-            affine = new_affine
-        new_row = {k: row[k] for k in ("scan_id", "subject_id", "site", "cohort")}
-        if "fold" in row:
-            new_row["fold"] = row["fold"]
-        new_row["t1"] = f"{row['scan_id']}_t1.nii.gz"
-        save_nifti(t1, affine, out_dir / new_row["t1"], header=header, dtype=np.float32)
-        for col in ("b1000", "skeleton_label", "lesion_label"):
-            new_row[col] = ""
-            if not row[col]:
-                continue
-            if col == "b1000":
-                data, src_affine, _ = read_image(row[col], what=col)
-                data = resample_to_grid(data, src_affine, shape, affine, order=1)
-                dtype = np.float32
-            else:
-                data, src_affine, _ = read_label(row[col], what=col)
-                data = resample_to_grid(data, src_affine, shape, affine, order=0)
-                dtype = np.int16
-            new_row[col] = f"{row['scan_id']}_{col}.nii.gz"
-            save_nifti(data, affine, out_dir / new_row[col], header=header, dtype=dtype)
-        rows.append(new_row)
+    _check_headers(manifest)
+    written: list[Path] = []
+    try:
+        rows = [_prepare_scan(row, out_dir, reorient, spacing_mm, written) for _, row in manifest.scans.iterrows()]
+    except BaseException as exc:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if not isinstance(exc, SapkitError):
+            raise
+        raise type(exc)(f"{exc}\n(sapkit prepare stopped; the {len(written)} file(s) it had written into {out_dir} "
+                        "were removed)") from None
     table = pd.DataFrame(rows)
     for col in PATH_COLUMNS:
         table[col] = table[col].fillna("")
@@ -109,3 +151,36 @@ def prepare_manifest(
                     f"{list(spacing_mm) if spacing_mm else 'T1 grid'} by sapkit prepare",
         licence=manifest.licence, source=manifest.source, label_maps=manifest.label_maps,
     )
+
+
+def _prepare_scan(row: pd.Series, out_dir: Path, reorient: str | None, spacing_mm: Sequence[float] | None,
+                  written: list[Path]) -> dict[str, str]:
+    """Conform one scan's files into ``out_dir``; append every written path to ``written``."""
+    t1, affine, header = read_image(row["t1"], what="T1")
+    if reorient:
+        t1, affine = reorient_to_ras(t1, affine)
+    shape = t1.shape
+    if spacing_mm is not None:
+        shape, new_affine = target_grid(t1.shape, affine, spacing_mm)
+        t1 = resample_to_grid(t1, affine, shape, new_affine, order=1)
+        affine = new_affine
+    new_row = {k: row[k] for k in ("scan_id", "subject_id", "site", "cohort")}
+    if "fold" in row:
+        new_row["fold"] = row["fold"]
+    new_row["t1"] = f"{row['scan_id']}_t1.nii.gz"
+    written.append(save_nifti(t1, affine, out_dir / new_row["t1"], header=header, dtype=np.float32))
+    for col in ("b1000", "skeleton_label", "lesion_label"):
+        new_row[col] = ""
+        if not row[col]:
+            continue
+        if col == "b1000":
+            data, src_affine, _ = read_image(row[col], what=col)
+            data = resample_to_grid(data, src_affine, shape, affine, order=1)
+            dtype = np.float32
+        else:
+            data, src_affine, _ = read_label(row[col], what=col)
+            data = resample_to_grid(data, src_affine, shape, affine, order=0)
+            dtype = np.int16
+        new_row[col] = f"{row['scan_id']}_{col}.nii.gz"
+        written.append(save_nifti(data, affine, out_dir / new_row[col], header=header, dtype=dtype))
+    return new_row

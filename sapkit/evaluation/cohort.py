@@ -10,19 +10,20 @@ F2, docs/metrics.md §11) and applied unchanged to the test folds. Written into 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from sapkit.config import Config, EvalConfig
-from sapkit.errors import ConfigError, EvaluationError, NiftiError
-from sapkit.io.atomic import atomic_path, atomic_write_text
+from sapkit.errors import ConfigError, EvaluationError
+from sapkit.io.atomic import atomic_write_csv, atomic_write_text
+from sapkit.evaluation.readers import read_mask, read_prob_map
 from sapkit.io.nifti import check_same_grid, read_label, spacing_from_affine
 from sapkit.io.run_paths import PredictionDir, RunDir
 from sapkit.metrics import (
@@ -43,31 +44,8 @@ __all__ = ["CohortResult", "RunEvaluation", "read_prob_map", "case_table", "coho
 _CASE_COLUMNS = ("scan_id", "gt_path", "prob_path", "skeleton_path")
 
 
-def read_prob_map(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a lesion probability map as float32 (X, Y, Z) in [0, 1] with its affine.
-
-    Values within 1e-4 outside [0, 1] (quantisation of uint16 storage) are clipped; anything
-    further out, or NaN/Inf, raises :class:`~sapkit.errors.NiftiError` naming the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise NiftiError(f"probability map {path} does not exist; run inference (notebook 04 / sapkit predict) first")
-    img = nib.load(str(path))
-    prob = np.asarray(img.get_fdata(dtype=np.float32))
-    if prob.ndim != 3:
-        raise NiftiError(f"probability map {path} has shape {prob.shape}; expected a 3D (X, Y, Z) map")
-    lo, hi = float(prob.min(initial=0.0)), float(prob.max(initial=0.0))
-    if not (-1e-4 <= lo and hi <= 1 + 1e-4):  # also catches NaN (min/max propagate it)
-        n_bad = int((~((prob >= -1e-4) & (prob <= 1 + 1e-4))).sum())
-        raise NiftiError(f"probability map {path} holds {n_bad} voxel(s) outside [0, 1] or NaN (min {lo:g}, max "
-                          f"{hi:g}); write softmax/sigmoid probabilities (sapkit predict), not logits or labels")
-    if -1e-4 <= lo and hi <= 1 + 1e-4 and (lo < 0 or hi > 1):
-        np.clip(prob, 0.0, 1.0, out=prob)
-    return prob, np.asarray(img.affine, dtype=np.float64)
-
-
 def _load_case(row: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[float, ...]]:
-    gt, affine, _ = read_label(row["gt_path"], what="lesion label")
+    gt, affine = read_mask(row["gt_path"], what="lesion label")
     prob, p_affine = read_prob_map(row["prob_path"])
     check_same_grid(gt.shape, affine, prob.shape, p_affine, name_a=f"lesion label {row['gt_path']}",
                     name_b=f"probability map {row['prob_path']}")
@@ -101,13 +79,16 @@ def _progress(items: Iterable, enabled: bool, desc: str) -> Iterable:
     return tqdm(list(items), desc=desc, leave=False)
 
 
-def cohort_counts(cases: pd.DataFrame, *, eval_config: EvalConfig = EvalConfig(), progress: bool = False) -> pd.DataFrame:
+def cohort_counts(cases: pd.DataFrame, *, eval_config: EvalConfig = EvalConfig(), progress: bool = False,
+                  jobs: int = 1) -> pd.DataFrame:
     """Detection counts per case and threshold of ``eval_config.thresholds`` (for tuning and FROC).
 
     Parameters
     ----------
     cases : DataFrame
         Columns ``scan_id, gt_path, prob_path`` (``skeleton_path`` optional).
+    jobs : int
+        Worker processes (one case each at a time); 1 evaluates in this process.
 
     Returns
     -------
@@ -115,13 +96,41 @@ def cohort_counts(cases: pd.DataFrame, *, eval_config: EvalConfig = EvalConfig()
         Rows of :func:`~sapkit.metrics.lesion_counts_by_threshold` for every case.
     """
     cases = _check_cases(cases)
-    frames = []
-    for row in _progress(cases.to_dict("records"), progress, "counts"):
-        gt, prob, _, spacing = _load_case(row)
-        frames.append(lesion_counts_by_threshold(
-            gt, prob, spacing_mm=spacing, thresholds=eval_config.thresholds, connectivity=eval_config.connectivity,
-            hit=eval_config.hit, large_lesion_ml=eval_config.large_lesion_ml, scan_id=str(row["scan_id"])))
+    frames = list(_map_cases(_counts_of_case, cases.to_dict("records"), eval_config, jobs, progress, "counts"))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _map_cases(fn: Any, rows: list[dict[str, Any]], e: EvalConfig, jobs: int, progress: bool, desc: str) -> Iterable:
+    """``fn(row, e)`` for every case, in order; in ``jobs`` worker processes when ``jobs > 1``."""
+    if int(jobs) < 1:
+        raise ConfigError(f"jobs must be ≥ 1, got {jobs!r}; e.g. --jobs 4")
+    if int(jobs) == 1 or len(rows) < 2:
+        return (fn(r, e) for r in _progress(rows, progress, desc))
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=min(int(jobs), len(rows)), mp_context=multiprocessing.get_context("spawn"))
+    with pool:
+        return list(_progress(pool.map(fn, rows, [e] * len(rows)), progress, desc))
+
+
+def _counts_of_case(row: Mapping[str, Any], e: EvalConfig) -> pd.DataFrame:
+    gt, prob, _, spacing = _load_case(row)
+    return lesion_counts_by_threshold(gt, prob, spacing_mm=spacing, thresholds=e.thresholds,
+                                      connectivity=e.connectivity, hit=e.hit, large_lesion_ml=e.large_lesion_ml,
+                                      scan_id=str(row["scan_id"]))
+
+
+def _evaluate_case(row: Mapping[str, Any], e: EvalConfig, threshold: float) -> tuple[Any, pd.DataFrame]:
+    gt, prob, skel, spacing = _load_case(row)
+    scan_id = str(row["scan_id"])
+    rep = lesion_report(gt, prob_map=prob, threshold=threshold, spacing_mm=spacing, connectivity=e.connectivity,
+                        hit=e.hit, tolerance_mm=e.tolerance_mm, nsd_mode=e.nsd_mode, skeleton=skel,
+                        large_lesion_ml=e.large_lesion_ml, scan_id=scan_id)
+    counts = lesion_counts_by_threshold(gt, prob, spacing_mm=spacing, thresholds=e.thresholds,
+                                        connectivity=e.connectivity, hit=e.hit, large_lesion_ml=e.large_lesion_ml,
+                                        scan_id=scan_id)
+    return rep, counts
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,7 @@ class CohortResult:
 
 
 def evaluate_cohort(cases: pd.DataFrame, *, threshold: float, eval_config: EvalConfig = EvalConfig(),
-                    progress: bool = False) -> CohortResult:
+                    progress: bool = False, jobs: int = 1) -> CohortResult:
     """Lesion-wise evaluation of every case at ``threshold`` plus the threshold-grid counts.
 
     Each case is read once. Extra columns of ``cases`` (``subject_id``, ``fold`` …) are copied
@@ -159,6 +168,8 @@ def evaluate_cohort(cases: pd.DataFrame, *, threshold: float, eval_config: EvalC
         Probability threshold in (0, 1].
     eval_config : EvalConfig
         Connectivity, hit rule, tolerance, NSD mode, ≥ 1 mL limit and threshold grid.
+    jobs : int
+        Worker processes (cases are independent; results keep the order of ``cases``).
 
     Returns
     -------
@@ -167,16 +178,11 @@ def evaluate_cohort(cases: pd.DataFrame, *, threshold: float, eval_config: EvalC
     cases = _check_cases(cases)
     extra = [c for c in cases.columns if c not in _CASE_COLUMNS]
     lesions, preds, patients, counts = [], [], [], []
-    e = eval_config
-    for row in _progress(cases.to_dict("records"), progress, "evaluate"):
-        gt, prob, skel, spacing = _load_case(row)
-        scan_id = str(row["scan_id"])
-        rep = lesion_report(gt, prob_map=prob, threshold=threshold, spacing_mm=spacing, connectivity=e.connectivity,
-                            hit=e.hit, tolerance_mm=e.tolerance_mm, nsd_mode=e.nsd_mode, skeleton=skel,
-                            large_lesion_ml=e.large_lesion_ml, scan_id=scan_id)
-        counts.append(lesion_counts_by_threshold(gt, prob, spacing_mm=spacing, thresholds=e.thresholds,
-                                                 connectivity=e.connectivity, hit=e.hit,
-                                                 large_lesion_ml=e.large_lesion_ml, scan_id=scan_id))
+    rows = cases.to_dict("records")
+    results = _map_cases(functools.partial(_evaluate_case, threshold=float(threshold)), rows, eval_config, jobs,
+                         progress, "evaluate")
+    for row, (rep, case_counts) in zip(rows, results):
+        counts.append(case_counts)
         lesions.append(rep.lesions)
         preds.append(rep.predictions)
         patients.append({**rep.patient.to_dict(), **{c: row[c] for c in extra}})
@@ -242,12 +248,6 @@ class RunEvaluation:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def _write_csv(df: pd.DataFrame, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-    return path
-
-
 def _jsonable(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
@@ -259,7 +259,7 @@ def _jsonable(v: Any) -> Any:
 
 
 def evaluate_run(run_dir: str | Path, config: Config, *, inits: Sequence[str] | None = None,
-                 progress: bool = True) -> RunEvaluation:
+                 progress: bool = True, jobs: int = 1) -> RunEvaluation:
     """Tune, evaluate and tabulate every init of a run folder; write ``run_dir/eval``.
 
     Parameters
@@ -272,6 +272,8 @@ def evaluate_run(run_dir: str | Path, config: Config, *, inits: Sequence[str] | 
         Initialisations to evaluate (default: ``config.lesion.inits`` that have predictions).
     progress : bool
         Show tqdm progress bars.
+    jobs : int
+        Worker processes for reading and evaluating cases.
 
     Returns
     -------
@@ -312,11 +314,11 @@ def evaluate_run(run_dir: str | Path, config: Config, *, inits: Sequence[str] | 
         tune_cases = case_table(manifest, splits, pred_dir, folds="tune")
         if tune_cases.empty:
             raise EvaluationError(f"the tuning fold {splits['tuning_fold']} holds no patient scans; re-create splits.json")
-        choice = tune_threshold(cohort_counts(tune_cases, eval_config=e, progress=progress),
+        choice = tune_threshold(cohort_counts(tune_cases, eval_config=e, progress=progress, jobs=jobs),
                                 statistic=e.tune_statistic)
         choices[init] = choice
         result = evaluate_cohort(case_table(manifest, splits, pred_dir, folds="test", only_folds=test_ids), threshold=choice.threshold,
-                                 eval_config=e, progress=progress)
+                                 eval_config=e, progress=progress, jobs=jobs)
         for frame, bucket in ((result.lesions, lesions), (result.predictions, preds), (result.patients, patients),
                               (result.counts, counts)):
             bucket.append(frame.assign(init=init))
@@ -330,14 +332,16 @@ def evaluate_run(run_dir: str | Path, config: Config, *, inits: Sequence[str] | 
     files = {
         "threshold": atomic_write_text(rd.threshold_json, json.dumps(_jsonable({
             i: {**c.to_dict(), "hit": e.hit, "connectivity": e.connectivity} for i, c in choices.items()}), indent=2)),
-        "lesions": _write_csv(les, rd.eval_table("lesions")),
-        "predictions": _write_csv(prd, rd.eval_table("predictions")),
-        "patients": _write_csv(pat, rd.eval_table("patients")),
-        "froc": _write_csv(pd.concat([f[s].to_frame().assign(init=i, subset=s, auc=f[s].auc, max_fp=f[s].max_fp)
+        "lesions": atomic_write_csv(les, rd.eval_table("lesions")),
+        "predictions": atomic_write_csv(prd, rd.eval_table("predictions")),
+        "patients": atomic_write_csv(pat, rd.eval_table("patients")),
+        "froc": atomic_write_csv(pd.concat([f[s].to_frame().assign(init=i, subset=s, auc=f[s].auc, max_fp=f[s].max_fp,
+                                                                   last_fp_per_exam=f[s].last_fp_per_exam,
+                                                                   extrapolated_share=f[s].extrapolated_share)
                                       for i, f in frocs.items() for s in ("all", "large")], ignore_index=True),
                            rd.eval_table("froc")),
-        "comparisons": _write_csv(comparisons, rd.eval_table("comparisons")),
-        "table1_csv": _write_csv(t1, rd.eval_table("table1")),
+        "comparisons": atomic_write_csv(comparisons, rd.eval_table("comparisons")),
+        "table1_csv": atomic_write_csv(t1, rd.eval_table("table1")),
         "table1_md": atomic_write_text(rd.table1_md, table1_markdown(t1, note=(
             f"Medians over {pat['scan_id'].nunique()} test scans; 95 % CI: percentile bootstrap "
             f"({e.n_bootstrap} resamples, seed {e.seed}). Hit rule {e.hit}, connectivity {e.connectivity}, "

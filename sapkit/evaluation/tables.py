@@ -146,7 +146,10 @@ def table1(values: pd.DataFrame, *, digits: int = 3) -> pd.DataFrame:
     -------
     DataFrame
         String cells, columns ``metric`` then ``<init> median [95% CI]``, ``<init> IQR``,
-        ``<init> paper`` for each init.
+        ``<init> paper`` and ``<init> n`` for each init. ``n`` is how many values each median
+        covers: patients with a defined value (e.g. F2 is NaN for a patient without GT lesions and
+        without FP, ``docs/metrics.md`` §6), detected lesions for lesion-level rows, exams for
+        cohort-level rows.
     """
     _require(values, ("metric", "label", "init", "median", "ci_low", "ci_high", "q1", "q3", "paper"), "Table 1 values")
     inits = _order(list(dict.fromkeys(values["init"].astype(str))))
@@ -168,6 +171,8 @@ def table1(values: pd.DataFrame, *, digits: int = 3) -> pd.DataFrame:
             row[f"{init} IQR"] = (f"{_fmt(r['q1'], digits)}–{_fmt(r['q3'], digits)}"
                                   if np.isfinite(r["q1"]) else "—")
             row[f"{init} paper"] = _fmt(r["paper"], {"fp": 0, "froc_auc": 2}.get(key, 3))
+            if "n" in r.index and pd.notna(r["n"]):
+                row[f"{init} n"] = int(r["n"])  # values behind the median (NaN patients left out)
         out.append(row)
     return pd.DataFrame(out)
 

@@ -20,7 +20,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from sapkit.errors import ConfigError, SapkitError
-from sapkit.metrics import CENTROID_COLUMNS, LESION_ID_COLUMNS
+from sapkit.metrics import CENTROID_COLUMNS, LESION_ID_COLUMNS, threshold_mask
 from sapkit.validation import check_connectivity, check_probability_map, check_spacing
 
 __all__ = ["LESION_COLUMNS", "lesion_components"]
@@ -56,7 +56,9 @@ def lesion_components(
     prob_map : (X, Y, Z) float array in [0, 1]
         Lesion probability per voxel.
     threshold : float in (0, 1]
-        Voxels with ``prob_map >= threshold`` are lesion.
+        Voxels with ``prob_map >= threshold`` are lesion, compared in the map's dtype (the kit's one
+        rule, :func:`sapkit.metrics.threshold_mask`; a float32 map holding ``float32(0.7)`` is
+        lesion at 0.7).
     spacing_mm : float or sequence of 3 float
         Voxel size in mm along X, Y, Z (``volume_ml = n_voxels × prod(spacing_mm) / 1000``).
     connectivity : {6, 18, 26}
@@ -111,7 +113,7 @@ def lesion_components(
         if bones.shape != prob.shape:
             raise SapkitError(f"skeleton shape {bones.shape} ≠ prob_map shape {prob.shape}; "
                                    "resample the skeleton onto the probability map's grid.")
-    mask = prob >= threshold
+    mask = threshold_mask(prob, threshold)
     components, n = cc3d.connected_components(mask, connectivity=connectivity, return_N=True)
     if n == 0:
         return np.zeros(prob.shape, np.int32), _empty_table()

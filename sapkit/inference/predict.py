@@ -47,12 +47,14 @@ def load_model(checkpoint: str | Path | nn.Module, model_config: Any, *, out_cha
     Raises
     ------
     CheckpointError
-        Unsafe/unreadable file or weights that do not fit the architecture.
+        Unsafe/unreadable file, weights that do not fit the architecture or are not finite, or a
+        stored model configuration that cannot be built.
     """
     if isinstance(checkpoint, nn.Module):
         return checkpoint
     from sapkit.io.checkpoints import load_checkpoint
     from sapkit.networks.factory import build_model
+    from sapkit.training.divergence import first_nonfinite
 
     payload = load_checkpoint(checkpoint)
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
@@ -63,8 +65,16 @@ def load_model(checkpoint: str | Path | nn.Module, model_config: Any, *, out_cha
         fields = {f.name for f in dataclasses.fields(model_config)}
         stored = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in fields}
         model_config = dataclasses.replace(model_config, **stored)
-    model = build_model(model_config, out_channels)
     state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+    bad = first_nonfinite(state.items())
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {checkpoint} holds non-finite weights (NaN/inf, e.g. {bad}): it comes from a "
+                              "diverged training run and would predict nothing; retrain with a lower learning rate")
+    try:
+        model = build_model(model_config, out_channels)
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {checkpoint} stores a model configuration sapkit cannot build ({exc}); "
+                              "it was not written by this sapkit version or was edited — retrain or re-save it") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -255,7 +255,7 @@ def predict_probabilities(
     ConfigError
         Invalid ROI, overlap, blend or batch size.
     SapkitError
-        ``image`` not 4D, or ``body`` of another shape.
+        ``image`` not 4D, ``body`` of another shape, or a non-finite network output (NaN/inf weights).
     """
     x = _as_image_tensor(image)
     roi = check_roi(roi)
@@ -312,6 +312,13 @@ def predict_probabilities(
         total = prob if total is None else total.add_(prob)
         n += 1
     assert total is not None
+    bad = int((~torch.isfinite(total)).any(dim=0).sum())
+    if bad:
+        raise SapkitError(
+            f"the network's output is not finite (NaN/inf) in {bad} of {total[0].numel()} voxels; its weights are "
+            "probably non-finite (a diverged training run: retrain with a lower learning rate)"
+            + (", or float16 overflowed (set infer.amp=false)" if use_amp else "")
+            + "; no probability map was written")
     if n > 1:
         total /= n
     if skip_background:  # outside the body: background (exact 1 / 0, as every flip would give)

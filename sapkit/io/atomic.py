@@ -1,29 +1,65 @@
 """Atomic file writes: a crash never leaves a truncated output.
 
-Every writer stages its file in a hidden folder next to the destination (:data:`STAGING_DIR`,
-same file system) and renames it into place when complete; folder globs such as ``*.json``
-never see a half-written file. :func:`remove_stale_temporaries` clears what a killed writer left.
+Every writer stages its file in a hidden folder of its own next to the destination
+(``.sapkit-tmp.<host>.<pid>``, same file system) and renames it into place when complete; folder
+globs such as ``*.json`` never see a half-written file, and two processes writing into one folder
+never share (or remove) each other's staging folder. :func:`remove_stale_temporaries` clears what a
+killed writer left, and only that.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-__all__ = ["STAGING_DIR", "atomic_path", "atomic_write_text", "remove_stale_temporaries"]
+from sapkit.errors import SapkitError
 
-#: Hidden staging folder created next to every atomically written file (removed when empty).
+__all__ = [
+    "STAGING_DIR", "staging_dir", "atomic_path", "atomic_write_text", "atomic_write_csv", "remove_stale_temporaries",
+    "check_writable_folder", "check_output_file",
+]
+
+#: Name prefix of the hidden per-process staging folders created next to atomically written files.
 STAGING_DIR = ".sapkit-tmp"
+
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
+_STAGING_RE = re.compile(re.escape(STAGING_DIR) + r"(?:\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+))?")
+_RETRIES = 50
+
+
+def staging_dir(folder: str | Path) -> Path:
+    """This process's hidden staging folder inside ``folder`` (``.sapkit-tmp.<host>.<pid>``)."""
+    return Path(folder) / f"{STAGING_DIR}.{_HOST}.{os.getpid()}"
+
+
+def _make_temporary(path: Path, suffix: str) -> Path:
+    """Create an empty temporary file for ``path`` in this process's staging folder.
+
+    Threads of one process share the folder; one may remove it (when empty) between another's
+    ``mkdir`` and ``mkstemp``, so that case is retried.
+    """
+    tmp_dir = staging_dir(path.parent)
+    for _ in range(_RETRIES):
+        tmp_dir.mkdir(exist_ok=True)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f"{path.name.split('.')[0]}.", suffix=suffix, dir=tmp_dir)
+        except FileNotFoundError:
+            continue
+        os.close(fd)
+        return Path(tmp)
+    raise OSError(f"could not create a temporary file in {tmp_dir}")  # pragma: no cover
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path for ``path``; rename it onto ``path`` on success.
 
-    The temporary file lives in a hidden :data:`STAGING_DIR` folder next to ``path`` (same file
+    The temporary file lives in this process's hidden staging folder next to ``path`` (same file
     system, so the rename is atomic; folder globs like ``*.json`` never see half-written files)
     and keeps the final suffix (``.nii.gz``) so writers that infer the format from the name work.
     On error the temporary file is removed and ``path`` is untouched. The file gets the usual
@@ -31,12 +67,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = path.parent / STAGING_DIR
-    tmp_dir.mkdir(exist_ok=True)
     suffix = "".join(path.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f"{path.name.split('.')[0]}.", suffix=suffix, dir=tmp_dir)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _make_temporary(path, suffix)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp_path, 0o666 & ~umask)
@@ -49,26 +81,84 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if tmp_path.exists():
             tmp_path.unlink()
         with contextlib.suppress(OSError):
-            tmp_dir.rmdir()  # only when empty: another writer may be using it
+            tmp_path.parent.rmdir()  # only when empty: another thread may be using it
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def remove_stale_temporaries(folder: str | Path) -> int:
-    """Delete what a killed writer left in ``folder``'s hidden :data:`STAGING_DIR` staging folder.
+    """Delete what killed writers left in ``folder``'s hidden staging folders.
 
-    Call it only when no other process writes into ``folder`` (e.g. when resuming a run whose
-    process died). Returns the number of files removed.
+    A staging folder is stale when its process (named in the folder) no longer runs on this host;
+    folders of live processes, of this process and of other hosts are left alone. Returns the
+    number of files removed.
     """
-    tmp_dir = Path(folder) / STAGING_DIR
-    if not tmp_dir.is_dir():
+    folder = Path(folder)
+    if not folder.is_dir():
         return 0
     removed = 0
-    for p in tmp_dir.iterdir():
-        if p.is_file():
-            p.unlink(missing_ok=True)
-            removed += 1
-    with contextlib.suppress(OSError):
-        tmp_dir.rmdir()
+    for tmp_dir in folder.iterdir():
+        match = _STAGING_RE.fullmatch(tmp_dir.name)
+        if match is None or not tmp_dir.is_dir():
+            continue
+        if match["pid"] is not None:
+            pid = int(match["pid"])
+            if match["host"] != _HOST or pid == os.getpid() or _pid_alive(pid):
+                continue
+        for p in tmp_dir.iterdir():
+            if p.is_file():
+                p.unlink(missing_ok=True)
+                removed += 1
+        with contextlib.suppress(OSError):
+            tmp_dir.rmdir()
     return removed
+
+
+def check_writable_folder(folder: str | Path, *, what: str = "--run-dir") -> Path:
+    """Create ``folder`` if needed and check a file can be written in it; return it absolute.
+
+    Raises
+    ------
+    SapkitError
+        ``folder`` is an existing file, lies under a file, or is not writable.
+    """
+    folder = Path(folder).absolute()
+    if folder.exists() and not folder.is_dir():
+        raise SapkitError(f"{what} {folder} is a file, not a folder; pass a folder path (it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SapkitError(f"{what} {folder} lies inside a file, not a folder; pass a folder path") from None
+    except OSError as exc:
+        raise SapkitError(f"{what} {folder} cannot be created ({exc.strerror}); choose a writable folder") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SapkitError(f"{what} {folder} is not writable (read-only?); choose a writable folder or fix its permissions")
+    return folder
+
+
+def check_output_file(path: str | Path, *, what: str = "--json") -> Path:
+    """Check that a file can be (re)written at ``path`` (its folder is created); return it absolute.
+
+    Raises
+    ------
+    SapkitError
+        ``path`` is a folder, or its folder is a file or not writable.
+    """
+    path = Path(path).absolute()
+    if path.is_dir():
+        raise SapkitError(f"{what} {path} is a folder; pass a file path such as {path / 'out.json'}")
+    check_writable_folder(path.parent, what=f"folder of {what}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise SapkitError(f"{what} {path} is read-only; choose another file or fix its permissions")
+    return path
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -76,4 +166,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+    return path
+
+
+def atomic_write_csv(table: Any, path: str | Path) -> Path:
+    """Write a pandas DataFrame to ``path`` as CSV (no index column) atomically and return the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
     return path

@@ -12,6 +12,7 @@ Conventions
 from __future__ import annotations
 
 import gzip
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,13 @@ import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
-from sapkit.errors import NiftiError
+from sapkit.errors import GeometryWarning, NiftiError
 from sapkit.io.atomic import atomic_path
 
 __all__ = [
     "Scan",
+    "nifti_header",
+    "open_nifti",
     "read_image",
     "read_scan",
     "read_label",
@@ -80,13 +83,75 @@ def orientation_code(affine: npt.ArrayLike) -> str:
     return "".join(nib.aff2axcodes(np.asarray(affine)))
 
 
-def _load(path: Path, what: str) -> nib.Nifti1Image:
+def _corners(shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
+    """The 8 corner voxel centres of a 3D grid as homogeneous (4, 8) coordinates."""
+    s = [max(int(n) - 1, 0) for n in shape[:3]]
+    return np.array([[x, y, z, 1.0] for x in (0, s[0]) for y in (0, s[1]) for z in (0, s[2])]).T
+
+
+def _raw_pixdim(img: nib.Nifti1Image) -> npt.NDArray[np.float64]:
+    """Voxel sizes as stored in the file (before nibabel's header fixes)."""
+    holder = img.file_map.get("header") if "header" in img.file_map else img.file_map["image"]
+    with holder.get_prepare_fileobj("rb") as fh:
+        raw = type(img.header).from_fileobj(fh, check=False)
+    return np.asarray(raw["pixdim"][1:4], dtype=np.float64)
+
+
+def _check_geometry(img: nib.Nifti1Image, path: Path, what: str) -> None:
+    """Raise on a non-finite/singular affine or bad spacing; warn on an ambiguous orientation.
+
+    Geometry rule (docs/design.md, "NIfTI geometry"): the affine is nibabel's ``img.affine`` —
+    the sform when ``sform_code > 0``, else the qform when ``qform_code > 0``, else nibabel's
+    fallback (voxel sizes from pixdim, x flipped, origin at the volume centre).
+    """
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.isfinite(affine).all():
+        raise NiftiError(
+            f"{what} file {path} has a non-finite affine (NaN/Inf in its voxel→world matrix); "
+            "fix the header's sform/qform (re-export the file from the scanner or converter)"
+        )
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    if not (spacing > 0).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12 * float(np.prod(np.maximum(spacing, 1e-300))):
+        raise NiftiError(
+            f"{what} file {path} has an invalid geometry: voxel spacing ({', '.join(f'{v:.4g}' for v in spacing)}) mm "
+            "or a singular (flat) affine; fix the header's pixdim/sform/qform (spacing must be > 0 mm)"
+        )
+    header = img.header
+    q_code, s_code = int(header["qform_code"]), int(header["sform_code"])
+    pixdim = _raw_pixdim(img) if s_code == 0 else None  # nibabel silently sets a zero pixdim to 1 mm
+    if pixdim is not None and not (np.isfinite(pixdim).all() and (pixdim > 0).all()):
+        raise NiftiError(
+            f"{what} file {path} has an invalid voxel spacing pixdim ({', '.join(f'{v:.4g}' for v in pixdim)}) mm "
+            "and no sform; fix the header's pixdim (spacing must be > 0 mm)"
+        )
+    if q_code == 0 and s_code == 0:
+        warnings.warn(
+            f"{what} file {path} stores no orientation (qform_code = sform_code = 0); sapkit assumes nibabel's "
+            f"fallback ({orientation_code(affine)}, spacing from pixdim, origin at the volume centre) — check "
+            "left/right on a viewer, or fix the header", GeometryWarning, stacklevel=4,
+        )
+    elif q_code > 0 and s_code > 0:
+        corners = _corners(img.shape)
+        qform, sform = header.get_qform(), header.get_sform()
+        if np.isfinite(qform).all():
+            gap = float(np.linalg.norm((qform @ corners - sform @ corners)[:3], axis=0).max())
+            if gap > float(spacing.min()):
+                warnings.warn(
+                    f"{what} file {path}: its qform (code {q_code}, {orientation_code(qform)}) and sform (code {s_code}, "
+                    f"{orientation_code(sform)}) disagree by {gap:.3g} mm, more than a voxel; sapkit uses the sform — "
+                    "check which one is right and fix the header", GeometryWarning, stacklevel=4,
+                )
+
+
+def _load(path: Path, what: str, *, decode: bool = True) -> nib.Nifti1Image:
+    if path.is_symlink() and not path.exists():
+        raise NiftiError(f"{what} file {path} is a broken symbolic link or a symlink loop; point it at the real file")
     if not path.exists():
         raise NiftiError(f"{what} file {path} does not exist; check the path in the manifest (relative to data_root)")
+    if path.is_dir():
+        raise NiftiError(f"{what} file {path} is a folder, not a NIfTI file; name the .nii.gz file inside it")
     try:
         img = nib.load(str(path))
-        # Touch the data now so truncated/corrupt files fail here with a clear message.
-        data = np.asanyarray(img.dataobj)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as exc:
         raise NiftiError(
             f"{what} file {path} is not a readable NIfTI ({type(exc).__name__}: {exc}); "
@@ -94,6 +159,27 @@ def _load(path: Path, what: str) -> nib.Nifti1Image:
         ) from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise NiftiError(f"{what} file {path} is {type(img).__name__}, not NIfTI; convert it to .nii.gz")
+    dtype = img.get_data_dtype()
+    if dtype.fields is not None or dtype.kind not in "biuf":
+        kind = "RGB/colour" if dtype.fields is not None else ("complex-valued" if dtype.kind == "c" else str(dtype))
+        raise NiftiError(
+            f"{what} file {path} holds {kind} voxels ({dtype}); sapkit needs one real-valued grey level per voxel "
+            "(convert it to a scalar magnitude image, e.g. float32)"
+        )
+    _check_geometry(img, path, what)
+    if not decode:
+        if len(img.shape) not in (3, 4) or (len(img.shape) == 4 and img.shape[3] != 1):
+            raise NiftiError(f"{what} file {path} is {len(img.shape)}D with shape {img.shape}; sapkit needs one 3D "
+                             "volume per file (split 4D series into one file per channel)")
+        return img
+    try:
+        # Touch the data now so truncated/corrupt files fail here with a clear message.
+        data = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+        raise NiftiError(
+            f"{what} file {path} is not a readable NIfTI ({type(exc).__name__}: {exc}); "
+            "re-export it as .nii or .nii.gz"
+        ) from None
     if data.ndim == 4 and data.shape[3] == 1:
         img = nib.Nifti1Image(data[..., 0], img.affine, img.header)
     elif data.ndim != 3:
@@ -102,6 +188,30 @@ def _load(path: Path, what: str) -> nib.Nifti1Image:
             "per file (split 4D series into one file per channel)"
         )
     return img
+
+
+def nifti_header(path: str | Path, *, what: str = "image") -> tuple[tuple[int, ...], npt.NDArray[np.float64]]:
+    """Shape and affine of a NIfTI file after every header check of the readers (voxels not decoded).
+
+    Raises
+    ------
+    NiftiError
+        Missing, unreadable or non-3D file, non-real voxel type, or invalid geometry.
+    """
+    path = Path(path)
+    img = _load(path, what, decode=False)
+    return tuple(int(n) for n in img.shape[:3]), np.asarray(img.affine, dtype=np.float64)
+
+
+def open_nifti(path: str | Path, *, what: str = "image") -> nib.Nifti1Image:
+    """The nibabel image of a 3D NIfTI file after every check of the readers (geometry, voxel type, data).
+
+    Raises
+    ------
+    NiftiError
+        Missing, unreadable or non-3D file, non-real voxel type, or invalid geometry.
+    """
+    return _load(Path(path), what)
 
 
 def read_image(path: str | Path, *, what: str = "image") -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], nib.Nifti1Header]:
@@ -195,11 +305,23 @@ def read_label(
     return labels, np.asarray(img.affine, dtype=np.float64), img.header
 
 
+def _output_codes(header: nib.Nifti1Header | None) -> tuple[int, int]:
+    """qform/sform codes to write: the source's, and never 0 (a code-0 file has no stored orientation)."""
+    if header is None:
+        return 1, 1
+    q, s = int(header["qform_code"]), int(header["sform_code"])
+    return (q or s or 1), (s or q or 1)
+
+
 def save_nifti(
     array: npt.ArrayLike, affine: npt.ArrayLike, path: str | Path, *,
     header: nib.Nifti1Header | None = None, dtype: npt.DTypeLike | None = None,
 ) -> Path:
     """Save a 3D array as NIfTI atomically, keeping the reference header's qform/sform codes.
+
+    Both codes are written non-zero (a source with codes 0 gets 1, "scanner"), so every reader
+    places the voxels where sapkit did; an affine with shear (which a qform cannot hold) is written
+    as the sform only (qform_code 0), so the file holds one geometry, not two.
 
     Parameters
     ----------
@@ -227,10 +349,12 @@ def save_nifti(
         new_header.set_xyzt_units(*header.get_xyzt_units())
     img = nib.Nifti1Image(data, affine, new_header)
     img.set_data_dtype(data.dtype)
-    q_code = int(header["qform_code"]) if header is not None else 1
-    s_code = int(header["sform_code"]) if header is not None else 1
-    img.set_qform(affine, code=q_code)
+    q_code, s_code = _output_codes(header)
     img.set_sform(affine, code=s_code)
+    img.set_qform(affine, code=q_code)
+    corners = _corners(data.shape)
+    if np.abs(img.header.get_qform() @ corners - affine @ corners).max() > _GRID_ATOL_MM:
+        img.set_qform(affine, code=0)  # a shear a quaternion cannot hold: the sform alone defines the grid
     img.header.set_slope_inter(1.0, 0.0)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))

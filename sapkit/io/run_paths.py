@@ -40,6 +40,7 @@ __all__ = [
     "prepare_run_dir",
     "library_versions",
     "default_run_dir",
+    "notebook_run_dir",
 ]
 
 #: File-name ending of a probability map: ``<scan_id>_prob.nii.gz``.
@@ -227,11 +228,21 @@ class RunDir:
         """``report.html``: the offline run report."""
         return self.root / "report.html"
 
+    @property
+    def lock_file(self) -> Path:
+        """``.sapkit.lock``: the writer lock, holder in ``.sapkit.lock.json`` (:mod:`sapkit.io.run_lock`)."""
+        return self.root / ".sapkit.lock"
+
     # -- data ---------------------------------------------------------------------------------
     @property
     def data(self) -> Path:
         """``data/``: the run's manifest folder (synthetic cohort or a user's data)."""
         return self.root / "data"
+
+    @property
+    def raw(self) -> Path:
+        """``raw/``: the synthetic raw acquisitions (DICOM + per-station NIfTI) that ``sapkit preprocess`` reads."""
+        return self.root / "raw"
 
     @staticmethod
     def data_dir(run_dir: str | Path, data: str | Path | None = None) -> Path:
@@ -355,6 +366,17 @@ class RunDir:
 def default_run_dir(profile: str) -> Path:
     """``runs/<profile>`` relative to the current folder."""
     return Path("runs") / profile
+
+
+def notebook_run_dir(run_dir: str | Path) -> Path:
+    """A notebook's ``run_dir`` made absolute: a relative path counts from the repository root
+    (the folder holding ``notebooks/`` next to the installed package), else from the current folder,
+    so ``jupyter lab notebooks/`` and ``sapkit reproduce`` write the same ``runs/<profile>``."""
+    path = Path(run_dir).expanduser()
+    if path.is_absolute():
+        return path
+    repo = Path(__file__).resolve().parents[2]
+    return ((repo if (repo / "notebooks").is_dir() else Path.cwd()) / path).resolve()
 
 
 def library_versions() -> dict[str, Any]:

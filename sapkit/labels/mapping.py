@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import ndimage
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import LabelError
 from sapkit.labels.label_maps import FINE_ATLAS, FINE_TO_SKELETON, SKELETON_CLASSES
 
 __all__ = [
@@ -73,13 +73,13 @@ for _k, _v in FINE_TO_SKELETON.items():
 
 def _check_label_values(label_map: np.ndarray, known: Mapping[int, str], name: str) -> None:
     if label_map.ndim != 3:
-        raise MetricInputError(f"{name} must be a 3-D (X, Y, Z) label map, got shape {label_map.shape}")
+        raise LabelError(f"{name} must be a 3-D (X, Y, Z) label map, got shape {label_map.shape}")
     if label_map.dtype.kind not in "iu":
-        raise MetricInputError(f"{name} must hold integers, got dtype {label_map.dtype}; cast with .astype(np.int16)")
+        raise LabelError(f"{name} must hold integers, got dtype {label_map.dtype}; cast with .astype(np.int16)")
     values = set(int(v) for v in np.unique(label_map))
     bad = sorted(values - set(known))
     if bad:
-        raise MetricInputError(f"{name} holds values {bad} that are not in its map (expected a subset of "
+        raise LabelError(f"{name} holds values {bad} that are not in its map (expected a subset of "
                                f"{min(known)}–{max(known)}); check which label map the file uses")
 
 
@@ -99,7 +99,7 @@ def fine_to_skeleton(fine_label: npt.ArrayLike) -> npt.NDArray[np.uint8]:
 
     Raises
     ------
-    MetricInputError
+    LabelError
         Not 3-D, not integer, or a value outside the fine atlas.
 
     Examples
@@ -121,7 +121,7 @@ def totalseg_to_fine(total_mr: npt.ArrayLike, vertebrae_mr: npt.ArrayLike | None
 
     Raises
     ------
-    MetricInputError
+    LabelError
         Unknown ids, different shapes, or vertebra voxels without a ``vertebrae_mr`` map.
     """
     total = np.asarray(total_mr)
@@ -133,18 +133,18 @@ def totalseg_to_fine(total_mr: npt.ArrayLike, vertebrae_mr: npt.ArrayLike | None
     vert = total == 19
     if vert.any():
         if vertebrae_mr is None:
-            raise MetricInputError("total_mr has 'vertebrae' voxels (class 19) but no vertebrae_mr map was given; "
+            raise LabelError("total_mr has 'vertebrae' voxels (class 19) but no vertebrae_mr map was given; "
                                    "run TotalSegmentator --task vertebrae_mr and pass its output")
         levels = np.asarray(vertebrae_mr)
         if levels.shape != total.shape:
-            raise MetricInputError(f"vertebrae_mr shape {levels.shape} ≠ total_mr shape {total.shape}; use outputs of one scan")
+            raise LabelError(f"vertebrae_mr shape {levels.shape} ≠ total_mr shape {total.shape}; use outputs of one scan")
         _check_label_values(levels, {0: "background", **TOTALSEG_VERTEBRAE_MR}, "vertebrae_mr")
         vlut = np.zeros(256, np.uint8)
         for k, v in VERTEBRAE_MR_TO_FINE.items():
             vlut[k] = v
         level_fine = vlut[levels]
         if not level_fine.any():
-            raise MetricInputError("vertebrae_mr is empty; cannot assign vertebra levels")
+            raise LabelError("vertebrae_mr is empty; cannot assign vertebra levels")
         _, idx = ndimage.distance_transform_edt(level_fine == 0, return_indices=True)
         nearest = level_fine[tuple(idx)]
         fine[vert] = nearest[vert]
@@ -179,9 +179,9 @@ def majority_vote_components(label_map: npt.ArrayLike, *, connectivity: int = 6)
     """
     lab = np.asarray(label_map)
     if lab.ndim != 3 or lab.dtype.kind not in "iu":
-        raise MetricInputError(f"label_map must be a 3-D integer array, got shape {lab.shape} dtype {lab.dtype}")
+        raise LabelError(f"label_map must be a 3-D integer array, got shape {lab.shape} dtype {lab.dtype}")
     if connectivity not in (6, 18, 26):
-        raise MetricInputError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+        raise LabelError(f"connectivity must be 6, 18 or 26, got {connectivity}")
     comp, n = cc3d.connected_components(np.ascontiguousarray(lab > 0), connectivity=connectivity, return_N=True)
     if n == 0:
         return lab.copy()
@@ -206,7 +206,7 @@ def bone_volumes(label_map: npt.ArrayLike, *, spacing_mm: tuple[float, float, fl
     """
     lab = np.asarray(label_map)
     if len(spacing_mm) != 3 or min(spacing_mm) <= 0:
-        raise MetricInputError(f"spacing_mm must be 3 positive values in mm, got {spacing_mm}")
+        raise LabelError(f"spacing_mm must be 3 positive values in mm, got {spacing_mm}")
     counts = np.bincount(lab.ravel().astype(np.int64), minlength=max(classes) + 1)
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0
     rows = [(k, name, int(counts[k]), int(counts[k]) * voxel_ml) for k, name in classes.items() if k != 0]
@@ -274,7 +274,7 @@ def lesion_volume_table(manifest, *, connectivity: int = 26) -> pd.DataFrame:
     from sapkit.io.nifti import read_label, spacing_from_affine
 
     if connectivity not in (6, 18, 26):
-        raise MetricInputError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+        raise LabelError(f"connectivity must be 6, 18 or 26, got {connectivity}")
     rows = []
     for _, row in manifest.scans[manifest.scans["lesion_label"] != ""].iterrows():
         lesion, affine, _ = read_label(row["lesion_label"], what="lesion_label")

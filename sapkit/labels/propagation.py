@@ -23,7 +23,7 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import LabelError
 from sapkit.labels.label_maps import SKELETON_CLASSES
 from sapkit.metrics import dice_per_group
 
@@ -203,7 +203,7 @@ def propagate_labels(
 
     Raises
     ------
-    MetricInputError
+    LabelError
         Arrays not 3-D or label/image grids differ.
     """
     mov = np.asarray(moving_image, dtype=np.float32)
@@ -211,9 +211,9 @@ def propagate_labels(
     lab = np.asarray(moving_label).astype(np.int16)
     for name, arr in (("moving_image", mov), ("fixed_image", fix), ("moving_label", lab)):
         if arr.ndim != 3:
-            raise MetricInputError(f"{name} must be 3-D (X, Y, Z), got shape {arr.shape}")
+            raise LabelError(f"{name} must be 3-D (X, Y, Z), got shape {arr.shape}")
     if lab.shape != mov.shape:
-        raise MetricInputError(f"moving_label shape {lab.shape} ≠ moving_image shape {mov.shape}; label the same grid")
+        raise LabelError(f"moving_label shape {lab.shape} ≠ moving_image shape {mov.shape}; label the same grid")
     m_aff, f_aff = np.asarray(moving_affine, float), np.asarray(fixed_affine, float)
     f_img, m_img = _to_sitk(fix, f_aff), _to_sitk(mov, m_aff)
     m_lab = _to_sitk(lab, m_aff, sitk.sitkInt16)
@@ -265,7 +265,7 @@ def per_bone_dice(pred: npt.ArrayLike, truth: npt.ArrayLike, *,
                   groups: Mapping[str, tuple[int, ...]] = FINE_BONE_GROUPS) -> pd.Series:
     """Dice of each bone group (mask = any of its labels; :func:`sapkit.metrics.dice_per_group`).
 
-    NaN when the group is absent in both maps; :class:`~sapkit.errors.MetricInputError` when the
+    NaN when the group is absent in both maps; :class:`~sapkit.errors.LabelError` when the
     maps differ in shape.
 
     Returns
@@ -314,7 +314,7 @@ def propagation_dice_table(manifest, *, n_subjects: int | None = None, run_dir: 
 
     Raises
     ------
-    MetricInputError
+    LabelError
         ``n_subjects`` below 1.
     """
     from sapkit.io.atomic import atomic_write_text
@@ -323,7 +323,7 @@ def propagation_dice_table(manifest, *, n_subjects: int | None = None, run_dir: 
     from sapkit.labels.mapping import fine_to_skeleton
 
     if n_subjects is not None and n_subjects < 1:
-        raise MetricInputError(f"n_subjects must be ≥ 1 (or None for all), got {n_subjects}")
+        raise LabelError(f"n_subjects must be ≥ 1 (or None for all), got {n_subjects}")
     healthy = manifest.healthy()
     has_fine = "fine_label" in healthy.columns and bool((healthy["fine_label"] != "").all()) and len(healthy) > 0
     groups, column = (FINE_BONE_GROUPS, "fine_label") if has_fine else (SKELETON_BONE_GROUPS, "skeleton_label")

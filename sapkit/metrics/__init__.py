@@ -4,6 +4,7 @@ Every definition, its default and its alternatives are in ``docs/metrics.md``. S
 (private, their public names re-exported here):
 
 - ``_overlap``: Dice and IoU of masks, Dice per class and per group of labels (§8.3, §13).
+- ``_binarise``: the one threshold rule, ``prob >= t`` in the map's dtype (§2).
 - ``_surface_area``: marching-cubes area of each surface element (§9).
 - ``_surface``: surface distances, NSD (surface-element or boundary-voxel), Hausdorff (§9).
 - ``_components``: sparse foreground and crop-wise connected components (§3).
@@ -17,9 +18,10 @@ Every definition, its default and its alternatives are in ``docs/metrics.md``. S
 
 from __future__ import annotations
 
+from sapkit.metrics._binarise import threshold_in_dtype, threshold_mask
 from sapkit.metrics._froc import FrocCurve, froc_auc, froc_curve
 from sapkit.metrics._lesion_counts import lesion_counts_by_threshold
-from sapkit.metrics._lesion_report import lesion_report
+from sapkit.metrics._lesion_report import LESION_SCORES, lesion_report
 from sapkit.metrics._lesion_tables import (
     CENTROID_COLUMNS,
     COUNT_COLUMNS,
@@ -68,7 +70,10 @@ __all__ = [
     "LesionReport",
     "PatientSummary",
     "f_beta",
+    "LESION_SCORES",
     "lesion_report",
+    "threshold_in_dtype",
+    "threshold_mask",
     "lesion_counts_by_threshold",
     "FrocCurve",
     "froc_curve",

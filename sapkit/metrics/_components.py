@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sapkit.errors import MetricInputError
+from sapkit.metrics._binarise import threshold_in_dtype
 
 __all__ = ["Region", "foreground", "regions", "label"]
 
@@ -35,10 +36,8 @@ def _unsigned_view(rows: np.ndarray) -> np.ndarray:
 
 
 def _threshold_bits(threshold: float, dtype: np.dtype) -> int:
-    """Bit pattern (as unsigned int) of the smallest ``dtype`` value ``>= threshold``."""
-    value = np.asarray(threshold, dtype=dtype)
-    if float(value) < threshold:
-        value = np.nextafter(value, np.asarray(np.inf, dtype=dtype))
+    """Bit pattern (as unsigned int) of ``threshold`` rounded to ``dtype`` (the kit's threshold rule)."""
+    value = np.asarray(threshold_in_dtype(threshold, dtype), dtype=dtype)
     return int(value.view(np.dtype(f"u{dtype.itemsize}")))
 
 
@@ -66,7 +65,7 @@ def _nonzero_bytes(flat: np.ndarray) -> np.ndarray:
 
 
 def _above_threshold(flat: np.ndarray, threshold: float, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices and values of ``flat >= threshold`` (floats), validating [0, 1]."""
+    """Flat indices and values (in the map's dtype) of ``flat >= threshold`` under the kit's rule, validating [0, 1]."""
     width = _divisor_at_most(flat.size, 8192) or flat.size
     fine = _divisor_at_most(width, 256) or width
     chunks = flat.reshape(-1, width)
@@ -87,15 +86,18 @@ def _above_threshold(flat: np.ndarray, threshold: float, name: str) -> tuple[np.
                 f"{name} must hold probabilities in [0, 1]; found {bad.size} voxel(s) outside, e.g. "
                 f"{float(bad.flat[0])!r}; apply softmax/sigmoid or clip before evaluating"
             )
-    r, k = np.nonzero(sub.astype(np.float64, copy=False) >= threshold)
+    r, k = np.nonzero(sub >= np.asarray(threshold_in_dtype(threshold, flat.dtype), dtype=flat.dtype))
     per_chunk = width // fine
     fine_index = hit[keep[r] // per_chunk].astype(np.int64) * per_chunk + keep[r] % per_chunk
-    return fine_index * fine + k, sub[r, k].astype(np.float32)
+    return fine_index * fine + k, sub[r, k]
 
 
 def foreground(arr: np.ndarray, *, threshold: float | None = None, name: str = "mask",
-               ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32] | None]:
+               ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating] | None]:
     """Coordinates of the foreground voxels of a mask (non-zero) or a probability map (≥ threshold).
+
+    Probability maps are binarised with the kit's one rule (:func:`sapkit.metrics.threshold_mask`:
+    ``>=`` the threshold rounded to the map's dtype).
 
     One pass over the bytes: memory is cut into contiguous chunks of a few thousand voxels and
     each chunk's maximum is taken (on the unsigned bit pattern, which orders non-negative floats
@@ -107,8 +109,8 @@ def foreground(arr: np.ndarray, *, threshold: float | None = None, name: str = "
     -------
     coords : (N, 3) int64
         Voxel indices in the array's axis order (a 2D array gets a third axis of size 1).
-    values : (N,) float32 or None
-        Probabilities at the coordinates (``None`` for masks).
+    values : (N,) float or None
+        Probabilities at the coordinates, in the map's dtype (``None`` for masks).
     """
     a = _as_3d(np.asarray(arr))
     transposed = False

@@ -45,6 +45,12 @@ class FrocCurve:
     subset : str
         ``"all"`` lesions or ``"large"`` (≥ 1 mL: sensitivity over large lesions, FP = large FP).
     n_exams, n_lesions : int
+    last_fp_per_exam : float
+        Largest measured FP/exam (the lowest threshold's point); beyond it the curve is
+        extrapolated flat to ``max_fp``.
+    extrapolated_share : float
+        Share of the AUC's x-range ``[0, max_fp]`` that lies beyond ``last_fp_per_exam`` (0 when
+        the curve reaches the limit); on small cohorts most of AUC@15 can be this flat part.
     """
 
     thresholds: npt.NDArray[np.float64]
@@ -56,13 +62,26 @@ class FrocCurve:
     n_exams: int
     n_lesions: int
 
+    @property
+    def last_fp_per_exam(self) -> float:
+        """Largest measured FP per exam (NaN without points)."""
+        finite = self.fp_per_exam[np.isfinite(self.fp_per_exam)]
+        return float(finite.max()) if finite.size else float("nan")
+
+    @property
+    def extrapolated_share(self) -> float:
+        """Share of ``[0, max_fp]`` covered only by the flat extension beyond the last measured point."""
+        last = self.last_fp_per_exam
+        return float("nan") if np.isnan(last) else max(0.0, self.max_fp - last) / self.max_fp
+
     def to_frame(self) -> pd.DataFrame:
         """Table ``threshold, fp_per_exam, sensitivity``."""
         return pd.DataFrame({"threshold": self.thresholds, "fp_per_exam": self.fp_per_exam,
                              "sensitivity": self.sensitivity})
 
     def __repr__(self) -> str:
-        return (f"FrocCurve(subset: {self.subset}; AUC@{self.max_fp:g} = {self.auc:.3f}; exams: {self.n_exams}; "
+        return (f"FrocCurve(subset: {self.subset}; AUC@{self.max_fp:g} = {self.auc:.3f} "
+                f"({self.extrapolated_share:.0%} of the range extrapolated flat); exams: {self.n_exams}; "
                 f"lesions: {self.n_lesions}; thresholds: {self.thresholds.size})")
 
 

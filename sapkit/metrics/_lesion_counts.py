@@ -1,7 +1,8 @@
 """Detection counts of one scan at every threshold of a grid (FROC and threshold-tuning input).
 
 The counts at threshold ``t`` are exactly those of :func:`~sapkit.metrics.lesion_report` at ``t``
-(``docs/metrics.md`` §10–§11), obtained without the per-lesion scores: the foreground is located
+(``docs/metrics.md`` §10–§11), with the same threshold rule (``>=`` in the map's dtype, see
+:func:`~sapkit.metrics.threshold_mask`), obtained without the per-lesion scores: the foreground is located
 once at the lowest threshold and each higher threshold only re-labels the small crops.
 """
 
@@ -15,6 +16,7 @@ import pandas as pd
 
 from sapkit.errors import MetricInputError
 from sapkit.metrics import _components as C
+from sapkit.metrics._binarise import threshold_in_dtype
 from sapkit.metrics._lesion_matching import match, overlaps, parse_hit
 from sapkit.metrics._lesion_report import _REL_TOL, _check_inputs
 from sapkit.metrics._lesion_tables import COUNT_COLUMNS, _f2_counts, _ratio
@@ -75,9 +77,9 @@ def lesion_counts_by_threshold(
         g_sizes = np.bincount(g_lab.ravel(), minlength=n_g + 1).astype(np.int64)
         g_large = g_sizes >= large_voxels
         g_large[0] = False
-        prob_crop = region.scatter(pred_xyz, region.pred_index, values, dtype=np.float32)
+        prob_crop = region.scatter(pred_xyz, region.pred_index, values, dtype=values.dtype)
         for t in ts:
-            p_lab, n_p = C.label(prob_crop >= t, conn)
+            p_lab, n_p = C.label(prob_crop >= np.asarray(threshold_in_dtype(t, values.dtype), values.dtype), conn)
             p_sizes = np.bincount(p_lab.ravel(), minlength=n_p + 1).astype(np.int64)
             gid, pid, inter = overlaps(g_lab, p_lab)
             matched, pred_hit = match(n_g, n_p, g_sizes, p_sizes, gid, pid, inter, rule)

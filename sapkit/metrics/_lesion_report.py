@@ -7,9 +7,14 @@ Definitions (``docs/metrics.md`` §3–§8, pinned by tests)
   component overlaps it by ≥ 1 voxel; every overlapping component is credited to it.
   ``"iou:T"``: one-to-one matching of pairs with IoU ≥ T, greedily by decreasing IoU.
 - A prediction credited to no GT lesion is a false positive (FP); FP per exam counts them.
-- A detected lesion's Dice, IoU and NSD are computed against the union of its credited
-  predictions, inside the lesion's bounding box padded by ``ceil(τ / spacing) + 1`` voxels;
-  missed lesions get Dice 0, IoU 0 and NSD 0.
+- A detected lesion's Dice, IoU and NSD compare it with the *whole* union of its credited
+  predicted components (many-to-one, as panoptica and Metrics Reloaded), computed inside the
+  bounding box of the lesion and those components (``lesion_scores="whole"``, default).
+  ``lesion_scores="box"`` keeps only the predicted voxels inside the lesion's bounding box padded
+  by ``ceil(τ / spacing) + 1`` voxels (kit ≤ 0.x behaviour: optimistic for spilling predictions).
+  Missed lesions get Dice 0, IoU 0 and NSD 0.
+- Probability maps are binarised by the kit's one rule, ``prob >= t`` in the map's own dtype
+  (:func:`sapkit.metrics.threshold_mask`).
 - Volume in mL = voxel count × voxel volume (mm³) / 1000; "large" lesions have volume ≥
   ``large_lesion_ml`` (1 mL), compared with a relative tolerance of 1e-9 against rounding.
 - Global Dice treats all lesions as one foreground (NaN when both masks are empty).
@@ -42,9 +47,10 @@ from sapkit.metrics._overlap import _dice_from_counts, _iou_from_counts
 from sapkit.metrics._surface import NSD_MODES, _surface_dice_of_boxes
 from sapkit.validation import check_connectivity, check_spacing, check_tolerance
 
-__all__ = ["lesion_report"]
+__all__ = ["LESION_SCORES", "lesion_report"]
 
 _REL_TOL = 1e-9
+LESION_SCORES = ("whole", "box")
 
 
 def _check_inputs(gt_mask: npt.ArrayLike, pred_mask: npt.ArrayLike | None, prob_map: npt.ArrayLike | None,
@@ -77,6 +83,25 @@ def _check_inputs(gt_mask: npt.ArrayLike, pred_mask: npt.ArrayLike | None, prob_
 
 def _pad_voxels(tolerance_mm: float, spacing: Sequence[float]) -> np.ndarray:
     return np.array([int(math.ceil(tolerance_mm / s)) + 1 for s in spacing], dtype=np.int64)
+
+
+def _score_box(g: int, preds: Sequence[int], g_stats: dict, p_stats: dict, pad: np.ndarray | None,
+               shape: Sequence[int]) -> tuple[slice, ...]:
+    """Crop (of a region) in which GT lesion ``g`` is scored against its credited predictions ``preds``.
+
+    ``pad`` None (``lesion_scores="whole"``): the bounding box of the lesion *and* its whole
+    credited components, which holds both masks entirely. Otherwise (``"box"``): the lesion's box
+    padded by ``pad`` voxels, cutting off any predicted voxels outside it.
+    """
+    box = np.asarray(g_stats["bounding_boxes"][g]).reshape(3, 2)  # (min, max) inclusive per axis
+    lo, hi = box[:, 0].astype(np.int64), box[:, 1].astype(np.int64) + 1
+    if pad is None:
+        for p in preds:
+            pb = np.asarray(p_stats["bounding_boxes"][p]).reshape(3, 2)
+            lo, hi = np.minimum(lo, pb[:, 0]), np.maximum(hi, pb[:, 1] + 1)
+    else:
+        lo, hi = np.maximum(lo - pad, 0), np.minimum(hi + pad, np.asarray(shape))
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
 def _bone_of(g_lab: np.ndarray, n_g: int, local: np.ndarray, bone: np.ndarray | None) -> np.ndarray:
@@ -112,6 +137,7 @@ def lesion_report(
     skeleton: npt.ArrayLike | None = None,
     large_lesion_ml: float = 1.0,
     scan_id: str = "",
+    lesion_scores: str = "whole",
 ) -> LesionReport:
     """Lesion-wise evaluation of one scan (``docs/metrics.md`` §3–§8).
 
@@ -127,7 +153,8 @@ def lesion_report(
     spacing_mm : float or sequence of float
         Voxel size per axis in mm (a scalar means isotropic).
     prob_map : (X, Y, Z) float16/float32 in [0, 1], optional
-        Lesion probability; the prediction is ``prob_map >= threshold``.
+        Lesion probability; the prediction is ``prob_map >= threshold`` compared in the map's
+        dtype (:func:`sapkit.metrics.threshold_mask`).
     threshold : float, optional
         In (0, 1]; required with ``prob_map``.
     connectivity : {6, 18, 26}
@@ -145,6 +172,9 @@ def lesion_report(
         Volume (mL) at or above which a lesion or prediction counts as large (≥ 1 mL subset).
     scan_id : str
         The scan's id, written into every table row and the summary.
+    lesion_scores : {"whole", "box"}
+        Per-lesion Dice/IoU/NSD against the whole credited predicted components (default) or
+        only their voxels inside the lesion's padded bounding box.
 
     Returns
     -------
@@ -170,10 +200,12 @@ def lesion_report(
     rule = parse_hit(hit)
     if nsd_mode not in NSD_MODES:
         raise MetricInputError(f"nsd_mode must be one of {NSD_MODES}, got {nsd_mode!r}")
+    if lesion_scores not in LESION_SCORES:
+        raise MetricInputError(f"lesion_scores must be one of {LESION_SCORES}, got {lesion_scores!r}")
     tolerance_mm = check_tolerance(tolerance_mm, error=MetricInputError)
     is_2d = gt.ndim == 2
     params = LesionParams(tuple(sp[:gt.ndim]), conn, hit, tolerance_mm, nsd_mode, float(large_lesion_ml),
-                          None if threshold is None else float(threshold))
+                          None if threshold is None else float(threshold), lesion_scores)
     voxel_ml = sp[0] * sp[1] * sp[2] / 1000.0
     large_voxels = large_lesion_ml / voxel_ml * (1 - _REL_TOL)
 
@@ -204,19 +236,17 @@ def lesion_report(
                            None if bone is None else bone[region.gt_index])
         max_prob = None
         if is_prob and n_p:
-            prob_crop = region.scatter(pred_xyz, region.pred_index, pred_values, dtype=np.float32)
+            prob_crop = region.scatter(pred_xyz, region.pred_index, pred_values, dtype=pred_values.dtype)
             max_prob = np.zeros(n_p + 1, dtype=np.float64)
             np.maximum.at(max_prob, p_lab.ravel(), prob_crop.ravel())
         credited: list[list[int]] = [[] for _ in range(n_p + 1)]
         for g in range(1, n_g + 1):
             for p in matched[g]:
                 credited[p].append(g)
-            box = g_stats["bounding_boxes"][g]  # xmin, xmax, ymin, ymax, zmin, zmax (inclusive)
-            lo = np.maximum(np.array([box[0], box[2], box[4]]) - pad, 0)
-            hi = np.minimum(np.array([box[1], box[3], box[5]]) + pad + 1, region.shape)
-            sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
             dice_v = iou_v = nsd_v = 0.0
             if matched[g]:
+                sl = _score_box(g, matched[g], g_stats, p_stats, pad if lesion_scores == "box" else None,
+                                region.shape)
                 g_box = g_lab[sl] == g
                 p_box = np.isin(p_lab[sl], matched[g])
                 n_inter = int(np.count_nonzero(g_box & p_box))

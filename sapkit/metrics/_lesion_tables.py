@@ -93,6 +93,7 @@ class LesionParams:
     nsd_mode: str = "surface"
     large_lesion_ml: float = 1.0
     threshold: float | None = None
+    lesion_scores: str = "whole"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists for tuples) for JSON."""

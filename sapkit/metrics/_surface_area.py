@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -105,18 +106,18 @@ def _cube_pieces(inside: list[int], separate: int, rings: list[list[int]],
                     own = [e for e in cut if corner in e]
                     segments.append((own[0], own[1]))
 
-    def midpoint(edge: tuple[int, int]) -> np.ndarray:
-        return (np.asarray(corners[edge[0]], float) + np.asarray(corners[edge[1]], float)) / 2.0
+    def midpoint(edge: tuple[int, int]) -> tuple[float, ...]:
+        return tuple((a + b) / 2.0 for a, b in zip(corners[edge[0]], corners[edge[1]]))
 
     if len(corners) == 4:
-        return [np.stack([midpoint(a), midpoint(b)]) for a, b in segments]
+        return [np.array([midpoint(a), midpoint(b)]) for a, b in segments]
     pieces = []
     for loop in _chain(segments):
         pts = [midpoint(e) for e in loop]
         areas = [round(_fan_area(pts, i), 9) for i in range(len(pts))]
         start = areas.index(max(areas))  # fan from the vertex with the largest isotropic fan area
         pts = pts[start:] + pts[:start]
-        pieces.extend(np.stack([pts[0], pts[k], pts[k + 1]]) for k in range(1, len(pts) - 1))
+        pieces.extend(np.array([pts[0], pts[k], pts[k + 1]]) for k in range(1, len(pts) - 1))
     return pieces
 
 
@@ -152,10 +153,17 @@ def _chain(segments: list[tuple[tuple[int, int], tuple[int, int]]]) -> list[list
     return loops
 
 
-def _fan_area(points: list[np.ndarray], start: int) -> float:
+def _fan_area(points: list[tuple[float, ...]], start: int) -> float:
+    """Area of the triangle fan of a polygon from vertex ``start`` (plain floats: called ~10⁴ times per table)."""
     pts = points[start:] + points[:start]
-    p0 = pts[0]
-    return float(sum(0.5 * np.linalg.norm(np.cross(pts[k] - p0, pts[k + 1] - p0)) for k in range(1, len(pts) - 1)))
+    x0, y0, z0 = pts[0]
+    total = 0.0
+    for k in range(1, len(pts) - 1):
+        ax, ay, az = pts[k][0] - x0, pts[k][1] - y0, pts[k][2] - z0
+        bx, by, bz = pts[k + 1][0] - x0, pts[k + 1][1] - y0, pts[k + 1][2] - z0
+        cx, cy, cz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+        total += 0.5 * math.sqrt(cx * cx + cy * cy + cz * cz)
+    return total
 
 
 def _neighbour_codes(mask: np.ndarray) -> np.ndarray:

@@ -37,6 +37,7 @@ __all__ = [
     "bottleneck_channels",
     "downsample_factor",
     "check_roi_fits",
+    "min_roi_side",
     "backbone_of",
     "part_of_tensors",
     "unwrap",
@@ -277,19 +278,43 @@ def downsample_factor(model: nn.Module) -> int:
     return 2 ** (len(model.filters) - 1)  # type: ignore[union-attr]
 
 
+def min_roi_side(model: nn.Module) -> int:
+    """Smallest ROI side (voxels) ``model`` accepts: twice its :func:`downsample_factor`.
+
+    The deepest feature map is ``side / factor`` voxels per axis and must keep at least 2: instance
+    normalisation over a single voxel is undefined (MONAI 1.6.1 raises "Expected more than 1
+    spatial element"). SwinUNETR (factor 32) therefore needs sides in {64, 96, 128, …}; the
+    4-level demo UNet (factor 8) {16, 24, 32, …}.
+    """
+    return 2 * downsample_factor(model)
+
+
 def check_roi_fits(roi: Sequence[int], model: nn.Module, *, what: str = "roi") -> None:
-    """Raise :class:`~sapkit.errors.ConfigError` unless every side of ``roi`` (voxels) is divisible
-    by the network's :func:`downsample_factor`; ``what`` names the setting (e.g. ``"infer.roi"``).
+    """Raise :class:`~sapkit.errors.ConfigError` unless every side of ``roi`` (voxels) is a multiple of the
+    network's :func:`downsample_factor` of at least :func:`min_roi_side`; ``what`` names the setting
+    (e.g. ``"infer.roi"``).
 
     Networks not built by :func:`build_model` have no known constraint and pass.
+
+    Examples
+    --------
+    >>> from sapkit.config import ModelConfig
+    >>> unet = build_model(ModelConfig(backbone="unet", channels=(4, 8, 16)), 2)  # factor 4
+    >>> check_roi_fits((8, 12, 16), unet)
+    >>> check_roi_fits((4, 8, 8), unet)
+    Traceback (most recent call last):
+    ...
+    sapkit.errors.ConfigError: roi [4, 8, 8] must be multiples of 4 of at least 8 voxels per side for the unet backbone (its deepest feature map must keep >= 2 voxels per axis); use e.g. [8, 8, 8]
     """
     try:
         factor, backbone = downsample_factor(model), backbone_of(model)
     except ConfigError:
         return
-    if any(int(r) % factor for r in roi):
-        raise ConfigError(f"{what} {[int(r) for r in roi]} must be divisible by {factor} for the {backbone} backbone; "
-                          f"use e.g. {[max(factor, int(r) // factor * factor) for r in roi]}")
+    low = 2 * factor
+    if any(int(r) % factor or int(r) < low for r in roi):
+        raise ConfigError(f"{what} {[int(r) for r in roi]} must be multiples of {factor} of at least {low} voxels per side "
+                          f"for the {backbone} backbone (its deepest feature map must keep >= 2 voxels per axis); "
+                          f"use e.g. {[max(low, int(r) // factor * factor) for r in roi]}")
 
 
 def part_of_tensors(model: nn.Module) -> dict[str, str]:

@@ -9,8 +9,18 @@
   encoder stages for the CNN backbones; the rest stays random.
 
 The transfer report has one row per tensor of the receiving model (status ``loaded``,
-``skipped-by-rule``, ``shape-mismatch`` or ``missing-in-source``) plus one row per source tensor
-the model does not have (``not-in-target``, e.g. SSL heads). Nothing loaded, or a mismatch or
+``inflated``, ``skipped-by-rule``, ``shape-mismatch`` or ``missing-in-source``, with its source
+key and a ``reason``) plus one row per source tensor the model does not have (``not-in-target``,
+e.g. SSL heads).
+
+Tang et al.'s released SSL checkpoint (``{"state_dict": {"module.patch_embed.proj.weight", …,
+"module.layers1.0.blocks.0.mlp.fc1.weight", …}}``, one input channel) is read as follows:
+``module.`` is stripped and the bare Swin keys move under ``swinViT.``
+(:func:`sapkit.io.checkpoints.remap_state_dict`), ``mlp.fc1``/``mlp.fc2`` become MONAI's
+``mlp.linear1``/``mlp.linear2``, and an input-layer weight stored for **1** channel is *inflated*
+to the model's C input channels: ``w_C[:, c] = w_1[:, 0] / C`` for every channel c. The input
+layer is linear in its input, so a C-channel image whose channels are all equal to a 1-channel
+image gives exactly the activations the 1-channel network gave (docs/method.md §9). Nothing loaded, or a mismatch or
 missing tensor in a part that should transfer, raises :class:`~sapkit.errors.CheckpointError` —
 never a silent ``strict=False`` (docs/method.md §9).
 
@@ -20,6 +30,7 @@ Learning rates are discriminative (docs/method.md §4.2): the encoder group (``s
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from pathlib import Path
 from typing import Any
@@ -38,18 +49,84 @@ __all__ = [
     "INITS",
     "REPORT_COLUMNS",
     "transfer_weights",
+    "inflate_input_weight",
     "save_transfer_report",
     "lesion_param_groups",
     "param_groups",
 ]
 
 INITS: tuple[str, ...] = typing.get_args(Init)  # the choices of lesion.inits
-REPORT_COLUMNS = ["tensor", "part", "shape", "source_shape", "source_name", "status"]
+REPORT_COLUMNS = ["tensor", "part", "shape", "source_shape", "source_name", "status", "reason"]
+_MLP_NAMES = ((".mlp.fc1.", ".mlp.linear1."), (".mlp.fc2.", ".mlp.linear2."))
 
 
 def _ssl_keys(model: nn.Module) -> set[str]:
     ids = {id(t) for m in ssl_modules(model) for t in list(m.parameters()) + list(m.buffers())}
     return {k for k, t in model.state_dict(keep_vars=True).items() if id(t) in ids}
+
+
+def _tang_mlp_names(weights: ImportedWeights, target_keys: set[str]) -> ImportedWeights:
+    """Rename Tang et al.'s Swin MLP (``mlp.fc1``/``mlp.fc2``) to MONAI's (``mlp.linear1``/``mlp.linear2``)."""
+    if not any(a in k for k in weights.state_dict for a, _ in _MLP_NAMES):
+        return weights
+    if not any(b in k for k in target_keys for _, b in _MLP_NAMES):
+        return weights
+
+    def rename(key: str) -> str:
+        for a, b in _MLP_NAMES:
+            key = key.replace(a, b)
+        return key
+
+    state = {rename(k): v for k, v in weights.state_dict.items()}
+    if len(state) != len(weights.state_dict):
+        raise CheckpointError(f"checkpoint {weights.path or '<object>'} holds both 'mlp.fc1' and 'mlp.linear1' names "
+                              "for one tensor; it is ambiguous — keep one naming")
+    return dataclasses.replace(weights, state_dict=state,
+                               source_keys={rename(k): v for k, v in weights.source_keys.items()},
+                               remaps=(*weights.remaps, "'mlp.fc1/fc2' -> 'mlp.linear1/linear2'"))
+
+
+def _input_channels(model: nn.Module) -> int:
+    """Input channels of the network: dim 1 of its first convolution weight (5-D tensor)."""
+    for tensor in model.state_dict().values():
+        if tensor.ndim == 5:
+            return int(tensor.shape[1])
+    return 0
+
+
+def inflate_input_weight(weight: torch.Tensor, channels: int) -> torch.Tensor:
+    """Spread a 1-input-channel convolution weight over ``channels`` inputs: copy into each, divide by ``channels``.
+
+    ``conv(x_C, w_C) = conv(x_1, w_1)`` when every channel of ``x_C`` equals ``x_1`` (the
+    convolution is linear in its input channels), so the inflated layer starts where the 1-channel
+    one was.
+
+    Parameters
+    ----------
+    weight : (out, 1, *kernel) tensor
+    channels : int
+        Input channels of the receiving layer (>= 1).
+
+    Returns
+    -------
+    (out, channels, *kernel) tensor
+
+    Examples
+    --------
+    >>> w = torch.arange(4.0).reshape(2, 1, 2)
+    >>> inflate_input_weight(w, 2)[:, :, 0].tolist()
+    [[0.0, 0.0], [1.0, 1.0]]
+    """
+    if weight.ndim < 3 or weight.shape[1] != 1 or channels < 1:
+        raise CheckpointError(f"only a convolution weight with 1 input channel can be inflated, got shape "
+                              f"{tuple(weight.shape)} for {channels} channels")
+    return weight.repeat(1, channels, *([1] * (weight.ndim - 2))) / channels
+
+
+def _rule_reason(init: str, part: str) -> str:
+    if init == "sap":
+        return "output head: re-created for the new classes"
+    return f"{part}: not trained by SSL (ssl copies only what the pretext tasks trained)"
 
 
 def transfer_weights(
@@ -65,15 +142,19 @@ def transfer_weights(
     model : torch.nn.Module
         Receiving network from :func:`sapkit.networks.factory.build_model` (its head sized for the new task).
     source : str, Path, mapping or ImportedWeights
-        Checkpoint file (any layout of :func:`sapkit.io.checkpoints.import_weights`) or loaded weights.
+        Checkpoint file (any layout of :func:`sapkit.io.checkpoints.import_weights`, Tang et al.'s
+        released SSL layout included) or loaded weights.
     init : {"sap", "ssl"}
         Transfer rule.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``tensor, part, shape, source_shape, source_name, status``; ``attrs`` holds
-        ``remaps``, ``layout``, ``source`` and ``n_loaded``.
+        Columns ``tensor`` (target key), ``part``, ``shape``, ``source_shape``, ``source_name``
+        (key in the file), ``status`` (``loaded`` = copied, ``inflated`` = 1-channel input layer
+        spread over the model's channels, ``skipped-by-rule``, ``not-in-target``, …) and
+        ``reason`` (why a tensor was inflated or skipped; empty when copied); ``attrs`` holds
+        ``remaps``, ``layout``, ``source`` and ``n_loaded`` (copied + inflated).
 
     Raises
     ------
@@ -87,28 +168,36 @@ def transfer_weights(
     model = unwrap(model)
     target = model.state_dict()
     weights = source if isinstance(source, ImportedWeights) else import_weights(source, target_keys=set(target))
+    weights = _tang_mlp_names(weights, set(target))
     parts = part_of_tensors(model)
     wanted = {k for k, p in parts.items() if p != "head"} if init == "sap" else _ssl_keys(model)
+    in_channels = _input_channels(model)
     rows: list[dict[str, Any]] = []
     new_state: dict[str, torch.Tensor] = {}
     for key, tensor in target.items():
         src = weights.state_dict.get(key)
         row = {"tensor": key, "part": parts[key], "shape": tuple(tensor.shape),
                "source_shape": tuple(src.shape) if src is not None else None,
-               "source_name": weights.source_keys.get(key, "")}
+               "source_name": weights.source_keys.get(key, ""), "reason": ""}
         if key not in wanted:
-            row["status"] = "skipped-by-rule"
+            row["status"], row["reason"] = "skipped-by-rule", _rule_reason(init, parts[key])
         elif src is None:
-            row["status"] = "missing-in-source"
-        elif tuple(src.shape) != tuple(tensor.shape):
-            row["status"] = "shape-mismatch"
-        else:
+            row["status"], row["reason"] = "missing-in-source", "the rule transfers it but the file lacks it"
+        elif tuple(src.shape) == tuple(tensor.shape):
             row["status"] = "loaded"
             new_state[key] = src.to(dtype=tensor.dtype)
+        elif (src.ndim == tensor.ndim >= 3 and src.shape[1] == 1 and tensor.shape[1] == in_channels > 1
+              and src.shape[0] == tensor.shape[0] and src.shape[2:] == tensor.shape[2:]):
+            row["status"] = "inflated"
+            row["reason"] = f"1 -> {in_channels} input channels: copied into each channel, divided by {in_channels}"
+            new_state[key] = inflate_input_weight(src, in_channels).to(dtype=tensor.dtype)
+        else:
+            row["status"], row["reason"] = "shape-mismatch", "another shape in the file"
         rows.append(row)
     for key in sorted(set(weights.state_dict) - set(target)):
         rows.append({"tensor": key, "part": "", "shape": None, "source_shape": tuple(weights.state_dict[key].shape),
-                     "source_name": weights.source_keys.get(key, ""), "status": "not-in-target"})
+                     "source_name": weights.source_keys.get(key, ""), "status": "not-in-target",
+                     "reason": "the receiving model has no tensor of this name"})
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     report.attrs.update(remaps=list(weights.remaps), layout=weights.layout,
                         source=str(weights.path) if weights.path else "<object>", n_loaded=len(new_state))
@@ -121,10 +210,13 @@ def transfer_weights(
             "matches the pretrained model"
         )
     if len(bad):
-        listing = ", ".join(f"{r.tensor} ({r.status}: model {r.shape}, file {r.source_shape})" for r in bad.head(5).itertuples())
+        listing = ", ".join(f"{r.tensor} ({r.status}: model {r.shape}, file {r.source_shape}"
+                            f"{' as ' + r.source_name if r.source_name and r.source_name != r.tensor else ''})"
+                            for r in bad.head(5).itertuples())
         raise CheckpointError(
-            f"{init} transfer from {where}: {len(bad)} tensor(s) that should transfer do not fit, e.g. {listing}; "
-            "the pretrained model must have the same backbone and sizes (model.* config) as the new one"
+            f"{init} transfer from {where}: {len(bad)} of the {len(wanted)} tensor(s) that should transfer do not fit "
+            f"({len(new_state)} did), e.g. {listing}; the pretrained model must have the sizes of the model.* "
+            "settings (feature_size, depths, num_heads, channels) — set them to the pretrained model's"
         )
     with torch.no_grad():
         for key, value in new_state.items():

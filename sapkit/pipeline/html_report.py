@@ -1,13 +1,17 @@
-"""``run_dir/report.html``: Table 1, the key figures and the run metadata in one offline page.
+"""``run_dir/report.html``: the headline results and the run metadata in one small offline page.
 
 Notebooks register figures with :func:`save_figure` (plotly JSON in ``run_dir/figures``);
-:func:`build_report` gathers them with ``eval/table1.csv``, ``config.yaml``,
-``versions.json`` and the notebook timings into a single self-contained HTML file
-(plotly.js embedded once, so it opens without network).
+:func:`build_report` gathers them with Table 1 (``eval/table1.csv``), the paired tests
+(``eval/comparisons.csv``), ``config.yaml``, ``versions.json``, ``splits.json`` and the notebook
+timings into one HTML file that opens without network. plotly.js is embedded once, gzipped
+together with the figures and Base85-encoded (about 1.8 MB instead of 4.8 MB); the browser inflates
+it with its built-in ``DecompressionStream`` (Chromium 80+, Firefox 113+, Safari 16.4+) and draws.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import html
 import json
 from pathlib import Path
@@ -16,56 +20,129 @@ from typing import Any
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.run_paths import RunDir
 
-__all__ = ["save_figure", "build_report"]
+__all__ = ["save_figure", "build_report", "encode_script", "decode_script"]
+
+# RFC 1924 Base85 without "<" (replaced by "."): the text cannot close or comment out its <script>.
+_B85 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~"
+_SAFE = _B85.replace("<", ".")
+_TO_SAFE = str.maketrans("<", ".")
+_FROM_SAFE = str.maketrans(".", "<")
+
+_LOADER = """
+<script>
+(async function () {
+  const A = "%(alphabet)s", s = document.getElementById("plotly-gz").textContent.trim();
+  const n = parseInt(document.getElementById("plotly-gz").dataset.bytes, 10), out = new Uint8Array(s.length / 5 * 4);
+  const v = new Uint8Array(128); for (let i = 0; i < A.length; i++) v[A.charCodeAt(i)] = i;
+  for (let i = 0, o = 0; i < s.length; i += 5, o += 4) {
+    let x = 0; for (let j = 0; j < 5; j++) x = x * 85 + v[s.charCodeAt(i + j)];
+    out[o] = x >>> 24; out[o + 1] = (x >>> 16) & 255; out[o + 2] = (x >>> 8) & 255; out[o + 3] = x & 255;
+  }
+  const stream = new Blob([out.subarray(0, n)]).stream().pipeThrough(new DecompressionStream("gzip"));
+  const js = await new Response(stream).text();
+  const tag = document.createElement("script"); tag.text = js; document.head.appendChild(tag);
+  window.SAPKIT_FIGURES.forEach(function (fig, i) {
+    Plotly.newPlot(document.getElementById("fig" + i), fig.data, fig.layout || {}, {responsive: true, displaylogo: false});
+  });
+  document.body.dataset.figuresDrawn = "yes";
+})();
+</script>
+"""
+
+
+def encode_script(text: str) -> tuple[str, int]:
+    """Gzip ``text`` (UTF-8) and encode it in the report's Base85 alphabet; return (encoded, gzip bytes).
+
+    Examples
+    --------
+    >>> encoded, n = encode_script("Plotly = 1;")
+    >>> "<" in encoded, decode_script(encoded, n)
+    (False, 'Plotly = 1;')
+    """
+    raw = gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)
+    padded = raw + b"\0" * (-len(raw) % 4)
+    return base64.b85encode(padded).decode("ascii").translate(_TO_SAFE), len(raw)
+
+
+def decode_script(encoded: str, n_bytes: int) -> str:
+    """Inverse of :func:`encode_script` (what the page's loader does in the browser)."""
+    raw = base64.b85decode(encoded.translate(_FROM_SAFE))[:n_bytes]
+    return gzip.decompress(raw).decode("utf-8")
 
 
 def save_figure(fig: Any, run_dir: str | Path, name: str, *, title: str | None = None) -> Path:
-    """Store a plotly figure as ``run_dir/figures/<name>.json`` for the report; return the path."""
+    """Store a plotly figure as ``run_dir/figures/<name>.json`` for the report; return the path.
+
+    Figures appear in the report in the order of their names (``05_1_threshold`` before ``05_2_froc_all``).
+    """
     payload = {"title": title or name, "figure": json.loads(fig.to_json())}
     return atomic_write_text(RunDir(run_dir).figure_json(name), json.dumps(payload))
 
 
-def _section(title: str, body: str) -> str:
-    return f"<section><h2>{html.escape(title)}</h2>\n{body}\n</section>"
+def _section(title: str, body: str, anchor: str = "") -> str:
+    ident = f" id='{anchor}'" if anchor else ""
+    return f"<section{ident}><h2>{html.escape(title)}</h2>\n{body}\n</section>"
 
 
 def _pre(path: Path) -> str:
     return f"<pre>{html.escape(path.read_text())}</pre>" if path.is_file() else "<p><em>not written yet</em></p>"
 
 
-def build_report(run_dir: str | Path) -> Path:
-    """Write ``run_dir/report.html`` from whatever the run has produced so far."""
+def _table(path: Path, missing: str, **to_html: Any) -> str:
     import pandas as pd
-    import plotly.io as pio
+
+    if not path.is_file():
+        return f"<p><em>{html.escape(missing)}</em></p>"
+    return pd.read_csv(path).to_html(index=False, na_rep="", **to_html)
+
+
+def _bundle(figures: list[dict]) -> str:
+    """plotly.js followed by the figures (``window.SAPKIT_FIGURES``): one gzip stream, so the
+    plotly template each figure repeats costs almost nothing."""
     from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs() + "\n;window.SAPKIT_FIGURES = " + json.dumps(figures) + ";\n"
+
+
+def build_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` from whatever the run has produced so far.
+
+    Sections: Table 1 beside the paper, the paired tests, every registered figure (threshold
+    curves, FROC, box plots, detection vs volume, learning curves …), notebook run times, the
+    resolved configuration, library versions and splits.
+    """
+    import pandas as pd
 
     rd = RunDir(run_dir)
     parts = [f"<h1>sapkit run report — {html.escape(rd.root.name)}</h1>"]
-    table = rd.eval_table("table1")
-    if table.is_file():
-        parts.append(_section("Table 1 (median [95 % CI], IQR) beside the paper", pd.read_csv(table).to_html(index=False, na_rep="")))
-    else:
-        parts.append(_section("Table 1", "<p><em>eval/table1.csv not written yet (notebook 05)</em></p>"))
-    figures = sorted(rd.figures_dir.glob("*.json")) if rd.figures_dir.is_dir() else []
-    for i, path in enumerate(figures):
+    parts.append(_section("Table 1 (median [95 % CI], IQR) beside the paper",
+                          _table(rd.eval_table("table1"), "eval/table1.csv not written yet (notebook 05)"), "table1"))
+    parts.append(_section("Paired tests between initialisations (Bonferroni-corrected p-values)",
+                          _table(rd.eval_table("comparisons"), "eval/comparisons.csv not written yet (notebook 05)",
+                                 float_format=lambda v: f"{v:.4g}"),
+                          "comparisons"))
+    figures = []
+    for i, path in enumerate(sorted(rd.figures_dir.glob("*.json")) if rd.figures_dir.is_dir() else []):
         payload = json.loads(path.read_text())
-        fig = pio.from_json(json.dumps(payload["figure"]))
-        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig{i}", auto_play=False)
-        parts.append(_section(payload.get("title", path.stem), div))
-    timings = []
-    for name, marker in rd.notebook_markers().items():
-        info = json.loads(marker.read_text())
-        timings.append({"notebook": name, "seconds": info.get("seconds")})
+        figures.append(payload["figure"])
+        parts.append(_section(payload.get("title", path.stem), f"<div id='fig{i}' class='figure'></div>",
+                              f"figure-{path.stem}"))
+    timings = [{"notebook": name, "seconds": json.loads(marker.read_text()).get("seconds")}
+               for name, marker in rd.notebook_markers().items()]
     if timings:
         parts.append(_section("Notebook run times", pd.DataFrame(timings).to_html(index=False)))
     parts.append(_section("Resolved configuration (config.yaml)", _pre(rd.config_yaml)))
     parts.append(_section("Library versions (versions.json)", _pre(rd.versions_json)))
     parts.append(_section("Splits (splits.json)", _pre(rd.splits_json)))
+    encoded, n_bytes = encode_script(_bundle(figures)) if figures else ("", 0)
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>sapkit report</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 6px}pre{background:#f6f6f6;padding:8px;max-height:300px;overflow:auto}</style>"
-        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-        + "\n".join(parts) + "</body></html>"
+        "td,th{border:1px solid #ccc;padding:2px 6px}pre{background:#f6f6f6;padding:8px;max-height:300px;overflow:auto}"
+        ".figure{min-height:450px}</style></head><body>"
+        + "\n".join(parts)
+        + (f"<script type='text/plain' id='plotly-gz' data-bytes='{n_bytes}'>{encoded}</script>"
+           + _LOADER % {"alphabet": _SAFE} if figures else "")
+        + "</body></html>"
     )
     return atomic_write_text(rd.report_html, page)

@@ -1,7 +1,9 @@
 """Run the notebook series headless with papermill: ``sapkit reproduce``.
 
 Each notebook 00→05 is executed with the parameters ``profile``, ``run_dir`` and ``overrides``
-into ``run_dir/notebooks/``. A notebook whose executed copy finished with the same parameters
+into ``run_dir/notebooks/``; when the profile names raw input (``raw.input`` or
+``raw.synthetic``), notebook 00a preprocesses it into ``run_dir/data`` first and every notebook
+also gets ``data_root`` pointing there. A notebook whose executed copy finished with the same parameters
 is skipped unless ``force``; the first failure stops the series with an error naming the
 notebook and the cell. The run ends by writing ``run_dir/report.html``.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +20,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 from sapkit.errors import SapkitError
 from sapkit.io.atomic import atomic_write_text
+from sapkit.io.run_lock import RunLock
 from sapkit.io.run_paths import RunDir, default_run_dir
 
-__all__ = ["NOTEBOOKS", "NotebookResult", "notebooks_dir", "kernel_name", "run_notebook", "reproduce"]
+__all__ = [
+    "NOTEBOOKS", "RAW_NOTEBOOK", "series_notebooks", "NotebookResult", "notebooks_dir", "kernel_name", "resume_command", "run_notebook", "reproduce",
+]
 
 NOTEBOOKS = (
     "00_data",
@@ -29,6 +35,15 @@ NOTEBOOKS = (
     "04_lesion_finetuning",
     "05_lesion_analysis",
 )
+#: Runs first when the profile names raw input (``raw.input`` or ``raw.synthetic``): raw stations →
+#: ``run_dir/data``, which notebook 00 then loads instead of generating the phantom.
+RAW_NOTEBOOK = "00a_preprocessing"
+
+
+def series_notebooks(config: Any) -> tuple[str, ...]:
+    """The series for ``config``: :data:`NOTEBOOKS`, preceded by :data:`RAW_NOTEBOOK` for raw input."""
+    raw = getattr(config, "raw", None)
+    return ((RAW_NOTEBOOK,) if raw is not None and (raw.input or raw.synthetic) else ()) + NOTEBOOKS
 
 
 @dataclass(frozen=True)
@@ -64,29 +79,45 @@ def _params_digest(parameters: Mapping[str, Any], source: Path) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _failed_cell(output: Path) -> str:
-    """Describe the first cell with an error output in an executed notebook."""
+def _failed_cell(output: Path, *, running: bool = False) -> str:
+    """Describe the first cell with an error output (or, ``running``, the cell left running) of a notebook."""
     import nbformat
 
     try:
         nb = nbformat.read(str(output), as_version=4)
     except (OSError, ValueError):
         return "unknown cell"
-    code_index = 0
+    code_index, last_started = 0, "unknown cell"
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         code_index += 1
+        first = (cell.source.strip().splitlines() or [""])[0][:80]
+        if running:  # the kernel died in the last cell that started
+            if cell.get("metadata", {}).get("papermill", {}).get("start_time"):
+                last_started = f"code cell {code_index} (`{first}`)"
+            continue
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
-                first = (cell.source.strip().splitlines() or [""])[0][:80]
                 return f"code cell {code_index} (`{first}`): {out.get('ename')}: {out.get('evalue')}"
-    return "unknown cell"
+    return last_started
+
+
+def resume_command(parameters: Mapping[str, Any]) -> str:
+    """The ``sapkit reproduce`` command line that continues a run from its first unfinished notebook."""
+    import shlex
+
+    words = ["sapkit", "reproduce", "--profile", str(parameters.get("profile", "smoke")),
+             "--run-dir", str(parameters.get("run_dir", "."))]
+    for key, value in dict(parameters.get("overrides") or {}).items():
+        words += ["-p", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def run_notebook(
     name: str, run_dir: Path, parameters: Mapping[str, Any], *, force: bool = False,
     kernel: str | None = None, source_dir: Path | None = None, cwd: Path | None = None,
+    config: Any = None, progress: bool = False,
 ) -> NotebookResult:
     """Execute one notebook of the series into ``run_dir/notebooks/<name>.ipynb``.
 
@@ -94,8 +125,18 @@ def run_notebook(
     ------
     SapkitError
         The notebook failed; the message names the notebook, the cell and the error.
+
+    Notes
+    -----
+    With ``progress`` a :class:`sapkit.pipeline.progress.RunMonitor` prints one line per epoch
+    of any model the notebook trains (and a heartbeat at least every minute) to stderr.
     """
+    import contextlib
+
     import papermill as pm
+
+    from sapkit.pipeline.progress import RunMonitor, planned_models
+    from nbclient.exceptions import DeadKernelError
 
     source = (source_dir or notebooks_dir()) / f"{name}.ipynb"
     if not source.is_file():
@@ -110,14 +151,26 @@ def run_notebook(
             return NotebookResult(name, "skipped", 0.0, output)
     marker.unlink(missing_ok=True)
     start = time.perf_counter()
+    monitor = (RunMonitor(run_dir, name, config=config, n_models=planned_models(run_dir, config, name))
+               if progress else contextlib.nullcontext())
     try:
-        pm.execute_notebook(
-            str(source), str(output), parameters=dict(parameters), kernel_name=kernel or kernel_name(),
-            progress_bar=False, cwd=str(cwd or Path.cwd()), log_output=False,
-        )
-    except pm.PapermillExecutionError as exc:
+        with monitor:
+            pm.execute_notebook(
+                str(source), str(output), parameters=dict(parameters), kernel_name=kernel or kernel_name(),
+                progress_bar=False, cwd=str(cwd or Path.cwd()), log_output=False,
+                # the kernel's "running over TCP without encryption" warning is noise on a local run
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            )
+    except pm.PapermillExecutionError:
         raise SapkitError(
-            f"notebook {name} failed in {_failed_cell(output)}; the executed copy with the traceback is {output}"
+            f"notebook {name} failed in {_failed_cell(output)}; the executed copy with the traceback is {output}; "
+            f"after fixing the cause, resume with `{resume_command(parameters)}`"
+        ) from None
+    except DeadKernelError:
+        raise SapkitError(
+            f"notebook {name} failed in {_failed_cell(output, running=True)}: the kernel died — out of memory? "
+            f"(lower the profile's batch_size/roi or free memory); the executed copy is {output}; "
+            f"resume with `{resume_command(parameters)}`"
         ) from None
     seconds = time.perf_counter() - start
     atomic_write_text(marker, json.dumps({"digest": digest, "seconds": round(seconds, 1), "parameters": dict(parameters)},
@@ -152,28 +205,36 @@ def reproduce(
     """
     from sapkit.config import load_config
     from sapkit.pipeline.html_report import build_report
+    from sapkit.pipeline.progress import check_series_plan, format_seconds
 
-    load_config(profile, overrides)  # fail fast on a bad profile/override, before any notebook starts
+    config = load_config(profile, overrides)  # fail fast on a bad profile/override, before any notebook starts
     run_dir = Path(run_dir or default_run_dir(str(profile))).resolve()
-    wanted = list(NOTEBOOKS if notebooks is None else notebooks)
-    unknown = [n for n in wanted if n not in NOTEBOOKS]
+    series = series_notebooks(config)
+    wanted = list(series if notebooks is None else notebooks)
+    unknown = [n for n in wanted if n not in series]
     if unknown:
-        raise SapkitError(f"unknown notebook(s) {unknown}; choose from {', '.join(NOTEBOOKS)}")
-    wanted = [n for n in NOTEBOOKS if n in wanted]
+        raise SapkitError(f"unknown notebook(s) {unknown}; choose from {', '.join(NOTEBOOKS)}"
+                          + ("" if RAW_NOTEBOOK in series else f" ({RAW_NOTEBOOK} runs when the profile names raw input: "
+                             "raw.input or raw.synthetic=true)"))
+    wanted = [n for n in series if n in wanted]
+    check_series_plan(config, wanted)  # e.g. a fold list without the tuning fold, before any GPU hour
     parameters = {"profile": str(profile), "run_dir": str(run_dir), "overrides": dict(overrides or {})}
+    if RAW_NOTEBOOK in series:  # notebook 00 loads what 00a preprocessed instead of generating the phantom
+        parameters["data_root"] = str(RunDir(run_dir).data)
     parameters.update(extra_parameters or {})
     results = []
-    iterator: Any = wanted
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(wanted, desc=f"reproduce {profile}", unit="notebook")
-    for name in iterator:
-        if progress:
-            iterator.set_postfix_str(name)
-        result = run_notebook(name, run_dir, parameters, force=force, kernel=kernel)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-    build_report(run_dir)
+    # one writer per run folder; the notebooks (child processes) inherit the lock's token
+    with RunLock(run_dir, f"sapkit reproduce --profile {profile} --run-dir {run_dir}"):
+        for k, name in enumerate(wanted, 1):
+            if progress:  # plain lines: the per-epoch lines of RunMonitor go between them
+                print(f"[sapkit] {name} ({k}/{len(wanted)}) starting", file=sys.stderr, flush=True)
+            result = run_notebook(name, run_dir, parameters, force=force, kernel=kernel, config=config,
+                                  progress=progress)
+            if progress:
+                print(f"[sapkit] {name} ({k}/{len(wanted)}) " + (f"ran in {format_seconds(result.seconds)}"
+                      if result.status == "ran" else "skipped (finished earlier)"), file=sys.stderr, flush=True)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+        build_report(run_dir)
     return results

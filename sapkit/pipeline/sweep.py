@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
-import yaml
 
 from sapkit.errors import ConfigError, SapkitError
 from sapkit.io.atomic import atomic_write_text
@@ -68,11 +67,9 @@ def load_grid(path: str | Path) -> SweepGrid:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"grid file {path} does not exist; see `sapkit sweep --help` for its format")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"grid file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix its syntax, "
-                          "see `sapkit sweep --help` for its format") from None
+    from sapkit.io.yaml_io import load_yaml_file
+
+    raw = load_yaml_file(path, what=f"grid file {path}") or {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"grid file {path} must be a YAML mapping with keys profile, base_dir, grid, fixed, "
                           f"notebooks, reuse; got a {type(raw).__name__}")

@@ -17,7 +17,7 @@ import zlib
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import ConfigError
 from sapkit.labels.label_maps import SKELETON_CLASSES
 
 __all__ = [
@@ -117,7 +117,7 @@ def label_color(value: int) -> str:
 
     Raises
     ------
-    MetricInputError
+    ConfigError
         ``value`` is below 1.
 
     Examples
@@ -127,7 +127,7 @@ def label_color(value: int) -> str:
     """
     k = int(value)
     if k < 1:
-        raise MetricInputError(f"label value {value!r} has no colour: 0 is background; pass values ≥ 1.")
+        raise ConfigError(f"label value {value!r} has no colour: 0 is background; pass values ≥ 1.")
     return LABEL_COLORS[(k - 1) % len(LABEL_COLORS)]
 
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import ConfigError
 from sapkit.plotting.colors import axis_title, init_color, init_label, sorted_inits
 from sapkit.plotting.figures import box_figure
 
@@ -56,17 +56,19 @@ def froc_figure(curves: Mapping[str, Any], *, x: str = "fp_per_exam", y: str = "
     import plotly.graph_objects as go
 
     fig = go.Figure()
+    limits: list[float] = []
     for key in sorted_inits(curves):
         curve = curves[key]
         name = init_label(key)
         if hasattr(curve, "to_frame"):
             name += f" (AUC≤{curve.max_fp:g} = {curve.auc:.2f})"
+            limits.append(float(curve.max_fp))
             df = curve.to_frame()
         else:
             df = curve
         missing = {x, y} - set(df.columns)
         if missing:
-            raise MetricInputError(f"FROC table of {key!r} lacks columns {sorted(missing)}; got {list(df.columns)}.")
+            raise ConfigError(f"FROC table of {key!r} lacks columns {sorted(missing)}; got {list(df.columns)}.")
         df = df.sort_values(x)
         fig.add_trace(go.Scatter(x=df[x].to_numpy(), y=df[y].to_numpy(), mode="lines", name=name,
                                  legendgroup=str(key), line=dict(color=init_color(key), width=2)))
@@ -78,6 +80,11 @@ def froc_figure(curves: Mapping[str, Any], *, x: str = "fp_per_exam", y: str = "
                                              line=dict(color="black", width=1))))
     fig.update_layout(title=title, template="plotly_white", xaxis_title=axis_title(x), yaxis_title=axis_title(y),
                       yaxis_range=[0, 1.02])
+    if limits:  # the area counts up to max_fp: show that part (curves may run to ~100 FP/exam) and mark the limit
+        limit = max(limits)
+        fig.update_xaxes(range=[0, 1.2 * limit])
+        fig.add_vline(x=limit, line=dict(color="black", dash="dash", width=1),
+                      annotation_text=f"AUC limit {limit:g} FP/exam", annotation_position="top left")
     return fig
 
 
@@ -122,7 +129,7 @@ def evaluation_froc_figure(evaluation: Any, *, subset: str = "all", title: str |
         :func:`froc_figure` of ``evaluation.froc[init][subset]``.
     """
     if subset not in _SUBSET_TITLES:
-        raise MetricInputError(f"subset must be one of {tuple(_SUBSET_TITLES)}, got {subset!r}.")
+        raise ConfigError(f"subset must be one of {tuple(_SUBSET_TITLES)}, got {subset!r}.")
     curves = {init: per_subset[subset] for init, per_subset in evaluation.froc.items()}
     points = operating_points(curves, {init: c.threshold for init, c in evaluation.thresholds.items()})
     return froc_figure(curves, operating_points=points, title=title or _SUBSET_TITLES[subset])
@@ -179,7 +186,7 @@ def comparison_pvalues(comparisons: pd.DataFrame, metric: str, *,
     """
     missing = {"metric", "a", "b", column} - set(comparisons.columns)
     if missing:
-        raise MetricInputError(f"comparisons table lacks columns {sorted(missing)}; build it with compare_inits.")
+        raise ConfigError(f"comparisons table lacks columns {sorted(missing)}; build it with compare_inits.")
     rows = comparisons[comparisons["metric"] == metric]
     return {(str(r.a), str(r.b)): float(getattr(r, column)) for r in rows.itertuples()}
 
@@ -232,10 +239,10 @@ def detection_by_volume(lesions: pd.DataFrame, *, volume_col: str = "volume_ml",
     """
     missing = {volume_col, detected_col, group} - set(lesions.columns)
     if missing:
-        raise MetricInputError(f"lesion table lacks columns {sorted(missing)}; got {list(lesions.columns)}.")
+        raise ConfigError(f"lesion table lacks columns {sorted(missing)}; got {list(lesions.columns)}.")
     edges = np.asarray(bin_edges_ml, dtype=float)
     if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
-        raise MetricInputError(f"bin_edges_ml must be ≥ 2 increasing values, got {bin_edges_ml!r}.")
+        raise ConfigError(f"bin_edges_ml must be ≥ 2 increasing values, got {bin_edges_ml!r}.")
     labels = [f"{lo:g}–{hi:g} mL" if np.isfinite(hi) else f"≥ {lo:g} mL" for lo, hi in zip(edges[:-1], edges[1:])]
     rows = []
     volume = lesions[volume_col].to_numpy(dtype=float)

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import ConfigError
 from sapkit.plotting.colors import axis_title, init_color, init_label, sorted_inits
 
 __all__ = [
@@ -34,7 +34,7 @@ def p_to_stars(p_value: float) -> str:
 
     Raises
     ------
-    MetricInputError
+    ConfigError
         ``p_value`` is outside [0, 1].
 
     Examples
@@ -46,7 +46,7 @@ def p_to_stars(p_value: float) -> str:
     if np.isnan(p):
         return "n/a"
     if not 0.0 <= p <= 1.0:
-        raise MetricInputError(f"p-value must be in [0, 1], got {p_value!r}.")
+        raise ConfigError(f"p-value must be in [0, 1], got {p_value!r}.")
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "ns"
 
 
@@ -55,7 +55,7 @@ def _read_table(source: str | Path | pd.DataFrame, what: str) -> pd.DataFrame:
         return source
     path = Path(source)
     if not path.is_file():
-        raise MetricInputError(f"{what}: no file at {path}; run the training step first or pass a DataFrame.")
+        raise ConfigError(f"{what}: no file at {path}; run the training step first or pass a DataFrame.")
     return pd.read_csv(path)
 
 
@@ -85,14 +85,14 @@ def learning_curves(logs: Mapping[str, str | Path | pd.DataFrame], *, x: str = "
     tables = {key: _read_table(src, f"log of {key!r}") for key, src in logs.items()}
     for key, df in tables.items():
         if x not in df.columns:
-            raise MetricInputError(f"log of {key!r} has no column {x!r}; columns are {list(df.columns)}.")
+            raise ConfigError(f"log of {key!r} has no column {x!r}; columns are {list(df.columns)}.")
     if metrics is None:
         metrics = []
         for df in tables.values():
             metrics += [c for c in df.select_dtypes("number").columns if c != x and c not in metrics]
     metrics = list(metrics)
     if not metrics:
-        raise MetricInputError("no metric columns to plot; pass metrics=[...] naming columns of log.csv.")
+        raise ConfigError("no metric columns to plot; pass metrics=[...] naming columns of log.csv.")
     fig = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, subplot_titles=[axis_title(m) for m in metrics],
                         vertical_spacing=min(0.08, 0.3 / len(metrics)))
     for row, metric in enumerate(metrics, start=1):
@@ -140,7 +140,7 @@ def box_figure(df: pd.DataFrame, *, value: str, group: str = "init",
 
     missing = {value, group} - set(df.columns)
     if missing:
-        raise MetricInputError(f"table lacks columns {sorted(missing)}; got {list(df.columns)}.")
+        raise ConfigError(f"table lacks columns {sorted(missing)}; got {list(df.columns)}.")
     groups = sorted_inits(pd.unique(df[group].astype(str)))
     fig = go.Figure()
     for g in groups:
@@ -153,7 +153,7 @@ def box_figure(df: pd.DataFrame, *, value: str, group: str = "init",
     position = {g: i for i, g in enumerate(groups)}
     for level, ((a, b), p) in enumerate((pvalues or {}).items(), start=1):
         if str(a) not in position or str(b) not in position:
-            raise MetricInputError(f"p-value pair ({a!r}, {b!r}) names a group not in the table {groups}.")
+            raise ConfigError(f"p-value pair ({a!r}, {b!r}) names a group not in the table {groups}.")
         xa, xb = sorted((position[str(a)], position[str(b)]))
         y0, y1 = top + span * 0.06 * (2 * level - 1), top + span * 0.06 * 2 * level
         fig.add_shape(type="path", path=f"M {xa},{y0} L {xa},{y1} L {xb},{y1} L {xb},{y0}",
@@ -188,7 +188,7 @@ def per_bone_dice_figure(df: pd.DataFrame, *, bone_col: str = "bone", value: str
 
     missing = {bone_col, value} - set(df.columns)
     if missing:
-        raise MetricInputError(f"table lacks columns {sorted(missing)}; got {list(df.columns)}.")
+        raise ConfigError(f"table lacks columns {sorted(missing)}; got {list(df.columns)}.")
     data = df.copy()
     if group not in data.columns:
         data[group] = "sap"
@@ -225,7 +225,7 @@ def label_efficiency_figure(summary: pd.DataFrame, *, x: str = "lesion.label_fra
 
     missing = {"init", "median_f2", "median_dice"} - set(summary.columns)
     if missing:
-        raise MetricInputError(f"sweep summary lacks columns {sorted(missing)}; build it with aggregate_runs.")
+        raise ConfigError(f"sweep summary lacks columns {sorted(missing)}; build it with aggregate_runs.")
     has_x = x in summary.columns
     fig = make_subplots(rows=1, cols=2, subplot_titles=(axis_title("median_f2"), axis_title("median_dice")))
     for init in sorted_inits(pd.unique(summary["init"].astype(str))):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import ConfigError
 from sapkit.io.run_paths import PredictionDir, RunDir
 from sapkit.metrics import CENTROID_COLUMNS
 from sapkit.plotting.colors import init_label
@@ -59,7 +59,7 @@ def lesion_gallery_figure(items: pd.DataFrame, *, manifest: Any, pred_dir: str |
 
     needed = {"scan_id", *CENTROID_COLUMNS}
     if not needed <= set(items.columns):
-        raise MetricInputError(f"gallery items need columns {sorted(needed)}; got {list(items.columns)}")
+        raise ConfigError(f"gallery items need columns {sorted(needed)}; got {list(items.columns)}")
     rows = items.head(max_items)
     n = len(rows)
     cols = min(3, max(n, 1))
@@ -119,9 +119,9 @@ def failure_gallery_figure(evaluation: Any, run_dir: str | Path, *, init: str = 
     from sapkit.data.manifest import load_manifest
 
     if kind not in _KINDS:
-        raise MetricInputError(f"kind must be one of {_KINDS}, got {kind!r}.")
+        raise ConfigError(f"kind must be one of {_KINDS}, got {kind!r}.")
     if init not in evaluation.thresholds:
-        raise MetricInputError(f"init {init!r} was not evaluated; choose one of {list(evaluation.thresholds)}.")
+        raise ConfigError(f"init {init!r} was not evaluated; choose one of {list(evaluation.thresholds)}.")
     rd = RunDir(run_dir)
     if manifest is None:
         manifest = load_manifest(rd.data, check_files=False)

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sapkit.errors import ConfigError, MetricInputError
+from sapkit.errors import ConfigError
 from sapkit.plotting.colors import PREDICTION_COLOR, REFERENCE_COLOR, label_legend
 
 __all__ = ["label_boundaries", "slice_traces", "slice_figure", "label_overlay_figure", "image_panels_figure"]
@@ -36,16 +36,16 @@ def _check_inputs(image: npt.ArrayLike, labels: npt.ArrayLike | None, prediction
     image = np.asarray(image)
     if image.ndim == 4:
         if not 0 <= channel < image.shape[0]:
-            raise MetricInputError(f"channel {channel} does not exist in an image of shape {image.shape} "
+            raise ConfigError(f"channel {channel} does not exist in an image of shape {image.shape} "
                                    f"(C, X, Y, Z); pass channel in 0..{image.shape[0] - 1}.")
         image = image[channel]
     if image.ndim != 3:
-        raise MetricInputError(f"image must be (X, Y, Z) or (C, X, Y, Z), got shape {image.shape}; "
+        raise ConfigError(f"image must be (X, Y, Z) or (C, X, Y, Z), got shape {image.shape}; "
                                "pass one volume, e.g. case.image.")
     spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,)) if np.ndim(spacing_mm) == 0 \
         else np.asarray(spacing_mm, dtype=float)
     if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise MetricInputError(f"spacing_mm must be 3 positive numbers (mm), got {spacing_mm!r}; "
+        raise ConfigError(f"spacing_mm must be 3 positive numbers (mm), got {spacing_mm!r}; "
                                "pass case.spacing_mm.")
     out = []
     for name, arr in (("labels", labels), ("prediction", prediction), ("reference", reference)):
@@ -54,10 +54,10 @@ def _check_inputs(image: npt.ArrayLike, labels: npt.ArrayLike | None, prediction
             continue
         arr = np.asarray(arr)
         if arr.shape != image.shape:
-            raise MetricInputError(f"{name} shape {arr.shape} ≠ image shape {image.shape}; "
+            raise ConfigError(f"{name} shape {arr.shape} ≠ image shape {image.shape}; "
                                    "resample both onto the same grid first.")
         if not (arr.dtype == bool or np.issubdtype(arr.dtype, np.integer)):
-            raise MetricInputError(f"{name} must be an integer or bool label map, got dtype {arr.dtype}; "
+            raise ConfigError(f"{name} must be an integer or bool label map, got dtype {arr.dtype}; "
                                    "threshold a probability map first (prob_map >= threshold).")
         out.append(arr.astype(np.int16))
     return image.astype(np.float32, copy=False), out[0], out[1], tuple(float(s) for s in spacing), out[2]
@@ -152,7 +152,7 @@ def slice_traces(image: npt.ArrayLike, *, spacing_mm: float | Sequence[float] = 
 
     img = np.asarray(image, dtype=np.float32)
     if img.ndim != 2:
-        raise MetricInputError(f"slice_traces draws one 2-D plane, got shape {img.shape}; take a slice first.")
+        raise ConfigError(f"slice_traces draws one 2-D plane, got shape {img.shape}; take a slice first.")
     du, dv = (float(spacing_mm),) * 2 if np.ndim(spacing_mm) == 0 else tuple(float(s) for s in spacing_mm)
     low, high = _window(img) if window is None else (float(window[0]), float(window[1]))
     grey = np.clip((img - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
@@ -169,14 +169,14 @@ def slice_traces(image: npt.ArrayLike, *, spacing_mm: float | Sequence[float] = 
     if labels is not None:
         lab = np.asarray(labels)
         if lab.shape != img.shape:
-            raise MetricInputError(f"labels plane shape {lab.shape} ≠ image plane shape {img.shape}; use one grid.")
+            raise ConfigError(f"labels plane shape {lab.shape} ≠ image plane shape {img.shape}; use one grid.")
         values = np.unique(lab) if label_values is None else label_values
         for value, name, color in label_legend(values, label_names):
             traces.append(_outline(lab == value, name, color, f"label {value}"))
     for mask, name, color in ((reference, "reference", REFERENCE_COLOR), (prediction, "prediction", PREDICTION_COLOR)):
         if mask is not None:
             if np.shape(mask) != img.shape:
-                raise MetricInputError(f"{name} plane shape {np.shape(mask)} ≠ image plane shape {img.shape}; use one grid.")
+                raise ConfigError(f"{name} plane shape {np.shape(mask)} ≠ image plane shape {img.shape}; use one grid.")
             traces.append(_outline(np.asarray(mask) != 0, name, color, name))
     return traces
 
@@ -185,7 +185,7 @@ def slice_traces(image: npt.ArrayLike, *, spacing_mm: float | Sequence[float] = 
 def slice_figure(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, prediction: npt.ArrayLike | None = None,
                  *, spacing_mm: float | Sequence[float], reference: npt.ArrayLike | None = None,
                  label_names: Mapping[int, str] | None = None, axis: str = "coronal", channel: int = 0,
-                 max_slices: int = 64, title: str | None = None):
+                 max_slices: int = 64, title: str | None = None, focus_index: int | None = None):
     """Static plotly slice viewer: a slider over slices with label, reference and prediction outlines.
 
     Parameters
@@ -207,6 +207,8 @@ def slice_figure(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, pred
         At most this many evenly spaced slices are stored (keeps the figure small).
     title : str, optional
 
+    focus_index : int, optional
+        Slice (voxel index along ``axis``) shown first; default the slice with the most prediction/lesion voxels.
     Returns
     -------
     plotly.graph_objects.Figure
@@ -217,7 +219,7 @@ def slice_figure(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, pred
 
     Raises
     ------
-    MetricInputError
+    ConfigError
         Wrong shapes, dtypes, spacing or channel.
     ConfigError
         Unknown ``axis`` or ``max_slices`` < 1.
@@ -244,6 +246,8 @@ def slice_figure(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, pred
     focus = next((m for m in (pred, ref, lab) if m is not None and m.any()), None)
     start = len(indices) // 2 if focus is None else \
         int(np.argmax(np.take((focus > 0).sum(axis=(u_ax, v_ax)), indices)))
+    if focus_index is not None:  # e.g. a chosen lesion's centroid slice
+        start = int(np.argmin(np.abs(indices - int(focus_index))))
     fig = go.Figure(data=_traces(indices[start]),
                     frames=[go.Frame(data=_traces(k), name=str(k)) for k in indices])
     steps = [dict(method="animate", label=str(k), args=[[str(k)], dict(mode="immediate", frame=dict(
@@ -291,7 +295,7 @@ def label_overlay_figure(image: npt.ArrayLike, labels: npt.ArrayLike | None = No
     img, lab, pred, spacing, ref = _check_inputs(image, labels, prediction, spacing_mm, channel, reference)
     p = tuple(s // 2 for s in img.shape) if point is None else tuple(int(v) for v in point)
     if len(p) != 3 or not all(0 <= v < s for v, s in zip(p, img.shape)):
-        raise MetricInputError(f"point {point!r} is not a voxel of an image of shape {img.shape}; pass 3 indices inside it.")
+        raise ConfigError(f"point {point!r} is not a voxel of an image of shape {img.shape}; pass 3 indices inside it.")
     window, values = _window(img), (None if lab is None else np.unique(lab))
     views = ("coronal", "sagittal", "axial")
     fig = make_subplots(rows=1, cols=3, subplot_titles=views, horizontal_spacing=0.04)
@@ -317,10 +321,10 @@ def _as_volume(array: Any, name: str, channel: int) -> np.ndarray:
         arr = arr[0]
     if arr.ndim == 4:
         if not 0 <= channel < arr.shape[0]:
-            raise MetricInputError(f"panel {name!r}: channel {channel} does not exist in shape {arr.shape}.")
+            raise ConfigError(f"panel {name!r}: channel {channel} does not exist in shape {arr.shape}.")
         arr = arr[channel]
     if arr.ndim != 3:
-        raise MetricInputError(f"panel {name!r} must be (X, Y, Z), (C, X, Y, Z) or (1, C, X, Y, Z), got shape {arr.shape}.")
+        raise ConfigError(f"panel {name!r} must be (X, Y, Z), (C, X, Y, Z) or (1, C, X, Y, Z), got shape {arr.shape}.")
     return arr
 
 
@@ -354,16 +358,16 @@ def image_panels_figure(panels: Mapping[str, Any], *, axis: str = "axial", index
     if axis not in _AXES:
         raise ConfigError(f"axis must be one of {tuple(_AXES)}, got {axis!r}.")
     if not panels:
-        raise MetricInputError("image_panels_figure needs at least one panel; pass {name: volume}.")
+        raise ConfigError("image_panels_figure needs at least one panel; pass {name: volume}.")
     volumes = {name: _as_volume(v, name, channel) for name, v in panels.items()}
     shapes = {v.shape for v in volumes.values()}
     if len(shapes) != 1:
-        raise MetricInputError(f"panels have different shapes {sorted(shapes)}; pass volumes of one grid.")
+        raise ConfigError(f"panels have different shapes {sorted(shapes)}; pass volumes of one grid.")
     ax = _AXES[axis]
     shape = shapes.pop()
     k = shape[ax] // 2 if index is None else int(index)
     if not 0 <= k < shape[ax]:
-        raise MetricInputError(f"slice index {index} is outside 0..{shape[ax] - 1} along the {axis} axis.")
+        raise ConfigError(f"slice index {index} is outside 0..{shape[ax] - 1} along the {axis} axis.")
     spacing = (float(spacing_mm),) * 3 if np.ndim(spacing_mm) == 0 else tuple(float(s) for s in spacing_mm)
     u_ax, v_ax = [a for a in range(3) if a != ax]
     window = window or _window(np.stack(list(volumes.values())))

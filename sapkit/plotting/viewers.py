@@ -33,10 +33,10 @@ import numpy as np
 import numpy.typing as npt
 
 from sapkit.errors import ConfigError
-from sapkit.plotting.colors import PREDICTION_COLOR, label_color
+from sapkit.plotting.colors import PREDICTION_COLOR, REFERENCE_COLOR, label_color
 from sapkit.plotting.slices import _check_inputs, slice_figure
 
-__all__ = ["BACKENDS", "is_headless", "select_backend", "view", "nifti_bytes"]
+__all__ = ["BACKENDS", "is_headless", "select_backend", "view", "nifti_bytes", "focus_fraction"]
 
 BACKENDS = ("ipyniivue", "itkwidgets", "plotly")
 
@@ -234,23 +234,40 @@ def _label_lut(values: Sequence[int], names: Mapping[int, str] | None, *, single
     return lut
 
 
-def _view_ipyniivue(image, labels, prediction, spacing, *, label_names, height_px):
+def focus_fraction(shape: Sequence[int], focus_vox: Sequence[float]) -> list[float]:
+    """Voxel index → NiiVue crosshair position (fraction of the volume along X, Y, Z, voxel centres).
+
+    Examples
+    --------
+    >>> focus_fraction((10, 20, 4), (0, 9.5, 3))
+    [0.05, 0.5, 0.875]
+    """
+    if len(focus_vox) != 3:
+        raise ConfigError(f"focus_vox must be an (X, Y, Z) voxel index, got {focus_vox!r}.")
+    return [float(np.clip((float(f) + 0.5) / n, 0.0, 1.0)) for f, n in zip(focus_vox, shape)]
+
+
+def _view_ipyniivue(image, labels, prediction, spacing, *, label_names, height_px, focus_vox=None, reference=None):
     import ipyniivue
 
+    # is_alpha_clip_dark: voxels below the window are transparent in the 3D render (no grey fog)
     nv = ipyniivue.NiiVue(height=height_px, slice_type=ipyniivue.SliceType.MULTIPLANAR,
                           multiplanar_show_render=ipyniivue.ShowRender.ALWAYS, is_colorbar=False,
-                          back_color=(0.0, 0.0, 0.0, 1.0))
-    low, high = np.percentile(image, (1.0, 99.0))
+                          back_color=(0.0, 0.0, 0.0, 1.0), is_alpha_clip_dark=True)
+    low, high = np.percentile(image, (50.0, 99.5))  # window from the median: the dark background clips away
     volumes = [ipyniivue.Volume(data=nifti_bytes(image, spacing_mm=spacing), name="image.nii.gz",
                                 colormap="gray", cal_min=float(low), cal_max=float(max(high, low + 1e-6)))]
-    for arr, name, opacity, single in ((labels, "labels.nii.gz", 0.5, None),
-                                       (prediction, "prediction.nii.gz", 0.7, PREDICTION_COLOR)):
+    for arr, name, opacity, single in ((labels, "labels.nii.gz", 0.9, None),
+                                       (reference, "reference.nii.gz", 0.9, REFERENCE_COLOR),
+                                       (prediction, "prediction.nii.gz", 1.0, PREDICTION_COLOR)):
         if arr is None:
             continue
         vol = ipyniivue.Volume(data=nifti_bytes(arr, spacing_mm=spacing), name=name, opacity=opacity)
         vol.set_colormap_label(_label_lut(np.unique(arr).tolist(), label_names, single=single))
         volumes.append(vol)
     nv.load_volumes(volumes)
+    if focus_vox is not None:
+        nv.scene.crosshair_pos = focus_fraction(image.shape, focus_vox)
     return nv
 
 
@@ -287,7 +304,8 @@ def _view_itkwidgets(image, labels, prediction, spacing):
 def view(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, prediction: npt.ArrayLike | None = None,
          *, spacing_mm: float | Sequence[float], backend: str = "auto", channel: int = 0,
          axis: str = "coronal", label_names: Mapping[int, str] | None = None, height_px: int = 480,
-         title: str | None = None):
+         title: str | None = None, focus_vox: Sequence[float] | None = None,
+         reference: npt.ArrayLike | None = None):
     """Show a scan with its label map and a prediction, in the best viewer available.
 
     Parameters
@@ -313,6 +331,11 @@ def view(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, prediction: 
         Height of the ipyniivue canvas in pixels.
     title : str, optional
         Title of the plotly figure.
+    reference : (X, Y, Z) int or bool array, optional
+        Reference (ground-truth) mask, shown in :data:`REFERENCE_COLOR` (instead of ``labels``).
+    focus_vox : (X, Y, Z) voxel index, optional
+        Where the viewer opens (ipyniivue's crosshair; the plotly slider's first slice), e.g. a
+        lesion centroid; default the volume centre (plotly: the slice with the most lesion voxels).
 
     Returns
     -------
@@ -321,15 +344,24 @@ def view(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, prediction: 
 
     Raises
     ------
-    MetricInputError
+    ConfigError
         Wrong shapes, dtypes, spacing or channel.
     ConfigError
         Unknown or uninstalled backend.
     """
     chosen = select_backend(backend)
-    img, lab, pred, spacing, _ = _check_inputs(image, labels, prediction, spacing_mm, channel)
+    if reference is not None and labels is not None:
+        raise ConfigError("view() shows either a label map (labels=) or a reference mask (reference=), not both.")
+    img, lab, pred, spacing, _ = _check_inputs(image, labels if reference is None else reference, prediction,
+                                               spacing_mm, channel)
+    ref = None
+    if reference is not None:
+        ref, lab = (lab > 0).astype(np.uint8), None
     if chosen == "ipyniivue":
-        return _view_ipyniivue(img, lab, pred, spacing, label_names=label_names, height_px=height_px)
+        return _view_ipyniivue(img, lab, pred, spacing, label_names=label_names, height_px=height_px,
+                               focus_vox=focus_vox, reference=ref)
     if chosen == "itkwidgets":
-        return _view_itkwidgets(img, lab, pred, spacing)
-    return slice_figure(img, lab, pred, spacing_mm=spacing, label_names=label_names, axis=axis, title=title)
+        return _view_itkwidgets(img, lab if ref is None else ref, pred, spacing)
+    index = None if focus_vox is None else int(round(float(focus_vox[{"sagittal": 0, "coronal": 1, "axial": 2}[axis]])))
+    return slice_figure(img, lab, pred, spacing_mm=spacing, reference=ref, label_names=label_names, axis=axis,
+                        title=title, focus_index=index)

@@ -14,14 +14,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import ConfigError
 from sapkit.inference.postprocess import LESION_COLUMNS, lesion_components
 from sapkit.validation import check_spacing
 from sapkit.metrics import dice
 from sapkit.plotting.colors import init_label, sorted_inits
 from sapkit.plotting.slices import slice_traces
 
-__all__ = ["LesionExplorer", "lesion_explorer"]
+__all__ = ["LesionExplorer", "lesion_explorer", "case_of_interest", "explorer_from_run"]
 
 _AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 
@@ -45,11 +45,11 @@ class LesionExplorer:
         import plotly.graph_objects as go
 
         if axis not in _AXES:
-            raise MetricInputError(f"axis must be one of {tuple(_AXES)}, got {axis!r}.")
+            raise ConfigError(f"axis must be one of {tuple(_AXES)}, got {axis!r}.")
         self.inits = sorted_inits(prob_maps)
         cases = [c for c in images if any(c in prob_maps[i] for i in self.inits)]
         if not cases:
-            raise MetricInputError("no scan has both an image and a probability map; check the scan ids of "
+            raise ConfigError("no scan has both an image and a probability map; check the scan ids of "
                                    f"images {list(images)[:5]} and prob_maps {[list(v)[:5] for v in prob_maps.values()]}.")
         self._images, self._prob_maps, self._masks = images, prob_maps, lesion_masks or {}
         self._spacing = spacing_mm
@@ -61,7 +61,7 @@ class LesionExplorer:
 
         self.case_picker = w.Dropdown(options=cases, value=cases[0], description="case")
         if init is not None and init not in self.inits:
-            raise MetricInputError(f"init {init!r} has no probability maps; choose one of {self.inits}.")
+            raise ConfigError(f"init {init!r} has no probability maps; choose one of {self.inits}.")
         self.init_picker = w.ToggleButtons(options=self.inits, value=init or self.inits[0], description="init")
         self.threshold_slider = w.FloatSlider(value=threshold, min=0.05, max=0.95, step=0.05, description="threshold",
                                               continuous_update=False, readout_format=".2f")
@@ -69,13 +69,13 @@ class LesionExplorer:
         self.comparison = w.HTML()
         self.table_html = w.HTML()
         self.table_html.add_class("sapkit-lesion-table")
-        empty = np.zeros((1, 1), np.uint8)
-        self.figure = go.FigureWidget(data=slice_traces(empty, reference=empty, prediction=empty, marker_px=2),
-                                      layout=dict(height=420, width=460, margin=dict(l=10, r=10, t=30, b=10),
-                                                  legend=dict(orientation="h"), xaxis=dict(visible=False),
-                                                  yaxis=dict(visible=False, scaleanchor="x")))
-        self._mip = self._reference = empty
-        self._window = (0.0, 1.0)
+        self._go = go
+        self.figure: go.FigureWidget | None = None
+        self._suspended = False
+        # The first case is drawn before the figure widget exists, and the widget is created from
+        # those traces: its initial state already holds the image. (Creating it empty and filling
+        # it by update messages raced the browser's first render: the panel could stay empty.)
+        self._on_case(None)
         controls = w.VBox([self.case_picker, self.init_picker, self.threshold_slider, self.summary,
                            self.comparison, self.table_html])
         self.widget = w.HBox([controls, self.figure])
@@ -83,13 +83,11 @@ class LesionExplorer:
         self.case_picker.observe(self._on_case, names="value")
         self.init_picker.observe(self._on_control, names="value")
         self.threshold_slider.observe(self._on_control, names="value")
-        self._suspended = False
-        self._on_case(None)
 
     # -- data of the chosen case ------------------------------------------------------------
     def _case_spacing(self, case: str) -> tuple[float, float, float]:
         spacing = self._spacing[case] if isinstance(self._spacing, Mapping) else self._spacing
-        return check_spacing(spacing, error=MetricInputError)  # type: ignore[return-value]
+        return check_spacing(spacing, error=ConfigError)  # type: ignore[return-value]
 
     def _on_control(self, _change) -> None:
         if not self._suspended:
@@ -138,10 +136,16 @@ class LesionExplorer:
         spacing_uv = tuple(spacing[a] for a in range(3) if a != self._axis)
         traces = slice_traces(self._mip, spacing_mm=spacing_uv, window=self._window, reference=self._reference,
                               prediction=self.component_map.max(axis=self._axis).T > 0, marker_px=2)
-        with self.figure.batch_update():
-            for shown, new in zip(self.figure.data, traces):
-                shown.update({k: v for k, v in new.to_plotly_json().items() if k != "type"})
-            self.figure.layout.title = f"{case} · {init_label(init)} · t = {t:.2f}"
+        title = f"{case} · {init_label(init)} · t = {t:.2f}"
+        if self.figure is None:
+            self.figure = self._go.FigureWidget(data=traces, layout=dict(
+                title=title, height=420, width=460, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"),
+                xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x")))
+        else:
+            with self.figure.batch_update():
+                for shown, new in zip(self.figure.data, traces):
+                    shown.update({k: v for k, v in new.to_plotly_json().items() if k != "type"})
+                self.figure.layout.title = title
         self.summary.value = (f"<b>{len(self.table)}</b> lesions, <b>{self.table['volume_ml'].sum():.2f}</b> mL "
                               f"at threshold {t:.2f} ({init})")
         self.comparison_table = pd.DataFrame(rows)
@@ -151,7 +155,22 @@ class LesionExplorer:
                                  + (f"<i>… {len(self.table) - len(shown)} more</i>"
                                     if len(self.table) > len(shown) else ""))
 
+    def static_figure(self):
+        """The current view as a plain plotly figure (stored in an executed notebook, no kernel needed)."""
+        fig = self._go.Figure(self.figure)
+        fig.update_layout(title=f"{self.figure.layout.title.text} · {len(self.table)} lesions, "
+                                f"{self.table['volume_ml'].sum():.2f} mL")
+        return fig
+
     def _repr_mimebundle_(self, **kwargs):
+        from sapkit.plotting.viewers import is_headless
+
+        if is_headless():  # papermill: a widget would be stored without its state; show what it would show
+            from IPython.display import display
+
+            display(self.static_figure())
+            return {"text/html": self.summary.value + self.comparison.value + self.table_html.value,
+                    "text/plain": f"LesionExplorer({self.figure.layout.title.text})"}
         return self.widget._repr_mimebundle_(**kwargs)
 
 
@@ -193,3 +212,79 @@ def lesion_explorer(images: Mapping[str, npt.NDArray], prob_maps: Mapping[str, M
     return LesionExplorer(images, prob_maps, spacing_mm=spacing_mm, lesion_masks=lesion_masks, threshold=threshold,
                           connectivity=connectivity, min_volume_ml=min_volume_ml, channel=channel, axis=axis,
                           init=init)
+
+
+def case_of_interest(lesions: pd.DataFrame, init: str) -> tuple[str, tuple[int, int, int] | None, str]:
+    """The lesion worth a look for ``init``: its largest missed lesion, else its largest lesion.
+
+    Parameters
+    ----------
+    lesions : DataFrame
+        ``RunEvaluation.lesions`` (one row per reference lesion and init, centroids in voxels).
+    init : str
+
+    Returns
+    -------
+    (scan_id, centroid, why)
+        ``centroid`` is the lesion's (X, Y, Z) voxel index; ``why`` says which rule picked it.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"init": ["sap"] * 2, "scan_id": ["a", "b"], "volume_ml": [2.0, 0.5], "detected": [True, False],
+    ...                   "centroid_x_vox": [1.0, 4.2], "centroid_y_vox": [2.0, 5.0], "centroid_z_vox": [3.0, 6.9]})
+    >>> case_of_interest(t, "sap")
+    ('b', (4, 5, 7), 'largest missed lesion (0.50 mL)')
+    """
+    rows = lesions[lesions["init"].astype(str) == str(init)]
+    if rows.empty:
+        raise ConfigError(f"init {init!r} has no evaluated lesions; choose one of {sorted(lesions['init'].unique())}.")
+    missed = rows[~rows["detected"].astype(bool)]
+    pick, why = (missed, "largest missed lesion") if len(missed) else (rows, "largest lesion")
+    row = pick.loc[pick["volume_ml"].idxmax()]
+    centroid = tuple(int(round(float(row[f"centroid_{a}_vox"]))) for a in "xyz")
+    return str(row["scan_id"]), centroid, f"{why} ({row['volume_ml']:.2f} mL)"
+
+
+def explorer_from_run(run_dir, evaluation, config, *, init: str = "sap", max_cases: int | None = 8,
+                      progress: bool = True) -> LesionExplorer:
+    """The lesion explorer over a run's test patients, at each init's tuned threshold.
+
+    Parameters
+    ----------
+    run_dir : path
+        Run folder (``data/``, ``predictions/<init>/``).
+    evaluation : RunEvaluation
+        From :func:`sapkit.evaluation.cohort.evaluate_run`: test scans, thresholds.
+    config : Config
+        ``preprocess.clip_percentiles`` and ``eval.connectivity`` (26 by default).
+    init : str
+        Initialisation selected first; the slider starts at its tuned threshold.
+    max_cases : int, optional
+        Test scans loaded (the ones with the most reference lesions first); None for all.
+    progress : bool
+        A bar over the scans read (reading takes seconds per scan).
+    """
+    from tqdm.auto import tqdm
+
+    from sapkit.data.cases import load_cases
+    from sapkit.data.manifest import load_manifest
+    from sapkit.io.nifti import read_image
+    from sapkit.io.run_paths import RunDir
+
+    rd = RunDir(run_dir)
+    inits = [i for i in sorted_inits(evaluation.thresholds) if rd.predictions(i).is_dir()]
+    counts = evaluation.lesions[evaluation.lesions["init"].astype(str) == str(init)]["scan_id"].value_counts()
+    scan_ids = sorted(set(evaluation.counts["scan_id"].astype(str)) | set(counts.index.astype(str)),
+                      key=lambda s: (-int(counts.get(s, 0)), s))[:max_cases]
+    manifest = load_manifest(rd.data)
+    images, masks, spacing, probs = {}, {}, {}, {i: {} for i in inits}
+    for sid in tqdm(scan_ids, desc="explorer: reading test scans", unit="scan", disable=not progress):
+        case = load_cases(manifest, [sid], percentiles=config.preprocess.clip_percentiles)[0]
+        images[sid], masks[sid], spacing[sid] = case.image, case.lesion, case.spacing_mm
+        for i in inits:
+            if rd.probability_map(i, sid).is_file():
+                probs[i][sid] = read_image(rd.probability_map(i, sid), what="probability map")[0]
+    first = init if init in inits else inits[0]
+    return LesionExplorer(images, probs, spacing_mm=spacing, lesion_masks=masks,
+                          threshold=float(evaluation.thresholds[first].threshold),
+                          connectivity=config.eval.connectivity, init=first)

@@ -79,9 +79,9 @@ def _control_points(shape: Sequence[int], spacing: Sequence[float], distance_mm:
     return [max(4, int(math.ceil(n * s / distance_mm / 2 ** (levels - 1))) + 3) for n, s in zip(shape, spacing)]
 
 
-def n4_field(image: npt.ArrayLike, affine: npt.ArrayLike, mask: npt.ArrayLike, *, shrink_factor: int = 2,
-             iterations: Sequence[int] = (50, 50, 30), convergence_threshold: float = 1e-4,
-             spline_distance_mm: float = 120.0) -> npt.NDArray[np.float32]:
+def n4_field(image: npt.ArrayLike, affine: npt.ArrayLike, mask: npt.ArrayLike, *, shrink_factor: int | Sequence[int] = 2,
+             iterations: Sequence[int] = (50, 50), convergence_threshold: float = 1e-3,
+             spline_distance_mm: float = 200.0, threads: int = 2) -> npt.NDArray[np.float32]:
     """Estimate the multiplicative bias field of one station with N4 (``corrected = image / field``).
 
     Parameters
@@ -91,13 +91,16 @@ def n4_field(image: npt.ArrayLike, affine: npt.ArrayLike, mask: npt.ArrayLike, *
     affine : (4, 4) voxel → world (mm); sets the spline spacing in mm.
     mask : (X, Y, Z) bool
         Voxels used for fitting (the body).
-    shrink_factor : int
-        Downsampling of image and mask for the fit (the field is evaluated at full resolution).
+    shrink_factor : int or (3,) ints
+        Downsampling of image and mask for the fit, per axis (the field is evaluated at full
+        resolution); capped so every axis keeps ≥ 4 voxels.
     iterations : sequence of int
         Iterations per fitting level (one level per entry).
     convergence_threshold : float
     spline_distance_mm : float
         B-spline mesh spacing (mm) at the last fitting level; coarser levels are 2×, 4×, … coarser.
+    threads : int
+        Threads of the fit (the result depends slightly on it; fixed for reproducibility).
 
     Returns
     -------
@@ -113,9 +116,11 @@ def n4_field(image: npt.ArrayLike, affine: npt.ArrayLike, mask: npt.ArrayLike, *
     floor = max(float(np.percentile(arr[m], 1)), 1e-3)
     img = to_sitk(np.maximum(arr, floor), affine)
     msk = to_sitk(m.astype(np.uint8), affine)
-    factors = [int(max(1, min(shrink_factor, n // 4))) for n in arr.shape]
+    shrink = [shrink_factor] * 3 if np.isscalar(shrink_factor) else list(shrink_factor)
+    factors = [int(max(1, min(f, n // 4))) for f, n in zip(shrink, arr.shape)]
     small, small_mask = sitk.Shrink(img, factors), sitk.Shrink(msk, factors)
     n4 = sitk.N4BiasFieldCorrectionImageFilter()
+    n4.SetNumberOfThreads(int(threads))
     n4.SetMaximumNumberOfIterations([int(i) for i in iterations])
     n4.SetConvergenceThreshold(float(convergence_threshold))
     n4.SetNumberOfControlPoints(_control_points(small.GetSize(), small.GetSpacing(), spline_distance_mm, len(iterations)))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,15 +110,23 @@ def _floats(value, n: int) -> tuple[float, ...] | None:
     return out if len(out) == n else None
 
 
+def _int(value, default: int) -> int:
+    """An integer attribute, or ``default`` when absent or malformed (real headers hold '1A')."""
+    try:
+        return int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
 def _slice_record(path: Path, ds, rules: Rules) -> dict:
     b_value, b_source = rules.b_value(ds)
     return {"path": str(path), "sop": str(ds.get("SOPInstanceUID", path.name)),
             "position": _floats(ds.get("ImagePositionPatient"), 3),
             "orientation": _floats(ds.get("ImageOrientationPatient"), 6),
-            "spacing": _floats(ds.get("PixelSpacing"), 2), "rows": int(ds.get("Rows", 0) or 0),
-            "columns": int(ds.get("Columns", 0) or 0), "frames": int(ds.get("NumberOfFrames", 1) or 1),
+            "spacing": _floats(ds.get("PixelSpacing"), 2), "rows": _int(ds.get("Rows"), 0),
+            "columns": _int(ds.get("Columns"), 0), "frames": _int(ds.get("NumberOfFrames"), 1),
             "acquisition": str(ds.get("AcquisitionNumber", "") or ""), "b_value": b_value, "b_source": b_source,
-            "instance": int(ds.get("InstanceNumber", 0) or 0)}
+            "instance": _int(ds.get("InstanceNumber"), 0)}
 
 
 def _split_stack(slices: list[dict]) -> tuple[list[list[dict]], str]:
@@ -191,7 +200,7 @@ def _centre_z(stack: list[dict]) -> float:
     return float(np.mean([p[2] for p in pos])) if pos else float("nan")
 
 
-def _build_scans(usable: list[dict], study_order: dict) -> list[ScanSource]:
+def _build_scans(usable: list[dict]) -> list[ScanSource]:
     by_scan = defaultdict(list)
     for item in usable:
         by_scan[item["scan_id"]].append(item)
@@ -241,18 +250,27 @@ def scan_dicom_tree(root: str | Path, rules: Rules, *, progress: bool = False) -
     tags = _TAGS + rules.tags_to_read()
     series, skipped, headers = defaultdict(list), [], {}
     for path in tqdm(files, desc="DICOM headers", disable=not progress, unit="file"):
-        ds, reason = _read_header(path, tags)
+        with warnings.catch_warnings():  # real headers carry invalid values; pydicom warns per element
+            warnings.simplefilter("ignore")
+            ds, reason = _read_header(path, tags)
+            try:
+                record = _slice_record(path, ds, rules) if ds is not None else None
+            except (TypeError, ValueError, AttributeError) as exc:
+                ds, reason = None, f"malformed header ({type(exc).__name__}: {exc})"
         if ds is None:
             skipped.append({"path": str(path.relative_to(root)), "reason": reason})
             continue
         uid = str(ds.SeriesInstanceUID)
-        series[uid].append(_slice_record(path, ds, rules))
+        series[uid].append(record)
         headers.setdefault(uid, ds)
-    studies = defaultdict(set)
+    studies: dict = defaultdict(dict)  # patient → study UID → earliest (date, time)
     for uid, ds in headers.items():
-        studies[safe_id(str(ds.get("PatientID", "") or ""))].add(
-            (str(ds.get("StudyDate", "") or ""), str(ds.get("StudyTime", "") or ""), str(ds.get("StudyInstanceUID", ""))))
-    study_order = {(p, s[2]): k for p, items in studies.items() for k, s in enumerate(sorted(items))}
+        when = (str(ds.get("StudyDate", "") or ""), str(ds.get("StudyTime", "") or ""))
+        study = studies[safe_id(str(ds.get("PatientID", "") or ""))]
+        key = str(ds.get("StudyInstanceUID", ""))
+        study[key] = min(study.get(key, when), when)
+    study_order = {(p, uid): k for p, items in studies.items()
+                   for k, uid in enumerate(sorted(items, key=lambda u, items=items: (items[u], u)))}
     rows, usable = [], []
     for uid in sorted(series, key=lambda u: (str(headers[u].get("PatientID", "")), str(headers[u].get("SeriesNumber", "")), u)):
         ds, records = headers[uid], series[uid]
@@ -274,4 +292,4 @@ def scan_dicom_tree(root: str | Path, rules: Rules, *, progress: bool = False) -
                     "sequence": sequence, "b_value": b, "stack": stack, "series_number": row["series_number"],
                     "description": row["description"]} for b, stack in stacks]
     table = pd.DataFrame(rows, columns=list(SERIES_COLUMNS))
-    return DicomInventory(root, table, pd.DataFrame(skipped, columns=["path", "reason"]), _build_scans(usable, study_order))
+    return DicomInventory(root, table, pd.DataFrame(skipped, columns=["path", "reason"]), _build_scans(usable))

@@ -49,6 +49,7 @@ class SeriesTags:
     image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "M", "ND")
     study_date: str = "20240101"
     study_time: str = "090000"
+    series_time: str = "090000"
     institution: str = "sapkit"
     repetition_time_ms: float = 600.0
     echo_time_ms: float = 10.0
@@ -188,7 +189,8 @@ def _series_dataset(tags: SeriesTags, vendor: str, lps_affine: npt.NDArray, shap
     ds.PatientID, ds.PatientName, ds.PatientPosition = tags.patient_id, tags.patient_id, "HFS"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = tags.study_uid, tags.series_uid
     ds.FrameOfReferenceUID = tags.frame_of_reference_uid
-    ds.StudyDate, ds.StudyTime, ds.SeriesDate, ds.SeriesTime = (tags.study_date, tags.study_time) * 2
+    ds.StudyDate, ds.StudyTime = tags.study_date, tags.study_time
+    ds.SeriesDate, ds.SeriesTime = tags.study_date, tags.series_time
     ds.SeriesNumber, ds.AcquisitionNumber = tags.series_number, 1
     ds.SeriesDescription = ds.ProtocolName = tags.description
     ds.ImageType = list(tags.image_type)

@@ -1,11 +1,12 @@
 """Inter-station intensity standardisation: one scale factor per station from the overlaps.
 
-Each station has its own receive-coil scaling. For every pair of neighbouring stations the ratio
-of their median intensities over the overlap (voxels inside both body masks, the neighbour
-resampled onto the station's grid) says how much brighter one is than the other; the factors are
+Each station has its own receive-coil scaling. For every pair of neighbouring stations the
+overlap says how much brighter one is than the other: the neighbour is resampled onto the
+station's grid and the factor is the median over the joint body voxels of the voxel-wise
+intensity ratio (same anatomy, same voxel), i.e. ``exp(median(ln a − ln b))``. The factors are
 chained outwards from a reference station (factor 1), so every station ends on the reference's
-scale. A median is robust to the noise and to the edge of the field of view; N4 beforehand keeps
-the in-station bias from leaking into the ratio.
+scale. A median of voxel-wise ratios is robust to noise, to tissue composition and to the edge
+of the field of view; N4 beforehand keeps the in-station bias from leaking into the ratio.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ __all__ = ["overlap_ratio", "chain_factors", "reference_station"]
 
 def overlap_ratio(a: Volume, a_mask: npt.ArrayLike, b: Volume, b_mask: npt.ArrayLike, *,
                   min_overlap_voxels: int = 50) -> tuple[float, int]:
-    """``median(a) / median(b)`` over their overlap inside both body masks, and the voxel count.
+    """Intensity ratio ``a / b`` over their overlap inside both body masks, and the voxel count.
+
+    The ratio is ``exp(median(ln a − ln b))`` over the joint voxels with positive intensity in both.
 
     ``b`` is resampled onto ``a``'s grid (linear; its mask by nearest neighbour, 0 outside its
     field of view). Returns ``(nan, n)`` when fewer than ``min_overlap_voxels`` voxels overlap.
@@ -41,8 +44,12 @@ def overlap_ratio(a: Volume, a_mask: npt.ArrayLike, b: Volume, b_mask: npt.Array
     n = int(joint.sum())
     if n < min_overlap_voxels:
         return float("nan"), n
-    den = float(np.median(b_on_a[joint]))
-    return (float(np.median(np.asarray(a.array)[joint])) / den if den > 0 else float("nan")), n
+    a_values = np.asarray(a.array)[joint].astype(np.float64)
+    b_values = b_on_a[joint].astype(np.float64)
+    positive = (a_values > 0) & (b_values > 0)
+    if positive.sum() < min_overlap_voxels:
+        return float("nan"), n
+    return float(np.exp(np.median(np.log(a_values[positive]) - np.log(b_values[positive])))), n
 
 
 def chain_factors(ratios: Sequence[float], reference: int) -> list[float]:

@@ -67,3 +67,54 @@ def apply_standard_scale(image: npt.ArrayLike, image_landmarks: npt.ArrayLike,
     out = np.where(img < x[0], y[0] + (img - x[0]) * lo_slope, out)
     out = np.where(img > x[-1], y[-1] + (img - x[-1]) * hi_slope, out)
     return np.maximum(out, 0.0).astype(np.float32)
+
+
+def standardise_cohort(records: dict, scans: Sequence, config, out_dir, digests: dict) -> dict:
+    """Learn the standard scale on the finished scans of the fit cohort and apply it to every scan.
+
+    ``records`` are the per-scan QC records of :func:`sapkit.preprocessing.cohort.run_scan` (with
+    the native ``landmarks`` of T1 and b1000); each scan's ``t1``/``b1000`` files are rewritten
+    (atomically) and its ``qc.json`` records the digest of the standard applied. A scan already
+    standardised with another standard is first recomputed from its inputs. The standard goes to
+    ``qc/nyul.json``. Returns the updated records.
+    """
+    import hashlib
+    import json
+
+    from sapkit.io.atomic import atomic_write_text
+    from sapkit.io.nifti import read_image, save_nifti
+    from sapkit.preprocessing.cohort import run_scan
+    from sapkit.preprocessing.layout import PreprocessDir
+
+    out = PreprocessDir(out_dir)
+    by_id = {s.scan_id: s for s in scans}
+    ok = {k: r for k, r in records.items() if r.get("status") == "ok" and "landmarks" in r}
+    fit = [r for r in ok.values() if config.nyul.fit_on == "all" or r["summary"].get("cohort") == "healthy"]
+    if not fit:
+        atomic_write_text(out.nyul_json, json.dumps({"applied": False, "reason": f"no finished scan in the fit cohort "
+                                                     f"'{config.nyul.fit_on}'; set raw.nyul.fit_on=all"}, indent=1))
+        return records
+    standard = {ch: fit_standard_scale([r["landmarks"][ch] for r in fit], scale=config.nyul.scale).tolist()
+                for ch in ("t1", "b1000")}
+    digest = hashlib.sha256(json.dumps(standard).encode()).hexdigest()[:16]
+    for scan_id, record in ok.items():
+        if record.get("nyul_digest") == digest:
+            continue
+        if record.get("nyul_digest") is not None:  # standardised with an older standard: start from the inputs again
+            record = run_scan(by_id[scan_id], config, out.root, digests[scan_id])
+            if record.get("status") != "ok":
+                records[scan_id] = record
+                continue
+        for ch in ("t1", "b1000"):
+            path = out.root / record["files"][ch]
+            image, affine, header = read_image(path, what=ch)
+            save_nifti(apply_standard_scale(image, record["landmarks"][ch], standard[ch]), affine, path, header=header,
+                       dtype=np.float32)
+        record = {**record, "nyul_digest": digest}
+        atomic_write_text(out.scan_qc_json(scan_id), json.dumps({k: v for k, v in record.items() if k != "reused"},
+                                                                 indent=1, default=str))
+        records[scan_id] = {**record, "reused": records[scan_id].get("reused", False)}
+    atomic_write_text(out.nyul_json, json.dumps({"applied": True, "digest": digest, "fit_on": config.nyul.fit_on,
+                                                 "percentiles": list(config.nyul.percentiles), "standard": standard,
+                                                 "fit_scans": sorted(r["summary"]["scan_id"] for r in fit)}, indent=1))
+    return records

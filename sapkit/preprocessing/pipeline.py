@@ -11,6 +11,7 @@ world mm, stations numbered from the head end (1).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,7 +70,8 @@ class ProcessedScan:
         QC per scan (grid, b-values, seconds per step, warnings).
     extras : dict
         Intermediates for QC figures: ``t1_before`` (stitched without N4/standardisation),
-        ``body_mask``, ``n4_fields`` (per T1 station, with its affine).
+        ``body_mask``, ``n4_fields`` (per T1 station, with its affine), ``station_z_mm`` (z range of
+        each T1 station, mm).
     """
 
     t1: npt.NDArray[np.float32]
@@ -171,12 +173,17 @@ def _standardise(stations: list[LoadedStation], masks: list, config: RawConfig) 
     return factors, list(zip(ratios + [float("nan")], counts + [0])), warnings
 
 
-def _n4(stations: list[LoadedStation], masks: list, config: RawConfig) -> list[npt.NDArray[np.float32]]:
+def _n4(stations: list[LoadedStation], masks: list, config: RawConfig,
+        reference_spacing: tuple[float, float, float]) -> list[npt.NDArray[np.float32]]:
+    """N4 per station; the fit runs on voxels of ``shrink_factor`` × the T1 spacing (DWI: coarser grid,
+    less shrinking). The field of the lowest b-value is applied to every b-value of the station."""
     fields = []
+    n4 = config.n4
     for s, m in zip(stations, masks):
-        n4 = config.n4
-        f = n4_field(s.volume().array, s.affine, m, shrink_factor=n4.shrink_factor, iterations=n4.iterations,
-                     convergence_threshold=n4.convergence_threshold, spline_distance_mm=n4.spline_distance_mm)
+        shrink = [max(1, int(round(n4.shrink_factor * r / v))) for r, v in zip(reference_spacing, s.volume().spacing_mm)]
+        f = n4_field(s.volume().array, s.affine, m, shrink_factor=shrink, iterations=n4.iterations,
+                     convergence_threshold=n4.convergence_threshold, spline_distance_mm=n4.spline_distance_mm,
+                     threads=config.threads)
         for b in s.images:
             s.images[b] = (s.images[b] / f).astype(np.float32)
         fields.append(f)
@@ -205,6 +212,20 @@ def _station_rows(scan_id: str, sequence: str, stations, masks, fields, factors,
     return rows
 
 
+@contextlib.contextmanager
+def _sitk_threads(n: int):
+    """SimpleITK's default thread count set to ``n`` for the block (N4 and registration results
+    depend slightly on it, so every run uses ``raw.threads`` whatever the machine or ``jobs``)."""
+    import SimpleITK as sitk
+
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(n))
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
 def preprocess_scan(source: ScanSource, config: RawConfig = RawConfig()) -> ProcessedScan:
     """Run every enabled step on one scan (see the module docstring for the order).
 
@@ -224,6 +245,11 @@ def preprocess_scan(source: ScanSource, config: RawConfig = RawConfig()) -> Proc
     SapkitError
         Unreadable or inconsistent input (the message names the file or station and the fix).
     """
+    with _sitk_threads(config.threads):
+        return _preprocess(source, config)
+
+
+def _preprocess(source: ScanSource, config: RawConfig) -> ProcessedScan:
     clock, timings, warnings = time.perf_counter(), {}, []
 
     def tick(step: str) -> None:
@@ -242,8 +268,9 @@ def preprocess_scan(source: ScanSource, config: RawConfig = RawConfig()) -> Proc
     shape, affine = union_grid([(s.volume().array.shape, s.affine) for s in t1], reference=0)
     before = stitch([s.volume() for s in t1], shape, affine, blend=config.stitch.blend).image
     tick("masks_adc")
-    t1_fields = _n4(t1, t1_masks, config) if config.n4.enabled else []
-    dwi_fields = _n4(dwi, dwi_masks, config) if config.n4.enabled and config.n4.dwi else []
+    t1_spacing = t1[0].volume().spacing_mm
+    t1_fields = _n4(t1, t1_masks, config, t1_spacing) if config.n4.enabled else []
+    dwi_fields = _n4(dwi, dwi_masks, config, t1_spacing) if config.n4.enabled and config.n4.dwi else []
     tick("n4")
     t1_factors, t1_ratios, dwi_factors, dwi_ratios = [], [], [], []
     if config.standardise.enabled:
@@ -260,7 +287,8 @@ def preprocess_scan(source: ScanSource, config: RawConfig = RawConfig()) -> Proc
     regs: list[Registration] = []
     for s in dwi:
         if config.register.enabled:
-            regs.append(register_station(Volume(t1_out.image, affine), mask, s.volume(), config=config.register))
+            regs.append(register_station(Volume(t1_out.image, affine), mask, s.volume(), config=config.register,
+                                         threads=config.threads))
             if not regs[-1].accepted:
                 warnings.append(f"DWI station {s.number}: registration {regs[-1].stop}")
         else:
@@ -284,6 +312,8 @@ def preprocess_scan(source: ScanSource, config: RawConfig = RawConfig()) -> Proc
         "dwi_body_coverage": round(coverage, 4), "max_shift_mm": max((r.shift_mm for r in regs), default=0.0),
         "seconds": timings, "warnings": warnings,
     }
+    z_ranges = [tuple(np.sort((s.affine @ np.array([[0, 0, 0, 1], [0, 0, s.volume().array.shape[2] - 1, 1]]).T)[2]))
+                for s in t1]
     extras = {"t1_before": before, "body_mask": mask, "n4_fields": [(f, s.affine) for f, s in zip(t1_fields, t1)],
-              "station_extents": [s.volume().centre_mm for s in t1]}
+              "station_z_mm": z_ranges}
     return ProcessedScan(t1_out.image, b1000.image, adc, affine, labels, pd.DataFrame(rows), summary, extras)

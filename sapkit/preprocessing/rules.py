@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 from sapkit.errors import ConfigError
 
@@ -197,10 +196,9 @@ def load_rules(path: str | Path | None = None) -> Rules:
     path = Path(path) if path else default_rules_path()
     if not path.is_file():
         raise ConfigError(f"rules file {path} does not exist; pass an existing YAML (copy {default_rules_path()})")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"rules file {path} is not valid YAML ({exc}); fix the syntax") from None
+    from sapkit.io.yaml_io import load_yaml_file
+
+    raw = load_yaml_file(path, what=f"rules file {path}") or {}
     if not isinstance(raw, Mapping) or not isinstance(raw.get("rules"), list):
         raise ConfigError(f"rules file {path} must be a mapping with a 'rules' list (see {default_rules_path()})")
     rules = tuple(_parse_rule(r, f"rules file {path}, rule {i + 1}") if isinstance(r, Mapping) else

@@ -2,21 +2,26 @@
 
 Every step of the raw-scan pipeline is a function with its parameters here and can be switched
 off (``raw.n4.enabled=false`` …). Lengths are in mm, intensities in scanner units, b-values in
-s/mm². The dataclasses hold only plain types so the profile loader (:mod:`sapkit.config`) can
-build and override them like every other section; :func:`check_raw_config` validates the choices.
+s/mm². Fields declare their choices (``Literal``) and ranges (``bounded``) like every section of
+:mod:`sapkit.config`, so the profile loader checks them; :func:`check_raw_config` adds the checks
+that involve several fields (pyramid lengths, percentile order).
 """
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
+from typing import Literal
 
+from sapkit._config_loader import bounded
 from sapkit.errors import ConfigError
 
 __all__ = ["N4Config", "StandardiseConfig", "StitchConfig", "RegisterConfig", "NyulConfig", "RawSynthConfig",
-           "RawConfig", "check_raw_config", "CONVERTERS"]
+           "RawConfig", "check_raw_config", "CONVERTERS", "Converter"]
 
+Converter = Literal["dcm2niix", "simpleitk"]
 #: DICOM → NIfTI converters ``raw.converter`` may name.
-CONVERTERS = ("dcm2niix", "simpleitk")
+CONVERTERS: tuple[str, ...] = typing.get_args(Converter)
 
 
 @dataclass(frozen=True)
@@ -24,16 +29,17 @@ class N4Config:
     """N4 bias-field correction (SimpleITK) inside a body mask, per station.
 
     ``shrink_factor`` downsamples image and mask before fitting (the field is evaluated at full
-    resolution); ``iterations`` per fitting level; ``spline_distance_mm`` the B-spline
-    control-point spacing; ``dwi``: also correct DWI stations (field fitted on the lowest b-value,
+    resolution): the fit runs on voxels of ``shrink_factor`` × the T1 spacing (DWI stations, on a
+    coarser grid, are shrunk less; 2 suits the 3 mm demo grid, 4 a 1–1.5 mm clinical grid); ``iterations`` per fitting level (the spline mesh doubles at every level);
+    ``spline_distance_mm`` the B-spline mesh spacing at the last level; ``dwi``: also correct DWI stations (field fitted on the lowest b-value,
     applied to every b-value of the station, so ADC is unchanged).
     """
 
     enabled: bool = True
-    shrink_factor: int = 2
-    iterations: tuple[int, ...] = (50, 50, 30)
-    convergence_threshold: float = 1e-4
-    spline_distance_mm: float = 120.0
+    shrink_factor: int = bounded(2, 1)
+    iterations: tuple[int, ...] = (50, 50)
+    convergence_threshold: float = bounded(1e-3, 0.0, low_open=True)
+    spline_distance_mm: float = bounded(200.0, 0.0, low_open=True)
     dwi: bool = True
 
 
@@ -41,15 +47,15 @@ class N4Config:
 class StandardiseConfig:
     """Inter-station intensity standardisation: scale each station to its neighbour from their overlap.
 
-    The factor between neighbours is the ratio of their median intensities over the overlap
-    (voxels inside both body masks), chained outwards from the ``reference`` station
+    The factor between neighbours is their intensity ratio over the overlap
+    (median voxel-wise ratio inside both body masks), chained outwards from the ``reference`` station
     (``centre``, ``first`` = head end, ``last`` = feet end, ``largest`` = most body voxels).
     An overlap with fewer than ``min_overlap_voxels`` joint body voxels keeps factor 1 (QC warns).
     """
 
     enabled: bool = True
-    reference: str = "centre"
-    min_overlap_voxels: int = 50
+    reference: Literal["centre", "first", "last", "largest"] = "centre"
+    min_overlap_voxels: int = bounded(50, 1)
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class StitchConfig:
     (weights sum to 1); ``none`` takes each voxel from the station whose ramp weight is largest.
     """
 
-    blend: str = "ramp"
+    blend: Literal["ramp", "none"] = "ramp"
 
 
 @dataclass(frozen=True)
@@ -69,20 +75,22 @@ class RegisterConfig:
 
     ``transform``: ``translation`` or ``rigid``; the moving image is the station's lowest b-value,
     the fixed image the stitched T1 inside its body mask, cropped to the station ± ``margin_mm``.
-    ``sampling_fraction`` of the fixed-mask voxels are sampled (fixed seed: deterministic);
-    ``shrink_factors``/``smoothing_mm`` define the pyramid. A result farther than
+    ``sampling_fraction`` of the fixed-mask voxels are sampled (regular grid: deterministic);
+    ``shrink_factors``/``smoothing_mm`` define the pyramid; the simplex optimiser stops after
+    ``iterations`` or when it moves less than ``tolerance_mm``. A result farther than
     ``max_shift_mm`` from the scanner position is rejected (identity kept, QC flags it).
     """
 
     enabled: bool = True
-    transform: str = "translation"
-    bins: int = 32
-    sampling_fraction: float = 0.5
-    iterations: int = 200
+    transform: Literal["translation", "rigid"] = "translation"
+    bins: int = bounded(32, 8)
+    sampling_fraction: float = bounded(0.3, 0.0, 1.0, low_open=True)
+    iterations: int = bounded(300, 1)
+    tolerance_mm: float = bounded(0.02, 0.0, low_open=True)
     shrink_factors: tuple[int, ...] = (2, 1)
     smoothing_mm: tuple[float, ...] = (4.0, 0.0)
     margin_mm: float = 20.0
-    max_shift_mm: float = 25.0
+    max_shift_mm: float = bounded(25.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -95,7 +103,7 @@ class NyulConfig:
     """
 
     enabled: bool = False
-    fit_on: str = "healthy"
+    fit_on: Literal["healthy", "all"] = "healthy"
     percentiles: tuple[float, ...] = (1.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 99.0)
     scale: tuple[float, float] = (0.0, 100.0)
 
@@ -112,16 +120,16 @@ class RawSynthConfig:
     Rician noise of sd ``t1_noise`` / ``dwi_noise`` (scanner units) is added after bias and scale.
     """
 
-    n_stations: int = 5
-    overlap_mm: float = 36.0
-    dwi_inplane_factor: float = 2.0
-    dwi_slice_factor: float = 1.5
+    n_stations: int = bounded(5, 4, 8)
+    overlap_mm: float = bounded(36.0, 0.0, low_open=True)
+    dwi_inplane_factor: float = bounded(2.0, 1.0)
+    dwi_slice_factor: float = bounded(1.5, 1.0)
     b_values: tuple[float, ...] = (50.0, 1000.0)
     shift_mm: tuple[float, float] = (2.0, 8.0)
     scale_step: tuple[float, float] = (1.25, 1.6)
-    bias_strength: float = 0.25
-    t1_noise: float = 8.0
-    dwi_noise: float = 6.0
+    bias_strength: float = bounded(0.25, 0.0)
+    t1_noise: float = bounded(8.0, 0.0)
+    dwi_noise: float = bounded(6.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -140,10 +148,11 @@ class RawConfig:
     synthetic: bool = False
     labels: str = ""
     rules: str = ""
-    converter: str = "dcm2niix"
-    jobs: int = 1
-    b_value: float = 1000.0
-    b_tolerance: float = 150.0
+    converter: Converter = "dcm2niix"
+    jobs: int = bounded(1, 1)
+    threads: int = bounded(2, 1)
+    b_value: float = bounded(1000.0, 0.0, low_open=True)
+    b_tolerance: float = bounded(150.0, 0.0)
     write_adc: bool = True
     synth: RawSynthConfig = field(default_factory=RawSynthConfig)
     n4: N4Config = field(default_factory=N4Config)
@@ -153,55 +162,36 @@ class RawConfig:
     nyul: NyulConfig = field(default_factory=NyulConfig)
 
 
-_CHOICES = {
-    "converter": CONVERTERS, "standardise.reference": ("centre", "first", "last", "largest"),
-    "stitch.blend": ("ramp", "none"), "register.transform": ("translation", "rigid"),
-    "nyul.fit_on": ("healthy", "all"),
-}
-
-
 def check_raw_config(config: RawConfig) -> RawConfig:
-    """Validate the choices and ranges of a :class:`RawConfig`; return it unchanged.
+    """Check what the field declarations cannot: choices and ranges of a config built in code, and
+    the relations between fields (pyramid lengths, percentile order, pairs of bounds).
 
     Raises
     ------
     ConfigError
-        Listing every bad value with its allowed range, e.g. ``raw.register.transform``.
+        Listing every bad value with what is allowed, e.g. ``raw.register.transform``.
 
     Examples
     --------
     >>> check_raw_config(RawConfig()).converter
     'dcm2niix'
     """
+    from sapkit._config_loader import build, to_plain_dict
+
+    build(RawConfig, to_plain_dict(config), prefix="raw.")  # choices and ranges of every field
     problems = []
-    for key, allowed in _CHOICES.items():
-        value = config
-        for part in key.split("."):
-            value = getattr(value, part)
-        if value not in allowed:
-            problems.append(f"raw.{key} = {value!r} must be one of {allowed}")
-    s = config.synth
+    s, r, n = config.synth, config.register, config.nyul
     checks = [
-        (config.jobs >= 1, f"raw.jobs = {config.jobs} must be ≥ 1"),
-        (config.b_value > 0 and config.b_tolerance >= 0, "raw.b_value must be > 0 and raw.b_tolerance ≥ 0"),
-        (config.n4.shrink_factor >= 1 and len(config.n4.iterations) >= 1 and min(config.n4.iterations) >= 1,
-         "raw.n4.shrink_factor ≥ 1 and raw.n4.iterations ≥ 1 per level"),
-        (config.n4.spline_distance_mm > 0, "raw.n4.spline_distance_mm must be > 0"),
-        (0 < config.register.sampling_fraction <= 1, "raw.register.sampling_fraction must be in (0, 1]"),
-        (len(config.register.shrink_factors) == len(config.register.smoothing_mm) >= 1,
-         "raw.register.shrink_factors and raw.register.smoothing_mm need one entry per level"),
-        (config.register.bins >= 8 and config.register.iterations >= 1, "raw.register.bins ≥ 8, iterations ≥ 1"),
-        (len(config.nyul.percentiles) >= 3 and list(config.nyul.percentiles) == sorted(config.nyul.percentiles)
-         and 0 <= config.nyul.percentiles[0] and config.nyul.percentiles[-1] <= 100,
+        (len(config.n4.iterations) >= 1 and min(config.n4.iterations) >= 1, "raw.n4.iterations needs ≥ 1 level, each ≥ 1"),
+        (len(r.shrink_factors) == len(r.smoothing_mm) >= 1 and min(r.shrink_factors) >= 1,
+         "raw.register.shrink_factors (each ≥ 1) and raw.register.smoothing_mm need one entry per pyramid level"),
+        (len(n.percentiles) >= 3 and list(n.percentiles) == sorted(set(n.percentiles))
+         and 0 <= n.percentiles[0] and n.percentiles[-1] <= 100,
          "raw.nyul.percentiles must be ≥ 3 increasing values in [0, 100]"),
-        (config.nyul.scale[1] > config.nyul.scale[0], "raw.nyul.scale must be (low, high) with high > low"),
-        (4 <= s.n_stations <= 8, f"raw.synth.n_stations = {s.n_stations} must be in [4, 8]"),
-        (s.overlap_mm > 0 and s.dwi_inplane_factor >= 1 and s.dwi_slice_factor >= 1,
-         "raw.synth.overlap_mm > 0, dwi_inplane_factor ≥ 1, dwi_slice_factor ≥ 1"),
+        (n.scale[1] > n.scale[0], "raw.nyul.scale must be (low, high) with high > low"),
         (len(s.b_values) >= 1 and min(s.b_values) >= 0, "raw.synth.b_values must be ≥ 0 s/mm²"),
         (0 <= s.shift_mm[0] <= s.shift_mm[1], "raw.synth.shift_mm must be (low, high) with 0 ≤ low ≤ high"),
         (1 <= s.scale_step[0] <= s.scale_step[1], "raw.synth.scale_step must be (low, high) with 1 ≤ low ≤ high"),
-        (s.bias_strength >= 0 and s.t1_noise >= 0 and s.dwi_noise >= 0, "raw.synth bias and noise must be ≥ 0"),
     ]
     problems += [message for ok, message in checks if not ok]
     if problems:

@@ -3,10 +3,12 @@
 Protocol (docs/method.md §6): folds come from ``splits.json``. The model of test fold ``k`` trains on every
 other fold, the tuning fold included, and predicts fold ``k``; per init one more model,
 ``fold_tune``, trains on the test folds only and predicts the tuning fold (whose predictions tune
-the threshold). ``lesion.label_fraction`` < 1 trains on a seeded subset of the training patients
-(label-efficiency studies). Validation curves use the held-out fold's lesion patches; they
-monitor training only — test predictions use ``model_final.pt`` unless ``lesion.checkpoint=best``
-(then selection saw the test fold: optimistic, a diagnostic).
+the threshold). Validation never sees the predicted fold: ``lesion.val_fraction`` (12.5 %) of the
+training patients, at least one, are set aside by a seeded draw (:func:`validation_subjects`) and
+not trained on; the validation curves and ``model_best.pt`` use them only. The predicted fold's
+scans are read after training. ``lesion.label_fraction`` < 1 then trains on a seeded subset of the
+remaining training patients (label-efficiency studies). Test predictions use ``model_final.pt``
+unless ``lesion.checkpoint=best``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from sapkit.data.manifest import load_manifest
 from sapkit.io.run_paths import RunDir
 from sapkit.data.splits import fold_subjects, load_splits, test_folds, training_subjects
 
-__all__ = ["FoldResult", "resolve_folds", "label_subset", "finetune", "finetune_all", "folds_table"]
+__all__ = ["FoldResult", "resolve_folds", "label_subset", "validation_subjects", "finetune", "finetune_all",
+           "folds_table"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,31 @@ def label_subset(subjects: Sequence[str], fraction: float, *, seed: int) -> list
     return sorted(rng.choice(ordered, size=n, replace=False).tolist())
 
 
+def validation_subjects(subjects: Sequence[str], fraction: float, *, seed: int) -> list[str]:
+    """The seeded validation patients of a fold: ``max(1, round(fraction × n))`` of its ``n`` training subjects.
+
+    Validation must leave at least one patient to train on: with ``fraction`` 0 or fewer than two
+    training subjects the result is empty (no validation). The draw depends only on the sorted
+    subject ids and ``seed`` (its own stream, independent of :func:`label_subset`).
+
+    Examples
+    --------
+    >>> validation_subjects([f"p{i}" for i in range(16)], 0.125, seed=42) == validation_subjects(
+    ...     [f"p{i}" for i in reversed(range(16))], 0.125, seed=42)
+    True
+    >>> len(validation_subjects([f"p{i}" for i in range(16)], 0.125, seed=42)), validation_subjects(["a"], 0.125, seed=0)
+    (2, [])
+    """
+    if not 0 <= fraction < 1:
+        raise ConfigError(f"lesion.val_fraction must be in [0, 1), got {fraction}")
+    ordered = sorted(map(str, subjects))
+    if fraction == 0 or len(ordered) < 2:
+        return []
+    n = min(max(1, int(round(fraction * len(ordered)))), len(ordered) - 1)
+    rng = np.random.default_rng([seed, 7907])
+    return sorted(rng.choice(ordered, size=n, replace=False).tolist())
+
+
 def finetune(
     run_dir: str | Path, config: Config, *, init: str, fold: str | int, data: str | Path | None = None,
     pretrained: str | Path | None = None, resume: bool = False, predict: bool = True, progress: bool = True,
@@ -119,20 +147,26 @@ def finetune(
     splits = load_splits(run_dir)
     fold = str(fold)
     held_out = fold_subjects(splits, fold)
-    train_subjects = label_subset(training_subjects(splits, fold), config.lesion.label_fraction, seed=config.seed)
-    if cases is None:
-        pct = config.preprocess.clip_percentiles
-        train_cases = load_cases(manifest, cohort="patient", subjects=train_subjects, percentiles=pct,
-                                 progress=progress)
-        val_cases = load_cases(manifest, cohort="patient", subjects=held_out, percentiles=pct)
-    else:
-        train_ids, held_ids = set(map(str, train_subjects)), set(map(str, held_out))
-        train_cases = [c for c in cases if c.subject_id in train_ids]
-        val_cases = [c for c in cases if c.subject_id in held_ids]
-    if config.lesion.val_max_scans:  # curves on a few held-out scans; all of them are predicted below
-        monitored = val_cases[: config.lesion.val_max_scans]
-    else:
-        monitored = val_cases
+    candidates = training_subjects(splits, fold)
+    val_subjects = validation_subjects(candidates, config.lesion.val_fraction, seed=config.seed)
+    if config.lesion.checkpoint == "best" and not val_subjects:
+        raise ConfigError(f"lesion.checkpoint=best needs validation patients, but fold {fold} sets none aside "
+                          f"(lesion.val_fraction={config.lesion.val_fraction:g}, {len(candidates)} training patients); "
+                          "set lesion.val_fraction > 0 with >= 2 training patients, or lesion.checkpoint=final")
+    train_subjects = label_subset([s for s in candidates if s not in set(val_subjects)],
+                                  config.lesion.label_fraction, seed=config.seed)
+    pct = config.preprocess.clip_percentiles
+
+    def patient_cases(subjects: Sequence[str], show: bool = False) -> list[Any]:
+        if cases is None:
+            return list(load_cases(manifest, cohort="patient", subjects=list(subjects), percentiles=pct,
+                                   progress=show)) if subjects else []
+        ids = set(map(str, subjects))
+        return [c for c in cases if c.subject_id in ids]
+
+    train_cases = patient_cases(train_subjects, progress)
+    val_cases = patient_cases(val_subjects)
+    monitored = val_cases[: config.lesion.val_max_scans] if config.lesion.val_max_scans else val_cases
     if not train_cases:
         raise SapkitError(f"fold {fold} has no training patients in {manifest.path}; check splits.json")
     rd = RunDir(run_dir)
@@ -141,11 +175,12 @@ def finetune(
     train_lesion(run_dir, config, init=init, fold=fold, train_cases=train_cases, val_cases=monitored,
                  sampler=sampler, pretrained=pretrained, resume=resume, progress=progress)
     predictions: list[Path] = []
-    if predict and rank == 0:
+    if predict and rank == 0:  # the predicted fold is read only now, after training
         checkpoint = rd.lesion_model(init, fold, which="best" if config.lesion.checkpoint == "best" else "final")
-        scan_ids = [c.scan_id for c in val_cases]
+        held_cases = patient_cases(held_out)
+        scan_ids = [c.scan_id for c in held_cases]
         predict_manifest(checkpoint, manifest, rd.predictions(init), config=config, scan_ids=scan_ids,
-                         progress=progress, cases={c.scan_id: c for c in val_cases})
+                         progress=progress, cases={c.scan_id: c for c in held_cases})
         predictions = [rd.probability_map(init, s) for s in scan_ids]
     return FoldResult(init, fold, out, tuple(predictions), len(train_subjects))
 

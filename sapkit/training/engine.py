@@ -7,7 +7,9 @@ CUDA; only rank 0 writes), validation every ``val_every`` epochs, ``model_best.p
 ``model_final.pt`` / ``checkpoint_last.pt``, an atomically rewritten ``log.csv`` (loss, learning
 rate per group, validation metrics, seconds per epoch), a ``tqdm`` progress bar, exact resume
 (refused when the configuration changed, see :func:`sapkit.training.resume.config_differences`; files a killed run left
-half-written in the hidden staging folder are removed), and ``MODEL_CARD.md``.
+half-written in the hidden staging folder are removed), ``MODEL_CARD.md``, and a divergence guard
+(:mod:`sapkit.training.divergence`: the first non-finite loss, gradient or weight stops training
+before anything of that epoch is saved).
 The tasks themselves (networks, losses, validation, data) live in :mod:`sapkit.training.skeleton_task`,
 :mod:`sapkit.training.ssl_task` and :mod:`sapkit.training.lesion_task`.
 
@@ -41,6 +43,7 @@ from torch import nn
 from sapkit.data.augment import augment, augment_rng
 from sapkit.io.checkpoints import save_checkpoint
 from sapkit.config import Config, config_to_dict
+from sapkit.training.divergence import check_step, check_weights
 from sapkit.training.distributed import DistContext, all_mean, barrier, setup_distributed
 from sapkit.errors import ConfigError
 from sapkit.io.atomic import atomic_write_text, remove_stale_temporaries
@@ -154,6 +157,7 @@ def fit(
     stop_after: int | None = None,
     progress: bool = True,
     transfer: pd.DataFrame | None = None,
+    unused_parameters: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``sampler``'s patches; the shared loop of every task.
 
@@ -192,6 +196,10 @@ def fit(
         Show a tqdm bar (rank 0).
     transfer : DataFrame, optional
         Transfer report to carry in the result.
+    unused_parameters : bool
+        Some parameters of ``model`` receive no gradient in a step (DDP's ``find_unused_parameters``;
+        e.g. the SSL model, whose losses use only the backbone's encoder). Same numbers, one more
+        graph traversal per step under DDP; no effect in one process.
 
     Returns
     -------
@@ -204,6 +212,9 @@ def fit(
         checkpoint's (:func:`sapkit.training.resume.config_differences`).
     CheckpointError
         On resume, an unsafe checkpoint or one of another task.
+    TrainingError
+        A loss, gradient or weight became non-finite (:mod:`sapkit.training.divergence`); nothing of the
+        failing epoch is saved, the previous ``checkpoint_last.pt`` / ``model_best.pt`` stay.
     """
     out_dir = Path(out_dir)
     tc = task_config
@@ -215,7 +226,8 @@ def fit(
         with torch.random.fork_rng(devices=[d.device] if d.device.type == "cuda" else []):
             return _fit(out_dir, config, d, task=task, model=model, groups=groups, sampler=sampler, step=step,
                         validate=validate, tc=tc, augment_samples=augment_samples, card=card, resume=resume,
-                        stop_after=stop_after, progress=progress, transfer=transfer)
+                        stop_after=stop_after, progress=progress, transfer=transfer,
+                        unused_parameters=unused_parameters)
     finally:
         if d.owns_group:
             import torch.distributed as dist
@@ -225,7 +237,8 @@ def fit(
 
 def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.Module, groups: list[dict[str, Any]],
          sampler: Any, step: StepFn, validate: ValFn | None, tc: Any, augment_samples: bool, card: dict[str, Any],
-         resume: bool, stop_after: int | None, progress: bool, transfer: pd.DataFrame | None) -> TrainResult:
+         resume: bool, stop_after: int | None, progress: bool, transfer: pd.DataFrame | None,
+         unused_parameters: bool) -> TrainResult:
     from tqdm.auto import tqdm
 
     layout = memory_format_for(d.device)
@@ -258,7 +271,8 @@ def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.
             rows = old[old["epoch"] <= start].to_dict("records")
     net: nn.Module = model
     if d.world_size > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None,
+                                                  find_unused_parameters=unused_parameters)
 
     def log_row(epoch: int, losses: dict[str, float], lrs: list[float], val: dict[str, float], seconds: float) -> None:
         row: dict[str, Any] = {"epoch": epoch, **losses}
@@ -309,8 +323,12 @@ def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.
             optimizer.zero_grad(set_to_none=True)
             losses = step(net, x, y, gen, autocast)
             scaler.scale(losses["loss"]).backward()
+            where = dict(task=task, epoch=epoch + 1, step=n_batches + 1, amp=use_amp, world_size=d.world_size,
+                         lrs={n: g["lr"] for n, g in zip(names, optimizer.param_groups)}, kept=md.checkpoint_last)
+            check_step(net, losses, x, **where)
             scaler.step(optimizer)
             scaler.update()
+            check_weights(model, device=d.device, **where)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n_batches += 1

@@ -117,9 +117,9 @@ def training_plan(run_dir: str | Path, config: Any, task: str, *, world_size: in
                   fold: str | int = "0", data: str | Path | None = None, count_samples: bool = True) -> TrainPlan:
     """What each of ``world_size`` processes will do in ``sapkit train task``.
 
-    With ``count_samples`` the training scans are read and the task's sampler is built for rank
-    0 (as the run will), so the patch and step counts are exact; a missing run folder or manifest
-    leaves them None.
+    With ``count_samples`` the patch and step counts are exact: skeleton/SSL patches are counted
+    from the manifest, the lesion sampler is built for rank 0 (the fold's patient scans are
+    read); a missing run folder or manifest leaves them None.
 
     Parameters
     ----------
@@ -141,7 +141,7 @@ def training_plan(run_dir: str | Path, config: Any, task: str, *, world_size: in
     n = None
     if count_samples:
         try:
-            n = len(_rank0_sampler(Path(run_dir), config, task, world_size=world_size, fold=str(fold), data=data))
+            n = _samples_per_rank(Path(run_dir), config, task, world_size=world_size, fold=str(fold), data=data)
         except (SapkitError, FileNotFoundError):
             n = None
     steps = None if n is None else math.ceil(n / tc.batch_size)
@@ -150,30 +150,31 @@ def training_plan(run_dir: str | Path, config: Any, task: str, *, world_size: in
                      samples_per_epoch=n, steps_per_epoch=steps, total_steps=None if steps is None else steps * tc.epochs)
 
 
-def _rank0_sampler(run_dir: Path, config: Any, task: str, *, world_size: int, fold: str, data: Any) -> Any:
-    """The sampler rank 0 builds in ``sapkit train`` (same scans, seed and sharding)."""
-    from sapkit.data.cases import load_cases
+def _samples_per_rank(run_dir: Path, config: Any, task: str, *, world_size: int, fold: str, data: Any) -> int:
+    """Patches rank 0 draws per epoch in ``sapkit train`` (same scans, seed and sharding).
+
+    Skeleton and SSL patches are ``samples_per_volume`` per healthy training scan, counted from
+    the manifest without reading images; the lesion count needs the lesion sampler itself (its
+    positives are the lesions of the training scans), so the fold's patient scans are read.
+    """
     from sapkit.data.manifest import load_manifest
     from sapkit.data.splits import load_splits, training_subjects
     from sapkit.io.run_paths import RunDir
 
     manifest = load_manifest(RunDir.data_dir(run_dir, data))
     splits = load_splits(run_dir)
-    pct = tuple(config.preprocess.clip_percentiles)
     if task in ("skeleton", "ssl"):
-        from sapkit.training.skeleton_sampler import PatchSampler
-
-        tc = getattr(config, task)
-        cases = load_cases(manifest, cohort="healthy", subjects=splits["healthy"]["train"], percentiles=pct)
-        return PatchSampler(cases, roi=tc.roi, samples_per_volume=tc.samples_per_volume,
-                            label="skeleton" if task == "skeleton" else None, seed=config.seed, rank=0,
-                            world_size=world_size)
+        scans = manifest.scans
+        train = set(map(str, splits["healthy"]["train"]))
+        n_scans = int(((scans["cohort"] == "healthy") & scans["subject_id"].astype(str).isin(train)).sum())
+        return steps_per_epoch(n_scans * int(getattr(config, task).samples_per_volume), world_size, 1)[0]
+    from sapkit.data.cases import load_cases
     from sapkit.training.cross_validation import label_subset
     from sapkit.training.lesion_sampler import build_sampler
 
     subjects = label_subset(training_subjects(splits, fold), config.lesion.label_fraction, seed=config.seed)
-    cases = load_cases(manifest, cohort="patient", subjects=subjects, percentiles=pct)
-    return build_sampler(cases, config.lesion, seed=config.seed, rank=0, world_size=world_size)
+    cases = load_cases(manifest, cohort="patient", subjects=subjects, percentiles=tuple(config.preprocess.clip_percentiles))
+    return len(build_sampler(cases, config.lesion, seed=config.seed, rank=0, world_size=world_size))
 
 
 def _executable(name: str) -> str:

@@ -86,4 +86,8 @@ def train_ssl(
     return fit(RunDir(run_dir).ssl.path, config, task="ssl", model=model,
                groups=[{"name": "all", "params": list(model.parameters()), "lr": sc.lr}], sampler=sampler,
                step=step, validate=validate, task_config=sc, augment_samples=False, card=card, resume=resume,
-               stop_after=stop_after, progress=progress)
+               stop_after=stop_after, progress=progress,
+               # The SSL losses read only the backbone's encoder (encoder_features): its decoder and
+               # segmentation head get no gradient, which DDP refuses at the second step unless told.
+               # They stay at their seeded initialisation and are saved so the checkpoint is a whole backbone.
+               unused_parameters=True)

@@ -171,3 +171,20 @@ def test_all_problems_are_listed_at_once(tiny_cohort):
 def test_missing_manifest_explains_how_to_get_one(tmp_path):
     with pytest.raises(ManifestError, match="sapkit synth"):
         load_manifest(tmp_path)
+
+
+def test_a_yaml_bomb_manifest_is_refused_in_well_under_a_second(tiny_cohort):
+    import time
+
+    from sapkit.errors import ManifestError
+
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
+    bomb = "\n".join(lines) + "\nname: *i\ncsv: manifest.csv\n"
+    assert len(bomb.encode()) < 1024  # 1 KB that expands to 9**9 values
+    tiny_cohort.write_text(bomb)
+    start = time.perf_counter()
+    with pytest.raises(ManifestError, match=r"manifest\.yaml expands to more than 100,000 values through aliases"):
+        load_manifest(tiny_cohort)
+    assert time.perf_counter() - start < 1.0

@@ -144,3 +144,117 @@ def test_unknown_reorientation_is_a_config_error(lps_input, tmp_path):
     src, _, _ = lps_input
     with pytest.raises(ConfigError, match="reorient must be 'RAS' or None, got 'LPS'"):
         prepare_manifest(src, tmp_path / "out", reorient="LPS")
+
+
+# ---------------------------------------------------------------- issue 14: geometry and untouched inputs
+def _code_zero_cohort(root):
+    """Two healthy scans whose files store no orientation (qform_code = sform_code = 0)."""
+    from conftest import write_tiny_cohort
+
+    write_tiny_cohort(root, n_healthy=2, n_patients=0)
+    for path in sorted(root.glob("*.nii.gz")):
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj)
+        if path.name.endswith("_t1.nii.gz"):
+            data = np.zeros_like(data)
+            data[1, 2, 3] = 7.0  # one bright voxel to follow into the output
+        hdr = nib.Nifti1Header()
+        hdr.set_data_dtype(data.dtype)
+        hdr.set_data_shape(data.shape)
+        hdr.set_zooms((2.0, 2.0, 3.0))
+        nib.save(nib.Nifti1Image(data, None, hdr), str(path))
+    return root
+
+
+def test_code_zero_inputs_keep_every_voxel_in_the_world(tmp_path):
+    src = _code_zero_cohort(tmp_path / "in")
+    t1 = nib.load(str(src / "h00_t1.nii.gz"))
+    assert int(t1.header["qform_code"]) == int(t1.header["sform_code"]) == 0
+    world = t1.affine @ [1, 2, 3, 1]  # the documented rule: nibabel's fallback affine
+    assert world[0] > 0  # x flipped (LAS): the bright voxel sits right of the centre
+    with pytest.warns(UserWarning, match="stores no orientation"):
+        out = prepare_manifest(src, tmp_path / "out")
+    back = nib.load(str(out.parent / "h00_s0_t1.nii.gz"))
+    assert int(back.header["qform_code"]) > 0 and int(back.header["sform_code"]) > 0
+    voxel = np.argwhere(np.asarray(back.dataobj) == 7.0)[0]
+    np.testing.assert_allclose(back.affine @ [*voxel, 1], world)  # was mirrored to -x before the fix
+    assert orientation_code(back.affine) == "RAS"
+
+
+def _digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _cohort_named_like_outputs(tmp_path, images_sub: str):
+    """A cohort whose image files are named ``<scan_id>_<column>.nii.gz`` (as prepare names its outputs)."""
+    from conftest import write_tiny_cohort
+
+    src = tmp_path / "raw"
+    write_tiny_cohort(src)
+    table = pd.read_csv(src / "manifest.csv", dtype=str, keep_default_na=False)
+    images = tmp_path / "data" / images_sub
+    images.mkdir(parents=True)
+    for i, row in table.iterrows():
+        for col in ("t1", "b1000", "skeleton_label", "lesion_label"):
+            if row[col]:
+                name = f"{row['scan_id']}_{col}.nii.gz"
+                (src / row[col]).rename(images / name)
+                table.loc[i, col] = f"{images_sub}/{name}".lstrip("/")
+    return write_manifest(tmp_path / "data", table, name="x", description="y"), images
+
+
+@pytest.mark.parametrize("where", ["manifest_folder", "image_folder", "data_root"])
+def test_out_over_the_inputs_is_refused_and_nothing_is_written(tmp_path, where):
+    from conftest import write_tiny_cohort
+
+    if where == "manifest_folder":  # data_root points elsewhere, --out = the manifest's folder
+        write_tiny_cohort(tmp_path / "scans")
+        table = pd.read_csv(tmp_path / "scans" / "manifest.csv", dtype=str, keep_default_na=False)
+        manifest = write_manifest(tmp_path / "meta", table, name="x", description="y", data_root="../scans")
+        out = tmp_path / "meta"
+    elif where == "image_folder":  # manifest in data/, the 18 images in data/images/ under the output names
+        manifest, out = _cohort_named_like_outputs(tmp_path, "images")
+    else:
+        manifest, out = tmp_path / "data" / "manifest.yaml", tmp_path / "data"
+        write_tiny_cohort(tmp_path / "data")
+    before = _digests(tmp_path)
+    with pytest.raises(ConfigError, match=r"--out .* (is the input data folder|would overwrite input file)"):
+        prepare_manifest(manifest, out)
+    assert _digests(tmp_path) == before
+
+
+def test_a_late_failing_scan_leaves_no_partial_output(tmp_path):
+    from conftest import write_tiny_cohort
+
+    from sapkit.errors import NiftiError
+
+    src = write_tiny_cohort(tmp_path / "in").parent
+    last = src / "p05_b1000.nii.gz"  # header fine, voxel data truncated: found only when decoded
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    with pytest.raises(NiftiError, match=r"(?s)p05_b1000\.nii\.gz is not a readable NIfTI.*stopped; the \d+ file\(s\) "
+                                         r"it had written into .*out were removed"):
+        prepare_manifest(src, out)
+    assert not out.exists() or sorted(p.name for p in out.rglob("*") if p.is_file()) == []
+
+
+def test_sheared_input_gives_consistent_qform_and_sform(tmp_path):
+    from conftest import write_tiny_cohort
+
+    src = write_tiny_cohort(tmp_path / "in", n_healthy=1, n_patients=0).parent
+    shear = np.array([[2.0, 0.4, 0, 0], [0, 2.0, 0, 0], [0, 0.3, 3.0, 0], [0, 0, 0, 1]])
+    for path in src.glob("*.nii.gz"):
+        img = nib.load(str(path))
+        new = nib.Nifti1Image(np.asarray(img.dataobj), shear)
+        new.set_sform(shear, code=1)
+        new.set_qform(shear, code=1)  # as a scanner export: both codes set (qform = nearest rotation)
+        nib.save(new, str(path))
+    out = prepare_manifest(src, tmp_path / "out")
+    for path in out.parent.glob("*.nii.gz"):
+        hdr = nib.load(str(path)).header
+        q_code, s_code = int(hdr["qform_code"]), int(hdr["sform_code"])
+        assert s_code > 0
+        if q_code > 0:  # whatever a reader picks, it places the voxels the same way
+            corners = np.array([[x, y, z, 1] for x in (0, 11) for y in (0, 9) for z in (0, 13)]).T
+            assert np.abs(hdr.get_qform() @ corners - hdr.get_sform() @ corners).max() < 1e-3

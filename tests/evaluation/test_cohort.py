@@ -146,3 +146,18 @@ def test_notebook_05_runs_headless(fake_run, tmp_path):
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     assert RunDir(fake_run).table1_md.is_file()
+
+
+def test_cli_cohort_jobs_match_serial(fake_run, tmp_path):
+    """``--jobs 2`` evaluates the cases in worker processes with the same tables, in the same order."""
+    from sapkit.cli import main
+
+    rd = RunDir(fake_run)
+    tables = []
+    for jobs in ("1", "2"):
+        out = EvalDir(tmp_path / f"jobs{jobs}")
+        assert main(["evaluate", "--manifest", str(rd.data), "--pred-dir", str(rd.predictions("ssl")),
+                     "--threshold", "0.4", "--out", str(out.path), "--jobs", jobs]) == 0
+        tables.append((pd.read_csv(out.table("patients")), pd.read_csv(out.table("lesions"))))
+    pd.testing.assert_frame_equal(tables[0][0], tables[1][0])
+    pd.testing.assert_frame_equal(tables[0][1], tables[1][1])

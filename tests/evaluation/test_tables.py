@@ -56,6 +56,8 @@ def test_table1_layout_and_markdown():
     patients, lesions = _tables()
     t = table1(table1_values(patients, lesions, froc_auc={"scratch": 2.0, "ssl": 3.0, "sap": 7.1}))
     assert t.columns[:4].tolist() == ["metric", "scratch median [95% CI]", "scratch IQR", "scratch paper"]
+    assert t.columns[4] == "scratch n"
+    assert t.loc[t.metric == "sensitivity ≥ 1 mL", "sap n"].tolist() == [8]  # NaN patients left out
     cell = t.loc[t.metric == "F2", "sap median [95% CI]"].item()
     assert cell.count("[") == 1 and cell.endswith("]")
     assert t.loc[t.metric == "FP per exam", "scratch paper"].item() == "13"

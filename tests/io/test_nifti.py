@@ -23,8 +23,9 @@ def test_round_trip_of_real_nifti_keeps_affine_codes_and_values(nibabel_data, tm
     out = save_nifti(data.astype(dtype), affine, tmp_path / "out.nii.gz", header=header)
     back = nib.load(str(out))
     np.testing.assert_allclose(back.affine, ref.affine, atol=1e-6)
-    assert int(back.header["qform_code"]) == int(ref.header["qform_code"])
-    assert int(back.header["sform_code"]) == int(ref.header["sform_code"])
+    q, s = int(ref.header["qform_code"]), int(ref.header["sform_code"])
+    # non-zero codes are kept; a zero code takes the other one's value (both are written set)
+    assert int(back.header["qform_code"]) == (q or s or 1) and int(back.header["sform_code"]) == (s or q or 1)
     assert back.get_data_dtype() == np.dtype(dtype)
     np.testing.assert_array_equal(np.asarray(back.dataobj), data.astype(dtype))
     assert _digest(src) == before  # input untouched
@@ -110,3 +111,83 @@ def test_read_scan_stacks_channels_and_checks_grid(tmp_path):
 def test_saved_gzip_is_valid(tmp_path):
     save_nifti(np.ones((2, 2, 2), np.uint8), np.eye(4), tmp_path / "m.nii.gz")
     assert gzip.decompress((tmp_path / "m.nii.gz").read_bytes())[:4] == (348).to_bytes(4, "little")
+
+
+# ---------------------------------------------------------------- header geometry (issue 14)
+def _raw_nifti(path, data, *, zooms=(2.0, 2.0, 3.0), sform=None, s_code=0, qform=None, q_code=0):
+    """A NIfTI written header-first, so nibabel does not fill in codes or an affine of its own."""
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(data.dtype)
+    hdr.set_data_shape(data.shape)
+    hdr.set_zooms(zooms)
+    if qform is not None:
+        hdr.set_qform(qform, code=q_code)
+    if sform is not None:
+        hdr.set_sform(sform, code=s_code)
+    nib.save(nib.Nifti1Image(data, None, hdr), str(path))
+    return path
+
+
+def test_code_zero_file_uses_nibabels_fallback_warns_and_is_written_with_codes_set(tmp_path):
+    from sapkit.errors import GeometryWarning
+
+    data = np.zeros((10, 4, 4), np.float32)
+    data[7, 1, 1] = 1.0
+    src = _raw_nifti(tmp_path / "old_converter.nii.gz", data)
+    with pytest.warns(GeometryWarning, match=r"old_converter\.nii\.gz stores no orientation .*LAS"):
+        image, affine, header = read_image(src)
+    np.testing.assert_allclose(affine, nib.load(str(src)).affine)  # the documented rule: nibabel's fallback
+    world = affine @ [7, 1, 1, 1]
+    out = save_nifti(*reorient_to_ras(image, affine), tmp_path / "out.nii.gz", header=header)
+    back = nib.load(str(out))
+    assert int(back.header["qform_code"]) > 0 and int(back.header["sform_code"]) > 0
+    voxel = np.argwhere(np.asarray(back.dataobj) == 1.0)[0]
+    np.testing.assert_allclose(back.affine @ [*voxel, 1], world)  # same world position (x was mirrored before)
+
+
+@pytest.mark.parametrize("sform, message", [
+    (np.array([[2, 0, 0, np.nan], [0, 2, 0, 0], [0, 0, 3, 0], [0, 0, 0, 1.0]]), r"has a non-finite affine"),
+    (np.diag([2.0, 0.0, 3.0, 1.0]), r"has an invalid geometry: voxel spacing \(2, 0, 3\) mm"),
+    (np.array([[2, 2, 0, 0], [1, 1, 0, 0], [0, 0, 3, 0], [0, 0, 0, 1.0]]), r"has an invalid geometry: .*singular \(flat\) affine"),
+])
+def test_invalid_affines_are_refused_by_every_reader(tmp_path, sform, message):
+    from sapkit.errors import NiftiError
+    from sapkit.io.nifti import nifti_header
+
+    path = _raw_nifti(tmp_path / "bad.nii.gz", np.ones((4, 5, 6), np.float32), sform=sform, s_code=1)
+    for reader in (read_image, read_label, nifti_header):
+        with pytest.raises(NiftiError, match=r"bad\.nii\.gz " + message):
+            reader(path)
+
+
+def test_zero_pixdim_without_sform_is_refused_not_set_to_one(tmp_path):
+    from sapkit.errors import NiftiError
+
+    path = _raw_nifti(tmp_path / "flat.nii.gz", np.ones((4, 5, 6), np.float32), zooms=(2.0, 1.0, 3.0))
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[84:88] = np.float32(0.0).tobytes()  # pixdim[2] = 0, as an old exporter writes it (nibabel refuses to)
+    path.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(NiftiError, match=r"flat\.nii\.gz has an invalid voxel spacing pixdim \(2, 0, 3\) mm"):
+        read_image(path)
+
+
+def test_sheared_affine_is_written_as_one_geometry(tmp_path):
+    sheared = np.array([[2.0, 0.3, 0, 5], [0, 2.0, 0, -4], [0, 0.2, 3.0, 1], [0, 0, 0, 1]])
+    out = save_nifti(np.ones((20, 30, 10), np.float32), sheared, tmp_path / "s.nii.gz")
+    hdr = nib.load(str(out)).header
+    np.testing.assert_allclose(nib.load(str(out)).affine, sheared, atol=1e-6)
+    # a qform cannot hold a shear: it is switched off rather than left 0.49 mm away from the sform
+    assert int(hdr["qform_code"]) == 0 and int(hdr["sform_code"]) == 1
+
+
+def test_qform_and_sform_disagreeing_by_more_than_a_voxel_warn_naming_both(tmp_path):
+    from sapkit.errors import GeometryWarning
+
+    q = np.diag([2.0, 2.0, 3.0, 1.0])
+    q[0, 3] = 10.0
+    path = _raw_nifti(tmp_path / "qs.nii.gz", np.ones((4, 5, 6), np.float32), sform=np.diag([2.0, 2.0, 3.0, 1.0]),
+                      s_code=1, qform=q, q_code=1)
+    with pytest.warns(GeometryWarning, match=r"qs\.nii\.gz: its qform \(code 1, RAS\) and sform \(code 1, RAS\) "
+                                             r"disagree by 10 mm.*uses the sform"):
+        _, affine, _ = read_image(path)
+    assert affine[0, 3] == 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import LabelError
 from sapkit.labels.label_maps import FINE_ATLAS, FINE_TO_SKELETON
 from sapkit.labels.mapping import (TOTALSEG_TOTAL_MR, TOTALSEG_VERTEBRAE_MR, bone_volumes, fine_to_skeleton,
                            lesion_volume_table, majority_vote_components, skeleton_qc_table, totalseg_to_fine,
@@ -27,7 +27,7 @@ def test_fine_to_skeleton_follows_spec_grouping():
     (np.zeros((2, 2, 2), np.float32), "integers"),
 ])
 def test_fine_to_skeleton_rejects_bad_input(array, message):
-    with pytest.raises(MetricInputError, match=message):
+    with pytest.raises(LabelError, match=message):
         fine_to_skeleton(array)
 
 
@@ -49,9 +49,9 @@ def test_totalseg_to_fine_and_skeleton():
     assert fine.tolist() == [26, 29, 24, 24, 0, 61]
     assert [FINE_ATLAS[v] for v in fine[:3]] == ["femur L", "hip bone R", "L5"]
     assert totalseg_to_skeleton(total, levels)[:, 0, 0].tolist() == [4, 5, 3, 3, 0, 0]
-    with pytest.raises(MetricInputError, match="vertebrae_mr"):
+    with pytest.raises(LabelError, match="vertebrae_mr"):
         totalseg_to_fine(total)
-    with pytest.raises(MetricInputError, match=r"values \[51\]"):
+    with pytest.raises(LabelError, match=r"values \[51\]"):
         totalseg_to_fine(np.full((1, 1, 1), 51, np.int16))
 
 
@@ -69,7 +69,7 @@ def test_majority_vote_by_6_connected_component():
     assert out26[3, 3, 0] == out26[4, 4, 0] == 5  # tie → smaller label
     assert out26[2, 0, 0] == out26[3, 0, 0] == 7
     assert majority_vote_components(np.zeros((2, 2, 2), np.uint8)).sum() == 0  # empty stays empty
-    with pytest.raises(MetricInputError, match="connectivity"):
+    with pytest.raises(LabelError, match="connectivity"):
         majority_vote_components(lab, connectivity=8)
 
 
@@ -80,7 +80,7 @@ def test_bone_volumes_anisotropic():
     femur = table.set_index("bone").loc["femur"]
     assert femur["n_voxels"] == 8 and femur["volume_ml"] == pytest.approx(8 * 10 / 1000)
     assert len(table) == 9 and table["n_voxels"].sum() == 8
-    with pytest.raises(MetricInputError, match="spacing_mm"):
+    with pytest.raises(LabelError, match="spacing_mm"):
         bone_volumes(lab, spacing_mm=(1.0, 0.0, 1.0))
 
 

@@ -9,7 +9,7 @@ import pytest
 from sapkit.config import load_config
 from sapkit.data.manifest import load_manifest
 from sapkit.data.phantom import generate_cohorts, make_grid, make_scan, make_sites, make_subject
-from sapkit.errors import MetricInputError
+from sapkit.errors import LabelError, MetricInputError
 from sapkit.io.nifti import read_label
 from sapkit.io.run_paths import RunDir
 from sapkit.labels.propagation import (FINE_BONE_GROUPS, SKELETON_BONE_GROUPS, per_bone_dice, propagate_labels,
@@ -59,13 +59,13 @@ def test_per_bone_dice_hand_computed_and_empty():
     d = per_bone_dice(a, b, groups={"femur L": (26,), "sternum": (36,)})
     assert d["femur L"] == pytest.approx(2 * 1 / 5)
     assert np.isnan(d["sternum"])  # absent in both: undefined
-    with pytest.raises(MetricInputError, match="one grid"):
+    with pytest.raises(MetricInputError, match="one grid"):  # raised by sapkit.metrics
         per_bone_dice(a, b[:3])
 
 
 def test_propagate_rejects_mismatched_label():
     img = np.zeros((8, 8, 8), np.float32)
-    with pytest.raises(MetricInputError, match="moving_label shape"):
+    with pytest.raises(LabelError, match="moving_label shape"):
         propagate_labels(img, np.zeros((8, 8, 7), np.int16), img, moving_affine=np.eye(4), fixed_affine=np.eye(4))
 
 
@@ -110,5 +110,5 @@ def test_propagation_table_without_repeat_scans_is_empty(tiny_cohort, tmp_path):
     assert table.empty and table.columns.tolist() == list(SKELETON_BONE_GROUPS)
     assert table.index.names == ["scan_id", "stage"]
     assert RunDir(tmp_path).propagation_dice_csv.is_file()
-    with pytest.raises(MetricInputError, match="n_subjects must be ≥ 1"):
+    with pytest.raises(LabelError, match="n_subjects must be ≥ 1"):
         propagation_dice_table(load_manifest(tiny_cohort), n_subjects=0)

@@ -69,3 +69,17 @@ def test_froc_from_real_counts_and_missing_threshold():
     assert curve.auc == pytest.approx(0 + 15 * 1.0)  # sensitivity 1 already at 0 FP
     with pytest.raises(MetricInputError, match="missing"):
         froc_curve(pd.concat([c, c.assign(scan_id="q").iloc[:2]]))
+
+
+def test_froc_reports_last_point_and_extrapolated_share():
+    import pandas as pd
+
+    from sapkit.metrics import froc_curve
+
+    counts = pd.DataFrame({"scan_id": ["a", "a", "b", "b"], "threshold": [0.3, 0.6, 0.3, 0.6],
+                           "tp": [2, 1, 1, 1], "n_lesions": [2, 2, 2, 2], "fp": [4, 1, 2, 0],
+                           "tp_large": [0, 0, 0, 0], "n_large_lesions": [0, 0, 0, 0], "fp_large": [0, 0, 0, 0]})
+    c = froc_curve(counts, max_fp=15.0)
+    assert c.last_fp_per_exam == 3.0  # (4 + 2) / 2 exams at the lowest threshold
+    assert c.extrapolated_share == 12.0 / 15.0
+    assert froc_curve(counts, max_fp=2.0).extrapolated_share == 0.0

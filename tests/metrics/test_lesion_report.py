@@ -55,8 +55,11 @@ def test_one_voxel_touch_any_vs_iou():
     i = lesion_report(gt, pred, spacing_mm=(1, 1, 1), hit="iou:0.5").patient
     assert (a.tp, a.fn, a.fp) == (1, 0, 0)
     assert (i.tp, i.fn, i.fp) == (0, 1, 1)
-    # Dice inside the lesion's box padded by ceil(2 mm / 1 mm) + 1 = 3 voxels: 4³ prediction voxels
-    assert a.dice_detected == pytest.approx(2 / (343 + 64))
+    # default: the whole 7³ predicted component counts
+    assert a.dice_detected == pytest.approx(2 / (343 + 343))
+    # "box": only its voxels inside the lesion's box padded by ceil(2 mm / 1 mm) + 1 = 3 voxels (4³)
+    box = lesion_report(gt, pred, spacing_mm=(1, 1, 1), lesion_scores="box").patient
+    assert box.dice_detected == pytest.approx(2 / (343 + 64))
 
 
 def test_one_prediction_covering_two_lesions():
@@ -67,8 +70,12 @@ def test_one_prediction_covering_two_lesions():
     a = lesion_report(gt, pred, spacing_mm=(1, 1, 1), hit="any")
     assert (a.patient.tp, a.patient.fn, a.patient.fp) == (2, 0, 0)
     assert a.predictions["matched_lesion_ids"].tolist() == ["1;2"]
-    # Dice inside each lesion's padded box (pad = ceil(2/1)+1 = 3): box z-range covers 7 of the 12 slices
-    assert a.lesions["dice"].tolist() == pytest.approx([2 * 125 / (125 + 25 * 8)] * 2)
+    # default: each lesion against the whole 300-voxel bridge
+    assert a.lesions["dice"].tolist() == pytest.approx([2 * 125 / (125 + 300)] * 2)
+    assert a.lesions["iou"].tolist() == pytest.approx([125 / 300] * 2)
+    # "box" (pad = ceil(2/1)+1 = 3): the box's z-range covers 8 of the 12 slices
+    box = lesion_report(gt, pred, spacing_mm=(1, 1, 1), lesion_scores="box")
+    assert box.lesions["dice"].tolist() == pytest.approx([2 * 125 / (125 + 25 * 8)] * 2)
     i = lesion_report(gt, pred, spacing_mm=(1, 1, 1), hit="iou:0.3").patient
     assert (i.tp, i.fn, i.fp) == (1, 1, 0)  # one-to-one: the second lesion is missed
     i5 = lesion_report(gt, pred, spacing_mm=(1, 1, 1), hit="iou:0.5").patient

@@ -94,8 +94,9 @@ def test_report_csv(tmp_path):
     report = transfer_weights(lesion, build_model(TINY["unet"], 10).state_dict(), init="sap")
     path = save_transfer_report(report, tmp_path / "transfer.csv")
     back = pd.read_csv(path)
-    assert list(back.columns) == ["tensor", "part", "shape", "source_shape", "source_name", "status", "source",
-                                  "layout", "remaps"]
+    assert list(back.columns) == ["tensor", "part", "shape", "source_shape", "source_name", "status", "reason",
+                                  "source", "layout", "remaps"]
+    assert set(back.loc[back["status"] == "skipped-by-rule", "reason"]) == {"output head: re-created for the new classes"}
     assert set(back["remaps"]) == {"none"} and set(back["layout"]) == {"bare"}
     assert back["status"].value_counts().to_dict() == report["status"].value_counts().to_dict()
 
@@ -113,3 +114,76 @@ def test_discriminative_learning_rates_paper():
         assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(net.parameters()))
     with pytest.raises(ConfigError, match="init must be one of"):
         lesion_param_groups(net, init="imagenet", lesion_config=LesionConfig())
+
+
+def _tang_released_layout(feature_size: int, extra: bool = True) -> dict:
+    """A state dict in the layout of Tang et al.'s released SSL file (``model_swinvit.pt``).
+
+    That file holds ``{"state_dict": ...}`` saved from a DDP-wrapped bare Swin transformer trained on
+    1-channel CT: keys ``module.patch_embed.proj.weight``, ``module.layers1.0.blocks.0.mlp.fc1.weight``
+    … (MONAI's ``SwinUNETR.load_from`` reads exactly these names), plus SSL heads the lesion model
+    does not have. Built here from MONAI's own Swin transformer with 1 input channel.
+    """
+    from monai.networks.nets import SwinUNETR
+
+    torch.manual_seed(3)
+    swin = SwinUNETR(in_channels=1, out_channels=2, feature_size=feature_size).swinViT
+    state = {}
+    for key, value in swin.state_dict().items():
+        name = key.replace(".mlp.linear1.", ".mlp.fc1.").replace(".mlp.linear2.", ".mlp.fc2.")
+        state[f"module.{name}"] = value.clone()
+    if extra:
+        state["module.rotation_head.weight"] = torch.randn(4, 16 * feature_size)
+        state["module.contrastive_head.weight"] = torch.randn(512, 16 * feature_size)
+    return {"state_dict": state}
+
+
+def test_tang_released_ssl_layout_loads_with_inflated_patch_embedding(tmp_path):
+    file = tmp_path / "model_swinvit.pt"
+    released = _tang_released_layout(12)
+    torch.save(released, file)
+    src = released["state_dict"]
+    model = build_model(TINY["swinunetr"], 2, seed=0)
+    report = transfer_weights(model, file, init="ssl")
+    rows = report.set_index("tensor")
+    swin_keys = [k for k in model.state_dict() if k.startswith("swinViT.")]
+    assert rows.loc["swinViT.patch_embed.proj.weight", "status"] == "inflated"
+    assert rows.loc["swinViT.patch_embed.proj.weight", "source_shape"] == (12, 1, 2, 2, 2)
+    assert rows.loc["swinViT.patch_embed.proj.weight", "shape"] == (12, 2, 2, 2, 2)
+    assert "divided by 2" in rows.loc["swinViT.patch_embed.proj.weight", "reason"]
+    assert (rows.loc[[k for k in swin_keys if k != "swinViT.patch_embed.proj.weight"], "status"] == "loaded").all()
+    # truthful source names: the key as the file stores it
+    fc1 = "swinViT.layers2.0.blocks.1.mlp.linear1.weight"
+    assert rows.loc[fc1, "source_name"] == "module.layers2.0.blocks.1.mlp.fc1.weight"
+    assert rows.loc["swinViT.layers4.0.downsample.reduction.weight", "source_name"] == \
+        "module.layers4.0.downsample.reduction.weight"
+    extra = report.loc[report["status"] == "not-in-target", "source_name"].tolist()
+    assert sorted(extra) == ["module.contrastive_head.weight", "module.rotation_head.weight"]
+    others = rows.loc[[k for k in model.state_dict() if not k.startswith("swinViT.")]]
+    assert (others["status"] == "skipped-by-rule").all() and others["reason"].str.len().gt(0).all()
+    assert report.attrs["n_loaded"] == len(swin_keys)
+    assert "'mlp.fc1/fc2' -> 'mlp.linear1/linear2'" in report.attrs["remaps"]
+    # values: copied bit for bit, the 1-channel patch embedding spread over 2 channels and halved
+    state = model.state_dict()
+    assert torch.equal(state[fc1], src["module.layers2.0.blocks.1.mlp.fc1.weight"])
+    w1 = src["module.patch_embed.proj.weight"]
+    assert torch.equal(state["swinViT.patch_embed.proj.weight"], torch.cat([w1, w1], 1) / 2)
+    # the documented rule: 2 identical channels give the 1-channel network's patch embedding
+    x1 = torch.rand(1, 1, 64, 64, 64)
+    from monai.networks.nets import SwinUNETR
+
+    ref = SwinUNETR(in_channels=1, out_channels=2, feature_size=12).swinViT
+    ref.load_state_dict({k[len("module."):].replace(".mlp.fc1.", ".mlp.linear1.").replace(".mlp.fc2.", ".mlp.linear2."): v
+                         for k, v in src.items() if "_head" not in k})
+    with torch.no_grad():
+        a = model.swinViT.patch_embed(torch.cat([x1, x1], 1))
+        b = ref.patch_embed(x1)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_tang_layout_of_other_sizes_is_refused_naming_the_tensor(tmp_path):
+    file = tmp_path / "model_swinvit.pt"
+    torch.save(_tang_released_layout(24), file)  # a feature_size-24 file into a feature_size-12 model
+    with pytest.raises(CheckpointError, match=r"feature_size.*pretrained model's") as err:
+        transfer_weights(build_model(TINY["swinunetr"], 2, seed=0), file, init="ssl")
+    assert "module.patch_embed.proj.weight" in str(err.value) or "shape-mismatch" in str(err.value)

@@ -233,3 +233,90 @@ def test_demo_notebook_in_chromium(lab, run_dir):
             (run_dir / "chromium_flags.txt").write_text(" ".join(CHROMIUM_FLAGS + flags))
             context.close()
     assert not errors, f"errors in the page (see {run_dir}):\n" + "\n".join(errors)
+
+
+def _notebook_05_for(smoke_run: Path, folder: Path) -> Path:
+    """Notebook 05 with its parameters cell pointing at the session's smoke run."""
+    nb = json.loads((REPO / "notebooks" / "05_lesion_analysis.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    cell["source"] = f'profile = "smoke"\nrun_dir = {str(smoke_run)!r}\noverrides = {{}}\ngallery_init = "sap"\ngallery_size = 2\n'
+    path = folder / "05_lesion_analysis.ipynb"
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def _lesion_count(page) -> int:
+    text = page.locator(".sapkit-lesion-explorer").inner_text()
+    match = re.search(r"(\d+)\s+lesions,", text)
+    assert match, text
+    return int(match.group(1))
+
+
+def test_notebook_05_in_chromium(lab, run_dir, smoke_series):
+    """The real notebook 05 on the smoke run: 3D viewer with overlays, explorer image, slider → lesion count."""
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    notebook = _notebook_05_for(smoke_series, run_dir / "lab_root")
+    n_cells = sum(c["cell_type"] == "code" for c in json.loads(notebook.read_text())["cells"])
+    shots = run_dir / "notebook_05"
+    shots.mkdir(exist_ok=True)
+    errors: list[str] = []
+    with sync_playwright() as p:
+        context = _launch(p, run_dir / "profile05", [])
+        page = context.new_page()
+        if not page.evaluate("() => !!document.createElement('canvas').getContext('webgl2')"):
+            context.close()
+            context = _launch(p, run_dir / "profile05s", SWIFTSHADER_FLAGS)
+            page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+        try:
+            page.goto(f"{base}/lab/tree/{notebook.name}?token={token}", wait_until="domcontentloaded")
+            page.wait_for_function("() => /Python \\(sapkit\\)\\s*\\|\\s*Idle/.test(document.querySelector("
+                                   "'.jp-StatusBar-Widget, #jp-main-statusbar')?.innerText || '')", timeout=90_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+            page.wait_for_function(
+                "(n) => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.innerText);"
+                " return p.length === n && p.every(t => /\\[\\d+\\]/.test(t)); }", arg=n_cells, timeout=400_000)
+            page.screenshot(path=str(shots / "01_after_run_all.png"), full_page=True)
+            assert not page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] "
+                                    ":text('Traceback')").count()
+
+            # 1) the 3D viewer (live JupyterLab: ipyniivue) drew the scan with its overlays
+            viewer = page.locator(".jp-CodeCell .jp-OutputArea", has_text="viewer: ipyniivue").first
+            canvas = viewer.locator("canvas").first
+            canvas.wait_for(state="visible", timeout=60_000)
+            canvas.scroll_into_view_if_needed()
+            page.wait_for_timeout(3000)
+            shot = viewer.screenshot(path=str(shots / "02_viewer.png"))
+            assert _bright_fraction(page, shot) > 0.02, "the viewer canvas stayed black"
+
+            # 2) the explorer's image panel holds the projection image and a title
+            explorer = page.locator(".sapkit-lesion-explorer")
+            explorer.scroll_into_view_if_needed()
+            explorer.locator(".js-plotly-plot g.hm image").first.wait_for(state="attached", timeout=60_000)
+            assert explorer.locator(".js-plotly-plot .gtitle").first.inner_text().strip()
+            explorer.screenshot(path=str(shots / "03_explorer_tuned.png"))
+
+            # 3) moving the slider changes the lesion count (down to 0.05, else up to 0.95)
+            before = _lesion_count(page)
+            handle = explorer.locator(".widget-slider .noUi-handle").first
+            changed = False
+            for key in ("ArrowLeft", "ArrowRight"):
+                handle.focus()
+                for _ in range(19):
+                    page.keyboard.press(key)
+                try:
+                    page.wait_for_function(
+                        "(n) => { const m = /(\\d+)\\s+lesions,/.exec(document.querySelector("
+                        "'.sapkit-lesion-explorer').innerText); return m && +m[1] !== n; }", arg=before, timeout=20_000)
+                    changed = True
+                    break
+                except Exception:  # playwright's TimeoutError: try the other end of the slider
+                    continue
+            explorer.screenshot(path=str(shots / "04_explorer_moved.png"))
+            assert changed, f"the lesion count stayed {before} at both ends of the slider"
+        finally:
+            context.close()
+    assert not errors, f"errors in the page (see {shots}):\n" + "\n".join(errors)

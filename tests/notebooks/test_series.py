@@ -64,7 +64,34 @@ def test_evaluation_tables_and_report(smoke_series):
     threshold = json.loads(rd.threshold_json.read_text())
     assert set(threshold) >= {"scratch", "ssl", "sap"}
     report = rd.report_html.read_text()
-    assert "Table 1" in report and "Lesion fine-tuning: learning curves" in report and "plotly" in report
+    assert "Table 1" in report and "Lesion fine-tuning: learning curves" in report and "plotly-gz" in report
+    for title in ("Paired tests", "FROC, all lesions", "FROC, lesions ≥ 1 mL", "Patient F2 per init",
+                  "Mean lesion Dice per patient", "Threshold tuning", "Detection rate vs lesion volume"):
+        assert title in report, title
+    assert rd.report_html.stat().st_size <= 2_000_000
+
+
+def _outputs(rd: RunDir, name: str) -> list[dict]:
+    nb = json.loads(rd.notebook(name).read_text())
+    return [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+
+
+def test_no_widget_progress_bar_is_stored_in_an_executed_notebook(smoke_series):
+    rd = RunDir(smoke_series)
+    for name in NOTEBOOKS:
+        widgets = [o for o in _outputs(rd, name) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        assert not widgets, (name, len(widgets))
+        text = "".join("".join(o.get("text", "")) for o in _outputs(rd, name))
+        assert "running over TCP without encryption" not in text
+
+
+def test_notebook_05_looks_at_a_case(smoke_series):
+    rd = RunDir(smoke_series)
+    text = "".join("".join(o.get("text", "")) + json.dumps(o.get("data", {})) for o in _outputs(rd, "05_lesion_analysis"))
+    assert "viewer: plotly" in text  # headless: the static slice viewer, and the notebook says so
+    assert "largest missed lesion" in text or "largest lesion" in text
+    assert "sapkit-lesion-table" not in text and "</b> lesions," in text  # the explorer's static view and table
+    assert text.count("application/vnd.plotly.v1+json") >= 9  # 7 result figures + viewer + explorer, all stored
 
 
 def test_complete_notebooks_are_skipped_and_failures_name_the_cell(smoke_series, capsys):

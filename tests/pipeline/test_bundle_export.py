@@ -144,6 +144,28 @@ def test_network_config_rebuilds_each_backbone_with_the_same_weights(model, size
         assert torch.equal(net(x), reference(x))
 
 
+def test_bundle_preprocessing_is_the_sapkit_scaling_in_channel_order(tmp_path):
+    from monai.bundle import ConfigParser
+
+    from sapkit.data.intensity import scale_intensity
+    from sapkit.pipeline.bundle_export import inference_config
+
+    config = load_config("smoke", {"preprocess.clip_percentiles": [2.0, 98.0]})
+    pre = ConfigParser(inference_config(config, config.model)).get_parsed_content("preprocessing")
+    rng = np.random.default_rng(0)
+    raw = np.stack([rng.uniform(0, 1000, (9, 8, 7)), rng.gamma(2.0, 50.0, (9, 8, 7))], axis=-1).astype(np.float32)
+    nib.save(nib.Nifti1Image(raw, AFFINE), str(tmp_path / "scan.nii.gz"))
+    image = pre({"image": str(tmp_path / "scan.nii.gz")})["image"]
+    expected = scale_intensity(np.moveaxis(raw, -1, 0), percentiles=(2.0, 98.0))
+    assert tuple(image.shape) == (2, 9, 8, 7)
+    assert float(np.abs(image.numpy() - expected).max()) < 1e-6  # channel 0 stays T1, channel 1 b1000
+    np.testing.assert_allclose(np.asarray(image.affine), AFFINE)
+    nib.save(nib.Nifti1Image(raw[..., 0], AFFINE), str(tmp_path / "t1_only.nii.gz"))
+    with pytest.raises(RuntimeError) as info:
+        pre({"image": str(tmp_path / "t1_only.nii.gz")})
+    assert "has 7 channels after moving the 4th dimension first; give 4D NIfTI files" in str(info.value.__cause__)
+
+
 def test_refuses_what_the_bundle_cannot_reproduce(tiny, tmp_path):
     run, _ = tiny
     with pytest.raises(ConfigError, match="infer.tta_flip=false"):

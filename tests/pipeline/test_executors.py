@@ -149,7 +149,7 @@ def _grid(tmp_path: Path, reuse: Path, base: str) -> Path:
     path.write_text(yaml.safe_dump(sort_keys=False, data={
         "profile": "smoke", "base_dir": base, "reuse": str(reuse),
         "notebooks": ["04_lesion_finetuning", "05_lesion_analysis"],
-        "fixed": {"lesion.inits": ["scratch"], "lesion.val_max_scans": 1, "eval.n_bootstrap": 20},
+        "fixed": {"lesion.inits": ["sap"], "lesion.val_max_scans": 1, "eval.n_bootstrap": 20},
         "grid": {"seed": [1, 2], "lesion.label_fraction": [0.5, 1.0]},
         "resources": {"array_parallelism": 2, "time_min": 30},
     }))

@@ -1,5 +1,6 @@
 """sapkit reproduce on tiny stand-in notebooks: parameters, skipping, failures."""
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -61,3 +62,17 @@ def test_unknown_notebook_and_bad_override_fail_fast(tmp_path):
     with pytest.raises(ConfigError, match="unknown config key 'lesion.epochz'"):
         reproduce("smoke", tmp_path, {"lesion.epochz": 1}, progress=False)
 
+
+
+def test_a_killed_kernel_is_reported_with_notebook_cell_and_resume_command(tmp_path):
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    _notebook(folder / "oom.ipynb", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer does")
+    params = {"profile": "demo", "run_dir": str(tmp_path / "run"), "overrides": {"lesion.epochs": 2}}
+    with pytest.raises(SapkitError) as info:
+        run_notebook("oom", tmp_path / "run", params, source_dir=folder, kernel=kernel_name())
+    message = str(info.value)
+    assert re.search(r"notebook oom failed in code cell \d+ \(`import os, signal`\): the kernel died — out of memory\?",
+                     message), message
+    assert f"resume with `sapkit reproduce --profile demo --run-dir {tmp_path / 'run'} -p lesion.epochs=2`" in message
+    assert not RunDir(tmp_path / "run").notebook_marker("oom").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import ConfigError
 from sapkit.labels.label_maps import SKELETON_CLASSES
 from sapkit.plotting.colors import (BONE_COLORS, INIT_COLORS, INIT_ORDER, LABEL_COLORS, PREDICTION_COLOR,
                                     REFERENCE_COLOR, axis_title, init_color, label_color, label_legend)
@@ -51,7 +51,7 @@ def test_bone_classes_have_fixed_distinct_colours_and_names_in_label_order():
     assert [name for _, name, _ in legend] == [SKELETON_CLASSES[k] for k in range(1, 10)]
     assert [c for _, _, c in legend] == [BONE_COLORS[k] for k in range(1, 10)]
     assert label_legend([7, 2, 7, 0]) == [(2, "label 2", label_color(2)), (7, "label 7", label_color(7))]
-    with pytest.raises(MetricInputError, match="0 is background"):
+    with pytest.raises(ConfigError, match="0 is background"):
         label_color(0)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import ConfigError
 from sapkit.evaluation.cohort import RunEvaluation
 from sapkit.metrics import FrocCurve, ThresholdChoice, froc_auc
 from sapkit.plotting import evaluation_figures as ef
@@ -53,7 +53,7 @@ def test_froc_figure_from_frames_sorted_with_operating_points():
     assert fig.data[2].marker.color == INIT_COLORS["sap"] and tuple(fig.data[2].x) == (1.0,)
     assert fig.layout.xaxis.title.text == "false positives per exam"
     assert fig.layout.yaxis.title.text == "lesion sensitivity"
-    with pytest.raises(MetricInputError, match="lacks columns"):
+    with pytest.raises(ConfigError, match="lacks columns"):
         ef.froc_figure({"sap": pd.DataFrame({"fp_per_patient": [1.0], "sensitivity": [0.5]})})
 
 
@@ -81,7 +81,7 @@ def test_evaluation_froc_figure_per_subset(evaluation):
     large = ef.evaluation_froc_figure(evaluation, subset="large")
     assert large.layout.title.text == "FROC, lesions ≥ 1 mL" and "AUC≤4" in large.data[0].name
     np.testing.assert_allclose(large.data[1].y, [0.5, 0.8, 1.0])
-    with pytest.raises(MetricInputError, match="subset must be one of"):
+    with pytest.raises(ConfigError, match="subset must be one of"):
         ef.evaluation_froc_figure(evaluation, subset="small")
 
 
@@ -102,7 +102,7 @@ def test_comparison_pvalues_pick_one_metric():
     assert ef.comparison_pvalues(table, "f2") == {("sap", "scratch"): 0.02, ("sap", "ssl"): 0.4}
     assert ef.comparison_pvalues(table, "dice_mean", column="p_value") == {("sap", "ssl"): 0.3}
     assert ef.comparison_pvalues(table, "nsd") == {}
-    with pytest.raises(MetricInputError, match="compare_inits"):
+    with pytest.raises(ConfigError, match="compare_inits"):
         ef.comparison_pvalues(table.drop(columns="p_bonferroni"), "f2")
 
 
@@ -135,5 +135,5 @@ def test_detection_by_volume_numbers_and_empty_bins():
     assert [t.name for t in fig.data] == ["SSL", "SAP"]
     assert list(fig.data[1].text) == ["1/2", "1/1", "2/2"] and fig.data[1].marker.color == INIT_COLORS["sap"]
     assert fig.layout.yaxis.title.text == "detection rate"
-    with pytest.raises(MetricInputError, match="increasing"):
+    with pytest.raises(ConfigError, match="increasing"):
         ef.detection_by_volume(lesions, bin_edges_ml=(1.0, 0.5))

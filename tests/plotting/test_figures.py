@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import ConfigError
 from sapkit.evaluation.statistics import TestResult
 from sapkit.plotting import figures
 from sapkit.plotting.colors import INIT_COLORS
@@ -19,7 +19,7 @@ def test_p_to_stars(p, stars):
 
 
 def test_p_to_stars_rejects_non_probabilities():
-    with pytest.raises(MetricInputError, match=r"in \[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"in \[0, 1\]"):
         figures.p_to_stars(1.2)
 
 
@@ -44,9 +44,9 @@ def test_learning_curves_from_csv_files(tmp_path):
 
 
 def test_learning_curves_errors(tmp_path):
-    with pytest.raises(MetricInputError, match="no file at"):
+    with pytest.raises(ConfigError, match="no file at"):
         figures.learning_curves({"sap": tmp_path / "missing.csv"})
-    with pytest.raises(MetricInputError, match="no column 'epoch'"):
+    with pytest.raises(ConfigError, match="no column 'epoch'"):
         figures.learning_curves({"sap": pd.DataFrame({"step": [0], "loss": [1.0]})})
 
 
@@ -66,7 +66,7 @@ def test_box_plot_with_significance_brackets():
     assert fig.layout.annotations[0].y == pytest.approx(top + span * 0.12)
     assert fig.layout.annotations[1].y == pytest.approx(top + span * 0.24)         # stacked above the first
     assert fig.layout.shapes[0].path == f"M 0,{top + span * 0.06} L 0,{top + span * 0.12} L 2,{top + span * 0.12} L 2,{top + span * 0.06}"
-    with pytest.raises(MetricInputError, match="names a group not in the table"):
+    with pytest.raises(ConfigError, match="names a group not in the table"):
         figures.box_figure(df, value="dice", pvalues={("sap", "mae"): 0.01})
 
 
@@ -106,5 +106,5 @@ def test_label_efficiency_averages_over_other_axes():
     assert [a.text for a in fig.layout.annotations] == ["median patient F2", "median per-patient Dice"]
     numbered = figures.label_efficiency_figure(summary.drop(columns="lesion.label_fraction"))
     assert list(numbered.data[2].x) == [0, 1, 2]
-    with pytest.raises(MetricInputError, match="aggregate_runs"):
+    with pytest.raises(ConfigError, match="aggregate_runs"):
         figures.label_efficiency_figure(summary.drop(columns="median_f2"))

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sapkit.data.manifest import load_manifest
-from sapkit.errors import MetricInputError
+from sapkit.errors import ConfigError
 from sapkit.evaluation.cohort import RunEvaluation
 from sapkit.io.nifti import save_nifti
 from sapkit.io.run_paths import RunDir
@@ -55,7 +55,7 @@ def test_gallery_panel_outlines_reference_and_prediction_in_mm(run):
         [(2.0, 3.0), (2.0, 6.0), (4.0, 3.0), (4.0, 6.0)]
     np.testing.assert_array_equal(np.sort(np.asarray(prediction.x)), np.sort(np.asarray(reference.x)))
     assert [a.text for a in fig.layout.annotations] == ["p02_s0 (0.10 mL)"]
-    with pytest.raises(MetricInputError, match="gallery items need columns"):
+    with pytest.raises(ConfigError, match="gallery items need columns"):
         lesion_gallery_figure(items.drop(columns="centroid_z_vox"), manifest=manifest, pred_dir=rd.predictions("sap"),
                               threshold=0.5)
 
@@ -70,7 +70,7 @@ def test_failure_gallery_selects_false_positives_and_missed_lesions(run):
     assert missed.layout.title.text == "SAP: largest missed lesions (1 missed)"
     assert [a.text for a in missed.layout.annotations] == ["p03_s0 (0.10 mL)"]
     assert len(missed.data[1].x) == 2 * 4 and len(missed.data[2].x) == 0  # p03's two 2×2 lesions, no prediction
-    with pytest.raises(MetricInputError, match="kind must be one of"):
+    with pytest.raises(ConfigError, match="kind must be one of"):
         failure_gallery_figure(evaluation, rd.root, kind="hits")
-    with pytest.raises(MetricInputError, match="was not evaluated"):
+    with pytest.raises(ConfigError, match="was not evaluated"):
         failure_gallery_figure(evaluation, rd.root, init="ssl")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sapkit.errors import ConfigError, MetricInputError
+from sapkit.errors import ConfigError
 from sapkit.labels.label_maps import SKELETON_CLASSES
 from sapkit.plotting.colors import BONE_COLORS, PREDICTION_COLOR, REFERENCE_COLOR
 from sapkit.plotting.slices import (image_panels_figure, label_boundaries, label_overlay_figure, slice_figure,
@@ -46,9 +46,9 @@ def test_slice_traces_fixed_label_values_keep_the_trace_count():
     plane = np.zeros((4, 4), np.float32)
     traces = slice_traces(plane, labels=np.zeros((4, 4), np.int16), label_values=[0, 1, 3])
     assert [t.name for t in traces] == ["image", "label 1", "label 3"] and all(len(t.x) == 0 for t in traces[1:])
-    with pytest.raises(MetricInputError, match="one 2-D plane"):
+    with pytest.raises(ConfigError, match="one 2-D plane"):
         slice_traces(np.zeros((2, 2, 2)))
-    with pytest.raises(MetricInputError, match="reference plane shape"):
+    with pytest.raises(ConfigError, match="reference plane shape"):
         slice_traces(plane, reference=np.zeros((3, 4), bool))
 
 
@@ -113,9 +113,9 @@ def test_label_overlay_figure_three_planes_through_the_point():
     # the sagittal plane x = 3 cuts label 1 (y 3..6, z 4..9): ring of 2*4 + 2*6 - 4 = 16
     sagittal_label_1 = fig.data[5]
     assert sagittal_label_1.name == "cervical spine" and len(sagittal_label_1.x) == 16
-    with pytest.raises(MetricInputError, match="not a voxel"):
+    with pytest.raises(ConfigError, match="not a voxel"):
         label_overlay_figure(image, labels, point=(12, 0, 0))
-    with pytest.raises(MetricInputError, match="labels shape"):
+    with pytest.raises(ConfigError, match="labels shape"):
         label_overlay_figure(image, labels[:5])
 
 
@@ -128,7 +128,7 @@ def test_image_panels_share_one_window_and_accept_tensors():
     assert [a.text for a in fig.layout.annotations] == ["clean", "half", "array"]
     assert [int(np.asarray(t.z).max()) for t in fig.data] == [255, 127, 255]      # middle axial slice z = 3
     assert np.asarray(fig.data[0].z).shape == (5, 4)
-    with pytest.raises(MetricInputError, match="different shapes"):
+    with pytest.raises(ConfigError, match="different shapes"):
         image_panels_figure({"a": np.zeros((4, 5, 6)), "b": np.zeros((4, 5, 7))})
-    with pytest.raises(MetricInputError, match="outside"):
+    with pytest.raises(ConfigError, match="outside"):
         image_panels_figure({"a": np.zeros((4, 5, 6))}, index=6)

@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from sapkit.errors import ConfigError, MetricInputError
+from sapkit.errors import ConfigError
 from sapkit.plotting import viewers as viz
 from sapkit.plotting.colors import PREDICTION_COLOR, label_color
 
@@ -179,11 +179,11 @@ def test_itkwidgets_gets_image_labels_and_spacing(monkeypatch):
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"image": np.zeros((4, 4))}, MetricInputError, r"\(X, Y, Z\) or \(C, X, Y, Z\)"),
-    ({"labels": np.zeros((4, 4, 5), np.int16)}, MetricInputError, "labels shape"),
-    ({"prediction": np.zeros((4, 4, 4), np.float32)}, MetricInputError, "threshold a probability map"),
-    ({"spacing_mm": (1.0, 0.0, 1.0)}, MetricInputError, "3 positive numbers"),
-    ({"image": np.zeros((2, 4, 4, 4)), "channel": 2}, MetricInputError, "channel 2 does not exist"),
+    ({"image": np.zeros((4, 4))}, ConfigError, r"\(X, Y, Z\) or \(C, X, Y, Z\)"),
+    ({"labels": np.zeros((4, 4, 5), np.int16)}, ConfigError, "labels shape"),
+    ({"prediction": np.zeros((4, 4, 4), np.float32)}, ConfigError, "threshold a probability map"),
+    ({"spacing_mm": (1.0, 0.0, 1.0)}, ConfigError, "3 positive numbers"),
+    ({"image": np.zeros((2, 4, 4, 4)), "channel": 2}, ConfigError, "channel 2 does not exist"),
     ({"axis": "oblique"}, ConfigError, "axis must be one of"),
 ])
 def test_bad_view_inputs(kwargs, error, match):

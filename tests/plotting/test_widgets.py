@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import ConfigError
 from sapkit.inference.postprocess import lesion_components
 from sapkit.plotting.colors import PREDICTION_COLOR, REFERENCE_COLOR
 from sapkit.plotting.widgets import lesion_explorer
@@ -73,8 +73,8 @@ def test_explorer_case_switch_limits_inits(explorer_inputs):
 
 def test_explorer_rejects_unmatched_ids(explorer_inputs):
     images, probs, _ = explorer_inputs
-    with pytest.raises(MetricInputError, match="no scan has both"):
+    with pytest.raises(ConfigError, match="no scan has both"):
         lesion_explorer({"other": images["p1"]}, probs, spacing_mm=1.0)
-    with pytest.raises(MetricInputError, match="init 'mae' has no probability maps"):
+    with pytest.raises(ConfigError, match="init 'mae' has no probability maps"):
         lesion_explorer(images, probs, spacing_mm=1.0, init="mae")
     assert lesion_explorer(images, probs, spacing_mm=1.0, init="ssl").init_picker.value == "ssl"

@@ -46,3 +46,19 @@ def test_torchrun_two_ranks_skeleton_then_lesion(tmp_path):
     transfer = pd.read_csv(rd.lesion("sap", 0).transfer_csv)
     assert set(transfer.loc[transfer["part"] == "head", "status"]) == {"skipped-by-rule"}
     assert set(transfer.loc[transfer["part"].isin(["encoder", "decoder"]), "status"]) == {"loaded"}
+
+
+def test_torchrun_two_ranks_ssl_takes_several_steps(tmp_path):
+    """SSL pretraining uses only the backbone's encoder: DDP must accept the unused decoder/head
+    (it failed at the second optimiser step with 'parameters that were not used in producing loss')."""
+    run_dir = write_train_cohort(tmp_path / "run")
+    # 2 training scans x 4 patches = 8 patches, 4 per rank, batch 2: 2 optimiser steps per rank and epoch
+    ssl = _torchrun("ssl", "--profile", "smoke", "--run-dir", str(run_dir), "-p", "ssl.epochs=2",
+                    "-p", "ssl.samples_per_volume=4", "-p", "ssl.batch_size=2")
+    assert ssl.returncode == 0, ssl.stderr[-3000:]
+    assert "Traceback" not in ssl.stderr
+    md = RunDir(run_dir).ssl
+    assert sorted(p.name for p in md.path.iterdir()) == ["MODEL_CARD.md", "log.csv", "model_best.pt", "model_final.pt"]
+    log = pd.read_csv(md.log_csv)
+    assert log["epoch"].tolist() == [0, 1, 2]
+    assert log["loss"].iloc[1:].notna().all() and (log["loss"].iloc[1:] > 0).all()

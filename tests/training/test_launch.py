@@ -73,6 +73,23 @@ def test_script_asks_slurm_for_the_nodes_and_states_the_plan(tmp_path):
                      time_min=1, log_dir=tmp_path)
 
 
+def test_skeleton_and_ssl_counts_from_the_manifest_match_the_sampler(tmp_path):
+    from sapkit.data.cases import load_cases
+    from sapkit.data.manifest import load_manifest
+    from sapkit.data.splits import load_splits
+    from sapkit.training.skeleton_sampler import PatchSampler
+
+    run_dir = write_train_cohort(tmp_path / "run", n_healthy=3, n_patients=3)
+    config = load_config("smoke", {"skeleton.samples_per_volume": 3})
+    cases = load_cases(load_manifest(RunDir(run_dir).data), cohort="healthy",
+                       subjects=load_splits(run_dir)["healthy"]["train"])
+    for world in (1, 2, 4):
+        sampler = PatchSampler(cases, roi=(32, 32, 32), samples_per_volume=3, label="skeleton", seed=1, rank=0,
+                               world_size=world)
+        plan = training_plan(run_dir, config, "skeleton", world_size=world)
+        assert plan.samples_per_epoch == len(sampler) and plan.steps_per_epoch == -(-len(sampler) // 2)
+
+
 @pytest.mark.skipif(not (BIN / "torchrun").exists() or not (BIN / "sapkit").exists(),
                     reason="torchrun or the sapkit console script is not installed")
 def test_printed_script_trains_with_two_local_ranks_the_documented_steps(tmp_path, capsys):

@@ -210,7 +210,7 @@ def test_cli_lesion_uses_finetune_label_fraction_and_predicts(tmp_path, capsys):
     assert "lesion: 1 epochs done" in out and "model_final.pt" in out and "probability maps in" in out
     rd = RunDir(run_dir)
     card = rd.lesion("scratch", 0).model_card.read_text()
-    assert "1 training patient scans" in card  # ceil(0.5 x 2) of the 2 training patients
+    assert "1 training patient scans" in card  # 2 training patients: 1 set aside for validation, ceil(0.5 x 1) trains
     expected = {rd.probability_map("scratch", f"{s}_s0") for s in fold_subjects(splits, "0")}
     assert expected and expected <= set(rd.predictions("scratch").iterdir())
 

@@ -194,7 +194,7 @@ def _write_dicom(raw_scan: RawScan, folder: Path, *, seed: int, study_date: str,
 
     def tags(number: int, description: str, image_type: tuple[str, ...], tr: float, te: float) -> SeriesTags:
         return SeriesTags(scan.subject_id, study, _uid(seed, scan.scan_id, "series", number), frame, number, description,
-                          image_type, study_date, "0900%02d" % number, scan.site, tr, te)
+                          image_type, study_date, "090000", f"0900{number:02d}", scan.site, tr, te)
 
     grid_affine = scan.grid.affine
     centre = scan.grid.shape[2] // 2
@@ -223,9 +223,9 @@ def _write_raw_scan(raw_scan: RawScan, out: Path, forms: tuple[str, ...], *, see
 
     scan = raw_scan.scan
     sid = scan.scan_id
-    quantised = {}
+    quantised, slopes = {}, {}
     for st in raw_scan.t1 + raw_scan.dwi:
-        slope = rescale_slope(list(st.images.values()))
+        slope = slopes[(st.sequence, st.number)] = rescale_slope(list(st.images.values()))
         for b, image in st.images.items():
             quantised[(st.sequence, st.number, b)] = quantise(image, slope)
     label_rows, station_rows, truth_rows = [], [], []
@@ -249,7 +249,7 @@ def _write_raw_scan(raw_scan: RawScan, out: Path, forms: tuple[str, ...], *, see
         for b in st.images:
             name = f"t1_st{st.number}" if b is None else f"dwi_b{b:g}_st{st.number}"
             path = f"nifti/{sid}/{name}.nii.gz"
-            save_nifti(quantised[(st.sequence, st.number, b)], st.affine, out / path, dtype=np.float32)
+            _save_scaled(quantised[(st.sequence, st.number, b)], st.affine, slopes[(st.sequence, st.number)], out / path)
             labels = next(r for r in label_rows if r["station"] == st.number) if b is None else {}
             station_rows.append({"subject_id": scan.subject_id, "scan_id": sid, "site": scan.site, "cohort": scan.cohort,
                                  "sequence": st.sequence, "b_value": "" if b is None else f"{b:g}", "station": st.number,
@@ -263,6 +263,22 @@ def _write_raw_scan(raw_scan: RawScan, out: Path, forms: tuple[str, ...], *, see
     for key, (array, dtype) in truth.items():
         save_nifti(array, scan.affine, out / "truth" / f"{sid}_{key}.nii.gz", dtype=dtype)
     return station_rows, label_rows, truth_rows
+
+
+def _save_scaled(values: npt.NDArray, affine: npt.NDArray, slope: str, path: Path) -> None:
+    """A station as a scanner export converts it: 16-bit integers with ``scl_slope`` (what dcm2niix writes)."""
+    import nibabel as nib
+
+    from sapkit.io.atomic import atomic_path
+
+    stored = np.rint(values.astype(np.float64) / float(slope)).astype(np.int16)
+    img = nib.Nifti1Image(stored, affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_slope_inter(float(slope), 0.0)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
 
 
 def _record(config: SynthConfig, raw: RawSynthConfig, forms: tuple[str, ...]) -> str:

@@ -1,0 +1,45 @@
+"""``sapkit preprocess INPUT --out DIR [--jobs N] [--labels CSV] [--rules YAML]``: raw scans → kit manifest."""
+
+from __future__ import annotations
+
+import argparse
+
+from sapkit.cli._common import add_profile_arguments, config_from_args
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="a DICOM folder (any nesting) or a stations CSV (per-station NIfTI files)")
+    parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/data); never inside INPUT")
+    parser.add_argument("--jobs", type=int, default=None, help="local worker processes (default raw.jobs, 1)")
+    parser.add_argument("--labels", default=None, help="labels CSV for DICOM input (scan_id, station, skeleton_label, "
+                                                       "lesion_label, fine_label)")
+    parser.add_argument("--rules", default=None, help="series classification rules YAML (default: the packaged rules.yaml)")
+    parser.add_argument("--force", action="store_true", help="recompute scans whose outputs are up to date")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_profile_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sapkit.io.run_paths import RunDir, default_run_dir
+    from sapkit.preprocessing.cohort import preprocess
+
+    config = config_from_args(args)
+    out = args.out or RunDir(args.run_dir or default_run_dir(config.profile)).data
+    result = preprocess(args.input, out, config.raw, jobs=args.jobs, labels=args.labels, rules=args.rules,
+                        force=args.force, progress=not args.no_progress)
+    scans = result.scans
+    for _, row in scans.iterrows():
+        note = row["error"] if row["status"] == "failed" else (row["warnings"] or "")
+        print(f"  {row['scan_id']:<20} {row['status']:<7} {note}")
+    failed = int((scans["status"] == "failed").sum())
+    print(f"{len(scans) - failed} of {len(scans)} scans preprocessed; QC: {result.out_dir / 'qc'}")
+    if result.series is not None:
+        unknown = int(result.series["sequence"].isin(["unknown", "unusable"]).sum())
+        print(f"{len(result.series)} DICOM series sorted ({unknown} unknown or unusable: see qc/series.csv)")
+    if result.manifest is None:
+        print("no scan succeeded: no manifest written (see qc/scans.csv)")
+        return 1
+    print(f"wrote {result.manifest}")
+    return 0

@@ -1,0 +1,339 @@
+"""``sapkit preprocess``: a DICOM folder or a stations CSV → a kit manifest, QC tables and figures.
+
+Scans are found (:mod:`sapkit.preprocessing.dicom` or :mod:`sapkit.preprocessing.stations`), each
+is preprocessed (:func:`sapkit.preprocessing.pipeline.preprocess_scan`) in this process or in
+``jobs`` local worker processes, and written atomically into its own folder (staged, then renamed).
+A scan that fails is listed with its error in ``qc/scans.csv`` and the others finish. A scan whose
+inputs and settings are unchanged since its last successful run is reused, not recomputed
+(``force`` recomputes). Nyúl standardisation, when enabled, is learned across the finished scans
+and applied last. The manifest (``manifest.yaml`` + ``manifest.csv``, written with
+:func:`sapkit.data.manifest.write_manifest`) lists the successful scans. The input is only read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sapkit.errors import SapkitError
+from sapkit.io.atomic import STAGING_DIR, atomic_write_text
+from sapkit.preprocessing.layout import PreprocessDir
+from sapkit.preprocessing.settings import RawConfig, check_raw_config
+from sapkit.preprocessing.stations import ScanSource
+
+__all__ = ["PreprocessResult", "SCAN_COLUMNS", "discover_scans", "scan_digest", "run_scan", "preprocess"]
+
+SCAN_COLUMNS = ("scan_id", "subject_id", "site", "cohort", "status", "error", "n_t1_stations", "n_dwi_stations",
+                "b_values", "shape", "spacing_mm", "dwi_body_coverage", "max_shift_mm", "seconds", "warnings")
+_OUTPUT_KEYS = {"skeleton_label": "skeleton", "lesion_label": "lesion", "fine_label": "fine"}
+
+
+@dataclass(frozen=True)
+class PreprocessResult:
+    """What ``sapkit preprocess`` produced: the manifest (None when no scan succeeded) and QC tables."""
+
+    out_dir: Path
+    manifest: Path | None
+    scans: pd.DataFrame
+    stations: pd.DataFrame
+    series: pd.DataFrame | None
+
+    def __repr__(self) -> str:
+        counts = self.scans["status"].value_counts().to_dict() if len(self.scans) else {}
+        return f"PreprocessResult({self.out_dir}; scans: {counts}; manifest: {self.manifest})"
+
+
+def discover_scans(input_path: str | Path, config: RawConfig, *, labels: str | Path | None = None,
+                   rules: str | Path | None = None, progress: bool = False
+                   ) -> tuple[list[ScanSource], pd.DataFrame | None, pd.DataFrame | None, str]:
+    """Find the scans of a DICOM folder or a stations CSV.
+
+    Returns
+    -------
+    scans : list of ScanSource
+    series, skipped : DataFrame or None
+        DICOM only: one row per series (classification, reason) and the files not used.
+    rules_text : str
+        The classification rules used ("" for a stations CSV), part of each scan's digest.
+
+    Raises
+    ------
+    SapkitError
+        ``input_path`` is neither a folder nor a ``.csv`` file; bad stations/labels CSV or rules.
+    """
+    from sapkit.preprocessing.dicom import scan_dicom_tree
+    from sapkit.preprocessing.rules import load_rules
+    from sapkit.preprocessing.stations import attach_labels, load_labels_csv, load_stations_csv
+
+    path = Path(input_path)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return load_stations_csv(path), None, None, ""
+    if not path.is_dir():
+        raise SapkitError(f"input {path} is neither a DICOM folder nor a stations CSV (.csv); pass one of them")
+    loaded = load_rules(rules or config.rules or None)
+    inventory = scan_dicom_tree(path, loaded, progress=progress)
+    scans = inventory.scans
+    label_file = labels or config.labels
+    if label_file:
+        table = load_labels_csv(label_file)
+        scans = [attach_labels(s, table) for s in scans]
+    return scans, inventory.series, inventory.skipped, Path(loaded.source).read_text()
+
+
+def scan_digest(source: ScanSource, config: RawConfig, rules_text: str = "") -> str:
+    """SHA-256 of a scan's inputs (names, sizes, modification times) and of the settings that shape it."""
+    from sapkit import __version__
+
+    files = [f for st in source.stations for _, fs in st.images for f in fs]
+    files += [p for st in source.stations for _, p in st.labels] + [p for _, p in source.labels]
+    stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) if os.path.exists(f) else (f, -1, -1) for f in files]
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("input", "synthetic", "labels", "jobs", "synth")}
+    blob = json.dumps([dataclasses.asdict(source), stats, settings, hashlib.sha256(rules_text.encode()).hexdigest(),
+                       __version__], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _write_outputs(processed, source: ScanSource, out: PreprocessDir, config: RawConfig) -> tuple[Path, dict[str, str]]:
+    """Write one scan's files into a fresh staging folder; return it and the manifest paths."""
+    from sapkit.io.nifti import save_nifti
+    from sapkit.preprocessing.qc import seam_montage, write_png
+
+    staging = out.scans_dir / STAGING_DIR / f"{source.scan_id}-{uuid.uuid4().hex[:8]}"
+    files = {"t1": ("t1", processed.t1, np.float32), "b1000": ("b1000", processed.b1000, np.float32)}
+    if processed.adc is not None and config.write_adc:
+        files["adc"] = ("adc", processed.adc, np.float32)
+    for name, array in processed.labels.items():
+        small = array.size == 0 or (array.min() >= 0 and array.max() < 256)
+        files[name] = (_OUTPUT_KEYS.get(name, name), array, np.uint8 if small else np.int16)
+    rel = {}
+    for column, (key, array, dtype) in files.items():
+        final = out.scan_file(source.scan_id, key)
+        save_nifti(array, processed.affine, staging / final.name, dtype=dtype)
+        rel[column] = final.relative_to(out.root).as_posix()
+    write_png(staging / out.scan_qc_png(source.scan_id).name, seam_montage(processed))
+    return staging, rel
+
+
+def _commit(staging: Path, final: Path) -> None:
+    if final.exists():
+        old = staging.parent / f"{final.name}-old-{uuid.uuid4().hex[:8]}"
+        os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, final)
+    try:
+        staging.parent.rmdir()
+    except OSError:
+        pass
+
+
+def run_scan(source: ScanSource, config: RawConfig, out_dir: str | Path, digest: str) -> dict[str, Any]:
+    """Preprocess and write one scan; never raises (a failure is returned as ``status: failed``).
+
+    Returns the scan's QC record: ``summary`` (a row of ``qc/scans.csv``), ``stations`` (rows of
+    ``qc/stations.csv``), ``files`` (manifest columns → paths relative to ``out_dir``).
+    """
+    from sapkit.preprocessing.bias import body_mask
+    from sapkit.preprocessing.nyul import landmarks
+    from sapkit.preprocessing.pipeline import preprocess_scan
+
+    out = PreprocessDir(out_dir)
+    start = time.perf_counter()
+    base = {"scan_id": source.scan_id, "subject_id": source.subject_id, "site": source.site, "cohort": source.cohort}
+    try:
+        processed = preprocess_scan(source, config)
+        record: dict[str, Any] = {"status": "ok", "digest": digest, "summary": {**processed.summary, "status": "ok"},
+                                  "stations": processed.stations.to_dict(orient="records")}
+        if config.nyul.enabled:
+            mask = body_mask(processed.t1)
+            record["landmarks"] = {ch: landmarks(getattr(processed, ch), mask, config.nyul.percentiles).tolist()
+                                   for ch in ("t1", "b1000")}
+        staging, record["files"] = _write_outputs(processed, source, out, config)
+        record["summary"]["seconds_total"] = round(time.perf_counter() - start, 2)
+        atomic_write_text(staging / "qc.json", json.dumps(record, indent=1, default=_json_default))
+        _commit(staging, out.scan_dir(source.scan_id))
+        return record
+    except Exception as exc:  # noqa: BLE001 - one failed scan must not stop the cohort
+        shutil.rmtree(out.scan_dir(source.scan_id), ignore_errors=True)
+        message = str(exc) if isinstance(exc, SapkitError) else f"{type(exc).__name__}: {exc}"
+        detail = "" if isinstance(exc, SapkitError) else traceback.format_exc(limit=3)
+        return {"status": "failed", "summary": {**base, "status": "failed", "error": message,
+                                                "seconds_total": round(time.perf_counter() - start, 2)},
+                "stations": [], "files": {}, "traceback": detail}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return str(value)
+
+
+def _reusable(source: ScanSource, out: PreprocessDir, digest: str) -> dict | None:
+    path = out.scan_qc_json(source.scan_id)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    files_ok = all((out.root / p).is_file() for p in record.get("files", {}).values())
+    return record if record.get("digest") == digest and record.get("status") == "ok" and files_ok else None
+
+
+def _run_all(todo: list[tuple[ScanSource, str]], config: RawConfig, out: PreprocessDir, jobs: int,
+             progress: bool) -> list[dict]:
+    from tqdm.auto import tqdm
+
+    results: list[dict] = []
+    bar = tqdm(total=len(todo), desc="preprocess scans", unit="scan", disable=not progress)
+    if jobs <= 1 or len(todo) <= 1:
+        for source, digest in todo:
+            results.append(run_scan(source, config, out.root, digest))
+            bar.update()
+        bar.close()
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_scan, s, config, out.root, d): s for s, d in todo}
+        for future in as_completed(futures):
+            source = futures[future]
+            try:
+                results.append(future.result())
+            except BrokenProcessPool as exc:
+                results.append({"status": "failed", "stations": [], "files": {}, "summary": {
+                    "scan_id": source.scan_id, "subject_id": source.subject_id, "site": source.site,
+                    "cohort": source.cohort, "status": "failed", "error": f"worker process died ({exc})"}})
+            bar.update()
+    bar.close()
+    return results
+
+
+def _scan_row(record: dict) -> dict:
+    s = record["summary"]
+    row = {c: s.get(c, "") for c in SCAN_COLUMNS}
+    row["status"] = "reused" if record.get("reused") else s.get("status")
+    row["seconds"] = s.get("seconds_total", "")
+    row["warnings"] = "; ".join(s.get("warnings", []))
+    return row
+
+
+def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | None = None, *,
+               jobs: int | None = None, labels: str | Path | None = None, rules: str | Path | None = None,
+               force: bool = False, progress: bool = True) -> PreprocessResult:
+    """Preprocess every scan of a DICOM folder or stations CSV into a kit data folder.
+
+    Parameters
+    ----------
+    input_path : path
+        A DICOM folder (any nesting) or a stations CSV (per-station NIfTI form). Never written to.
+    out_dir : path
+        Output folder (:class:`~sapkit.preprocessing.layout.PreprocessDir`); must not lie inside the input.
+    config : RawConfig, optional
+        Settings (profile section ``raw``; default :class:`RawConfig`).
+    jobs : int, optional
+        Local worker processes (default ``config.jobs``).
+    labels : path, optional
+        Labels CSV for DICOM input (``scan_id, station, skeleton_label, lesion_label, fine_label``).
+    rules : path, optional
+        Classification rules YAML (default ``config.rules`` or the packaged ``rules.yaml``).
+    force : bool
+        Recompute scans whose outputs are up to date.
+    progress : bool
+        tqdm progress bars.
+
+    Returns
+    -------
+    PreprocessResult
+
+    Raises
+    ------
+    SapkitError
+        Bad input path, output inside the input, invalid CSV/rules/settings, or no scan found.
+    """
+    from sapkit.preprocessing.qc import write_summary_html
+
+    config = check_raw_config(config or RawConfig())
+    jobs = int(jobs or config.jobs)
+    input_path, out = Path(input_path), PreprocessDir(Path(out_dir))
+    root = (input_path if input_path.is_dir() else input_path.parent).resolve()
+    if out.root.resolve() == root or root in out.root.resolve().parents:
+        raise SapkitError(f"output folder {out.root} lies inside the input {root}; sapkit never writes into its "
+                          "input — choose an output folder outside it")
+    scans, series, skipped, rules_text = discover_scans(input_path, config, labels=labels, rules=rules, progress=progress)
+    if not scans:
+        raise SapkitError(f"no scan with T1 and DWI series found in {input_path}"
+                          + ("; see the series table (classification and reasons) and adjust rules.yaml" if series is not None else ""))
+    out.qc_dir.mkdir(parents=True, exist_ok=True)
+    if series is not None:
+        atomic_write_text(out.table("series"), series.to_csv(index=False))
+        atomic_write_text(out.table("skipped_files"), skipped.to_csv(index=False))
+    digests = {s.scan_id: scan_digest(s, config, rules_text) for s in scans}
+    records, todo = {}, []
+    for source in scans:
+        reused = None if force else _reusable(source, out, digests[source.scan_id])
+        if reused is not None:
+            records[source.scan_id] = {**reused, "reused": True}
+        else:
+            todo.append((source, digests[source.scan_id]))
+    for record in _run_all(todo, config, out, jobs, progress):
+        records[record["summary"]["scan_id"]] = record
+    if config.nyul.enabled:
+        from sapkit.preprocessing.nyul import standardise_cohort
+
+        records = standardise_cohort(records, scans, config, out.root, digests)
+    ordered = [records[s.scan_id] for s in scans]
+    scan_table = pd.DataFrame([_scan_row(r) for r in ordered], columns=list(SCAN_COLUMNS))
+    stations = pd.DataFrame([row for r in ordered for row in r.get("stations", [])])
+    atomic_write_text(out.table("scans"), scan_table.to_csv(index=False))
+    atomic_write_text(out.table("stations"), stations.to_csv(index=False))
+    manifest = _write_manifest(ordered, scans, out, input_path, config)
+    write_summary_html(out.summary_html, stations, scan_table)
+    return PreprocessResult(out.root, manifest, scan_table, stations, series)
+
+
+def _write_manifest(records: list[dict], scans: list[ScanSource], out: PreprocessDir, input_path: Path,
+                    config: RawConfig) -> Path | None:
+    from sapkit.data.manifest import write_manifest
+    from sapkit.labels.label_maps import FINE_ATLAS
+
+    rows = []
+    for record, source in zip(records, scans):
+        if record.get("status") != "ok":
+            continue
+        files = record["files"]
+        cohort = source.cohort or ("patient" if "lesion_label" in files else "healthy")
+        rows.append({"scan_id": source.scan_id, "subject_id": source.subject_id, "site": source.site, "cohort": cohort,
+                     "t1": files["t1"], "b1000": files["b1000"], "skeleton_label": files.get("skeleton_label", ""),
+                     "lesion_label": files.get("lesion_label", ""), **({"fine_label": files.get("fine_label", "")}
+                                                                      if any("fine_label" in r.get("files", {}) for r in records) else {}),
+                     **({"adc": files.get("adc", "")} if config.write_adc else {})})
+    if not rows:
+        return None
+    steps = ", ".join(name for name, on in (("ADC", config.write_adc), ("N4", config.n4.enabled),
+                                           ("station standardisation", config.standardise.enabled), ("stitching", True),
+                                           (f"DWI→T1 {config.register.transform} registration", config.register.enabled),
+                                           ("Nyúl", config.nyul.enabled)) if on)
+    kind = "stations CSV" if input_path.suffix.lower() == ".csv" else "DICOM folder"
+    return write_manifest(out.root, pd.DataFrame(rows), name=f"sapkit-preprocess-{input_path.stem or input_path.name}",
+                          description=f"{len(rows)} scans preprocessed by sapkit preprocess from the {kind} {input_path.name} "
+                                      f"({steps}); T1 and b1000 on the stitched T1 grid",
+                          licence="unknown", source=str(input_path.resolve()),
+                          label_maps={"fine": dict(FINE_ATLAS)} if any("fine_label" in r for r in rows) else None)

@@ -1,0 +1,69 @@
+"""Progress lines of sapkit reproduce, text bars in headless kernels, and the up-front fold check."""
+
+import io
+import time
+
+import pytest
+
+from sapkit.config import load_config
+from sapkit.errors import ConfigError
+from sapkit.io.run_paths import RunDir
+from sapkit.pipeline.progress import RunMonitor, check_series_plan, format_seconds, use_text_progress
+from sapkit.pipeline.reproduce import reproduce
+
+
+def _write_log(md, epochs: int, seconds: float) -> None:
+    rows = ["epoch,loss,seconds", "0,,0"] + [f"{k},0.5,{seconds}" for k in range(1, epochs + 1)]
+    md.path.mkdir(parents=True, exist_ok=True)
+    md.log_csv.write_text("\n".join(rows) + "\n")
+
+
+def test_one_line_per_epoch_with_measured_eta(tmp_path):
+    config = load_config("smoke", {"lesion.epochs": 10})
+    rd = RunDir(tmp_path)
+    out = io.StringIO()
+    monitor = RunMonitor(rd.root, "04_lesion_finetuning", config=config, n_models=2, stream=out)
+    monitor._baseline()
+    _write_log(rd.lesion("sap", 0), 3, 4.0)
+    assert monitor.poll() and not monitor.poll()  # a second look without news prints nothing
+    line = out.getvalue().strip()
+    # 7 epochs left of this model at 4 s, plus one more model of 10 epochs: 68 s
+    assert line == ("[sapkit] 04_lesion_finetuning · lesion/sap/fold_0 · epoch 3/10 · 4.0 s/epoch · "
+                    "model ETA 28s · notebook ETA 1m08s")
+
+
+def test_heartbeat_when_nothing_happens(tmp_path):
+    out = io.StringIO()
+    with RunMonitor(tmp_path, "05_lesion_analysis", heartbeat_s=0.1, poll_s=0.03, stream=out) as monitor:
+        time.sleep(0.5)
+    assert sum("05_lesion_analysis · still running" in line for line in monitor.lines) >= 2
+
+
+def test_format_seconds():
+    assert [format_seconds(s) for s in (0, 59.6, 60, 3599, 7260)] == ["0s", "1m00s", "1m00s", "59m59s", "2h01m"]
+
+
+def test_text_bars_only_when_headless():
+    import tqdm.auto as auto
+    import tqdm.autonotebook as autonotebook
+
+    before = auto.tqdm, autonotebook.tqdm
+    try:
+        assert use_text_progress(headless=False) is False and auto.tqdm is before[0]
+        assert use_text_progress(headless=True) is True
+        from tqdm.auto import tqdm as bar  # what every sapkit module imports at call time
+
+        assert bar.__module__ == "sapkit.pipeline.progress"
+        assert bar(range(3), file=io.StringIO()).mininterval == 10.0
+    finally:
+        auto.tqdm, autonotebook.tqdm = before
+
+
+def test_a_fold_list_without_the_tuning_fold_is_refused_at_once(tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"no 'tune' fold.*lesion.folds=\[0,1,tune\]"):
+        reproduce("smoke", tmp_path / "run", {"lesion.folds": [0, 1]}, progress=False)
+    assert time.perf_counter() - start < 10
+    assert not (tmp_path / "run").exists()  # nothing started
+    check_series_plan(load_config("smoke", {"lesion.folds": [0, 1]}), ["00_data", "04_lesion_finetuning"])
+    check_series_plan(load_config("smoke", {"lesion.folds": ["all"]}), ["05_lesion_analysis"])
