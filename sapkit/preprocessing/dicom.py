@@ -98,7 +98,7 @@ def _read_header(path: Path, tags: list):
     if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_UID:
         return None, "DICOMDIR index file (not an image)"
     if "SeriesInstanceUID" not in ds:
-        return None, "no SeriesInstanceUID (not an image object)"
+        return None, "no SeriesInstanceUID: cannot be grouped into a series"
     return ds, ""
 
 
@@ -243,6 +243,12 @@ def scan_dicom_tree(root: str | Path, rules: Rules, *, progress: bool = False) -
     -------
     DicomInventory
     """
+    with warnings.catch_warnings():  # real headers carry invalid values; pydicom warns per element
+        warnings.simplefilter("ignore")
+        return _scan(Path(root), rules, progress=progress)
+
+
+def _scan(root: Path, rules: Rules, *, progress: bool) -> DicomInventory:
     from tqdm.auto import tqdm
 
     root = Path(root)
@@ -250,13 +256,11 @@ def scan_dicom_tree(root: str | Path, rules: Rules, *, progress: bool = False) -
     tags = _TAGS + rules.tags_to_read()
     series, skipped, headers = defaultdict(list), [], {}
     for path in tqdm(files, desc="DICOM headers", disable=not progress, unit="file"):
-        with warnings.catch_warnings():  # real headers carry invalid values; pydicom warns per element
-            warnings.simplefilter("ignore")
-            ds, reason = _read_header(path, tags)
-            try:
-                record = _slice_record(path, ds, rules) if ds is not None else None
-            except (TypeError, ValueError, AttributeError) as exc:
-                ds, reason = None, f"malformed header ({type(exc).__name__}: {exc})"
+        ds, reason = _read_header(path, tags)
+        try:
+            record = _slice_record(path, ds, rules) if ds is not None else None
+        except (TypeError, ValueError, AttributeError) as exc:
+            ds, reason = None, f"malformed header ({type(exc).__name__}: {exc})"
         if ds is None:
             skipped.append({"path": str(path.relative_to(root)), "reason": reason})
             continue

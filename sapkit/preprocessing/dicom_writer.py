@@ -88,7 +88,7 @@ def _b_value_elements(ds, b_value: float, vendor: str) -> None:
 
 def write_dicom_series(
     images: Mapping[float | None, npt.ArrayLike], affine: npt.ArrayLike, folder: str | Path, *,
-    tags: SeriesTags, vendor: str = "standard",
+    tags: SeriesTags, vendor: str = "standard", first_instance: int = 1,
 ) -> tuple[list[Path], str]:
     """Write one series: every volume in ``images`` (key = b-value in s/mm², or None) as slices.
 
@@ -103,6 +103,8 @@ def write_dicom_series(
     tags : SeriesTags
     vendor : str
         Where diffusion b-values go (:data:`VENDOR_STYLES`).
+    first_instance : int
+        ``InstanceNumber`` of the first file (several stations of one series continue the count).
 
     Returns
     -------
@@ -125,7 +127,7 @@ def write_dicom_series(
     lps_affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine @ nib.orientations.inv_ornt_aff(ornt, shape)
     slope = rescale_slope(list(volumes.values()))
     ds = _series_dataset(tags, vendor, lps_affine, shape, slope)
-    files, instance = [], 0
+    files, instance = [], first_instance - 1
     with disable_value_validation():
         for b_value, volume in volumes.items():
             lps = nib.orientations.apply_orientation(volume, ornt)

@@ -296,7 +296,7 @@ def test_notebook_05_in_chromium(lab, run_dir, smoke_series):
             explorer = page.locator(".sapkit-lesion-explorer")
             explorer.scroll_into_view_if_needed()
             explorer.locator(".js-plotly-plot g.hm image").first.wait_for(state="attached", timeout=60_000)
-            assert explorer.locator(".js-plotly-plot .gtitle").first.inner_text().strip()
+            assert (explorer.locator(".js-plotly-plot .gtitle").first.text_content() or "").strip()
             explorer.screenshot(path=str(shots / "03_explorer_tuned.png"))
 
             # 3) moving the slider changes the lesion count (down to 0.05, else up to 0.95)
