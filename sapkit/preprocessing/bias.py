@@ -80,7 +80,7 @@ def _control_points(shape: Sequence[int], spacing: Sequence[float], distance_mm:
 
 
 def n4_field(image: npt.ArrayLike, affine: npt.ArrayLike, mask: npt.ArrayLike, *, shrink_factor: int | Sequence[int] = 2,
-             iterations: Sequence[int] = (50, 50), convergence_threshold: float = 1e-3,
+             iterations: Sequence[int] = (50, 50, 50), convergence_threshold: float = 1e-3,
              spline_distance_mm: float = 200.0, threads: int = 2) -> npt.NDArray[np.float32]:
     """Estimate the multiplicative bias field of one station with N4 (``corrected = image / field``).
 
@@ -98,7 +98,8 @@ def n4_field(image: npt.ArrayLike, affine: npt.ArrayLike, mask: npt.ArrayLike, *
         Iterations per fitting level (one level per entry).
     convergence_threshold : float
     spline_distance_mm : float
-        B-spline mesh spacing (mm) at the last fitting level; coarser levels are 2×, 4×, … coarser.
+        Mesh spacing (mm) of the last fitting level; the first level has one span per
+        ``spline_distance_mm`` × 2^(levels − 1), at least one, and every level doubles the mesh.
     threads : int
         Threads of the fit (the result depends slightly on it; fixed for reproducibility).
 

@@ -93,15 +93,21 @@ def discover_scans(input_path: str | Path, config: RawConfig, *, labels: str | P
 
 
 def scan_digest(source: ScanSource, config: RawConfig, rules_text: str = "") -> str:
-    """SHA-256 of a scan's inputs (names, sizes, modification times) and of the settings that shape it."""
+    """SHA-256 of a scan's inputs (files, sizes, modification times), identity and shaping settings.
+
+    Descriptions (where a station came from) do not count, so the same files listed by another
+    CSV give the same digest; ``jobs`` and the other settings that do not change a scan do not either.
+    """
     from sapkit import __version__
 
     files = [f for st in source.stations for _, fs in st.images for f in fs]
     files += [p for st in source.stations for _, p in st.labels] + [p for _, p in source.labels]
     stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) if os.path.exists(f) else (f, -1, -1) for f in files]
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("input", "synthetic", "labels", "jobs", "synth")}
-    blob = json.dumps([dataclasses.asdict(source), stats, settings, hashlib.sha256(rules_text.encode()).hexdigest(),
-                       __version__], sort_keys=True, default=str)
+    identity = [source.scan_id, source.subject_id, source.site, source.cohort, list(source.labels), list(source.problems),
+                [(st.sequence, st.station, st.kind, st.images, st.labels) for st in source.stations]]  # not descriptions
+    blob = json.dumps([identity, stats, settings, hashlib.sha256(rules_text.encode()).hexdigest(), __version__],
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -273,6 +279,8 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
     config = check_raw_config(config or RawConfig())
     jobs = int(jobs or config.jobs)
     input_path, out = Path(input_path), PreprocessDir(Path(out_dir))
+    if not input_path.is_dir() and not (input_path.is_file() and input_path.suffix.lower() == ".csv"):
+        raise SapkitError(f"input {input_path} is neither a DICOM folder nor a stations CSV (.csv); pass one of them")
     root = (input_path if input_path.is_dir() else input_path.parent).resolve()
     if out.root.resolve() == root or root in out.root.resolve().parents:
         raise SapkitError(f"output folder {out.root} lies inside the input {root}; sapkit never writes into its "

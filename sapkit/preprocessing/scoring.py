@@ -6,8 +6,9 @@ station's scale, bias and DWI shift. These functions measure, per scan:
 
 - **station uniformity**: the median T1 of muscle and of fat in the core of each station (its slab
   minus the overlaps with its neighbours), compared between adjacent stations — in the raw
-  stations and in the stitched output. Tissue masks are the truth's, eroded by one voxel
-  (6-connectivity) so partial volume at tissue borders does not enter the medians;
+  stations (smallest difference) and in the stitched output (largest). Tissue masks are the
+  truth's, eroded by one voxel (6-connectivity) so partial volume at tissue borders does not enter
+  the medians; pairs without such voxels (coarse grids) are left out;
 - **fidelity**: Pearson correlation of the stitched T1 with the true T1 inside the body;
 - **geometry**: error (mm) of the recovered DWI station shifts, distance of every skeleton class
   centroid from its true world position (mm and voxels), lesion volume kept (relative change).
@@ -59,9 +60,14 @@ def adjacent_deviation(medians: npt.ArrayLike) -> npt.NDArray[np.float64]:
     return np.abs(m[1:] / m[:-1] - 1.0)
 
 
+def _median(values: npt.NDArray) -> float:
+    return float(np.median(values)) if values.size else float("nan")
+
+
 def _medians(image: npt.NDArray, tissue: npt.NDArray, cores: list[tuple[int, int]]) -> npt.NDArray[np.float64]:
+    """(stations, 2) median of muscle and of fat (eroded truth masks) in each core; NaN where a core has none."""
     masks = {t: ndimage.binary_erosion(tissue == t) for t in (_MUSCLE, _FAT)}
-    return np.array([[np.median(image[:, :, a:b][masks[t][:, :, a:b]]) for t in (_MUSCLE, _FAT)] for a, b in cores])
+    return np.array([[_median(image[:, :, a:b][masks[t][:, :, a:b]]) for t in (_MUSCLE, _FAT)] for a, b in cores])
 
 
 def _centroids_mm(label: npt.NDArray, affine: npt.NDArray) -> dict[int, npt.NDArray]:
@@ -104,15 +110,16 @@ def score_scan(prep_dir: str | Path, raw_dir: str | Path, scan_id: str) -> dict:
     dev_after = adjacent_deviation(_medians(on_truth, tissue, cores))
     body = tissue > 0
     out = {"scan_id": scan_id,
-           "muscle_dev_before": float(dev_before[:, 0].min()), "fat_dev_before": float(dev_before[:, 1].min()),
-           "muscle_dev_after": float(dev_after[:, 0].max()), "fat_dev_after": float(dev_after[:, 1].max()),
+           "muscle_dev_before": float(np.nanmin(dev_before[:, 0])), "fat_dev_before": float(np.nanmin(dev_before[:, 1])),
+           "muscle_dev_after": float(np.nanmax(dev_after[:, 0])), "fat_dev_after": float(np.nanmax(dev_after[:, 1])),
            "t1_correlation": float(np.corrcoef(truth_t1[body].astype(np.float64), on_truth[body].astype(np.float64))[0, 1])}
     found = pd.read_csv(prep.table("stations"))
     found = found[(found["scan_id"] == scan_id) & (found["sequence"] == "dwi")].sort_values("station")
     known = truth_st[(truth_st["scan_id"] == scan_id) & (truth_st["sequence"] == "dwi")].sort_values("station")
     axes = ["shift_x_mm", "shift_y_mm", "shift_z_mm"]
     if len(found) == len(known) and len(found):
-        out["shift_error_mm"] = float(np.linalg.norm(found[axes].to_numpy() - known[axes].to_numpy(), axis=1).max())
+        errors = np.linalg.norm(found[axes].to_numpy() - known[axes].to_numpy(), axis=1)
+        out["shift_error_mm"], out["shift_error_median_mm"] = float(errors.max()), float(np.median(errors))
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     if prep.scan_file(scan_id, "skeleton").is_file():
         truth_c = _centroids_mm(*_load(raw / "truth" / f"{scan_id}_skeleton.nii.gz"))

@@ -30,14 +30,16 @@ class N4Config:
 
     ``shrink_factor`` downsamples image and mask before fitting (the field is evaluated at full
     resolution): the fit runs on voxels of ``shrink_factor`` × the T1 spacing (DWI stations, on a
-    coarser grid, are shrunk less; 2 suits the 3 mm demo grid, 4 a 1–1.5 mm clinical grid); ``iterations`` per fitting level (the spline mesh doubles at every level);
-    ``spline_distance_mm`` the B-spline mesh spacing at the last level; ``dwi``: also correct DWI stations (field fitted on the lowest b-value,
-    applied to every b-value of the station, so ADC is unchanged).
+    coarser grid, are shrunk less; 2 suits the 3 mm demo grid, 4 a 1–1.5 mm clinical grid).
+    ``iterations`` per fitting level; the B-spline mesh starts with one span per
+    ``spline_distance_mm`` × 2^(levels − 1) (at least one span per axis) and doubles at every
+    level. ``dwi``: also correct DWI stations (field fitted on the lowest b-value, applied to every
+    b-value of the station, so ADC is unchanged).
     """
 
     enabled: bool = True
     shrink_factor: int = bounded(2, 1)
-    iterations: tuple[int, ...] = (50, 50)
+    iterations: tuple[int, ...] = (50, 50, 50)
     convergence_threshold: float = bounded(1e-3, 0.0, low_open=True)
     spline_distance_mm: float = bounded(200.0, 0.0, low_open=True)
     dwi: bool = True

@@ -38,6 +38,7 @@ from sapkit.data.phantom._cohort import SynthScan, make_grid, make_scan, make_su
 from sapkit.data.phantom._contrast import Site, make_sites
 from sapkit.data.phantom._render import render_body
 from sapkit.data.phantom._shapes import Grid
+from sapkit.errors import ConfigError
 from sapkit.preprocessing.settings import RawSynthConfig
 
 __all__ = ["TISSUE_ADC", "RawStation", "RawScan", "make_raw_scan", "generate_raw_cohort", "is_raw_generated"]
@@ -114,7 +115,8 @@ def _slabs(n_z: int, n: int, overlap: int) -> list[tuple[int, int]]:
     """``n`` equal slabs (start, stop) of ``n_z`` slices overlapping by ~``overlap``, feet first."""
     length = int(np.ceil((n_z + (n - 1) * overlap) / n))
     if length >= n_z or length <= overlap:
-        raise ValueError(f"cannot cut {n_z} slices into {n} stations overlapping by {overlap}; use fewer stations")
+        raise ConfigError(f"cannot cut {n_z} slices into raw.synth.n_stations = {n} stations overlapping by {overlap} "
+                          "slices; use fewer stations or a smaller raw.synth.overlap_mm")
     starts = [int(round(k * (n_z - length) / (n - 1))) for k in range(n)]
     return [(s, s + length) for s in starts]
 
