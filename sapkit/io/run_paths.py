@@ -51,7 +51,20 @@ _MODEL_FILES = {"final": "model_final.pt", "best": "model_best.pt"}
 
 
 @dataclass(frozen=True)
-class ModelDir:
+class _Folder:
+    """A folder of the run-folder contract; ``path`` is coerced to :class:`Path`."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+
+@dataclass(frozen=True, repr=False)
+class ModelDir(_Folder):
     """A task folder written by :func:`sapkit.training.engine.fit` (``skeleton/``, ``ssl/``,
     ``lesion/<init>/fold_<k>/``).
 
@@ -60,11 +73,6 @@ class ModelDir:
     path : Path
         The folder itself.
     """
-
-    path: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
 
     def model(self, which: Literal["final", "best"] = "final") -> Path:
         """``model_final.pt`` (after the last epoch) or ``model_best.pt`` (best validation score)."""
@@ -92,12 +100,10 @@ class ModelDir:
         """``MODEL_CARD.md``: what the model is, was trained on, and is (not) for."""
         return self.path / "MODEL_CARD.md"
 
-    def __repr__(self) -> str:
-        return f"ModelDir({str(self.path)!r})"
 
 
-@dataclass(frozen=True)
-class PredictionDir:
+@dataclass(frozen=True, repr=False)
+class PredictionDir(_Folder):
     """A folder of per-scan prediction files (``predictions/<init>/`` or ``sapkit predict --out``).
 
     Attributes
@@ -105,11 +111,6 @@ class PredictionDir:
     path : Path
         The folder itself.
     """
-
-    path: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
 
     def probability_map(self, scan_id: str) -> Path:
         """``<scan_id>_prob.nii.gz``: lesion probability in [0, 1] on the scan's input grid."""
@@ -139,12 +140,10 @@ class PredictionDir:
             return []
         return sorted(p.name[: -len(PROB_SUFFIX)] for p in self.path.glob(f"*{PROB_SUFFIX}"))
 
-    def __repr__(self) -> str:
-        return f"PredictionDir({str(self.path)!r})"
 
 
-@dataclass(frozen=True)
-class EvalDir:
+@dataclass(frozen=True, repr=False)
+class EvalDir(_Folder):
     """A folder of evaluation tables (``run_dir/eval/`` or ``sapkit evaluate --out``).
 
     Attributes
@@ -152,11 +151,6 @@ class EvalDir:
     path : Path
         The folder itself.
     """
-
-    path: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
 
     def table(self, name: str) -> Path:
         """``<name>.csv`` (``lesions``, ``predictions``, ``patients``, ``froc``, ``comparisons``, ``table1`` …)."""
@@ -172,8 +166,6 @@ class EvalDir:
         """``table1.md``: Table 1 as a markdown pipe table."""
         return self.path / "table1.md"
 
-    def __repr__(self) -> str:
-        return f"EvalDir({str(self.path)!r})"
 
 
 @dataclass(frozen=True)

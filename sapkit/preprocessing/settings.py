@@ -33,15 +33,18 @@ class N4Config:
     coarser grid, are shrunk less; 2 suits the 3 mm demo grid, 4 a 1–1.5 mm clinical grid).
     ``iterations`` per fitting level; the B-spline mesh starts with one span per
     ``spline_distance_mm`` × 2^(levels − 1) (at least one span per axis) and doubles at every
-    level. ``dwi``: also correct DWI stations (field fitted on the lowest b-value, applied to every
-    b-value of the station, so ADC is unchanged).
+    level, so ``spline_distance_mm`` (X, Y, Z) is about the last level's span: coarse in-plane
+    (a finer in-plane mesh takes the fat/muscle layout for bias), fine along the table (coil
+    sensitivity changes fastest towards a station's ends). ``dwi``: also correct DWI stations
+    (field fitted on the lowest b-value, applied to every b-value of the station, so ADC is
+    unchanged).
     """
 
     enabled: bool = True
     shrink_factor: int = bounded(2, 1)
-    iterations: tuple[int, ...] = (50, 50, 50)
+    iterations: tuple[int, ...] = (50, 50)
     convergence_threshold: float = bounded(1e-3, 0.0, low_open=True)
-    spline_distance_mm: float = bounded(200.0, 0.0, low_open=True)
+    spline_distance_mm: tuple[float, float, float] = (300.0, 300.0, 40.0)
     dwi: bool = True
 
 
@@ -185,6 +188,7 @@ def check_raw_config(config: RawConfig) -> RawConfig:
     s, r, n = config.synth, config.register, config.nyul
     checks = [
         (len(config.n4.iterations) >= 1 and min(config.n4.iterations) >= 1, "raw.n4.iterations needs ≥ 1 level, each ≥ 1"),
+        (min(config.n4.spline_distance_mm) > 0, "raw.n4.spline_distance_mm must be 3 lengths > 0 (mm, X Y Z)"),
         (len(r.shrink_factors) == len(r.smoothing_mm) >= 1 and min(r.shrink_factors) >= 1,
          "raw.register.shrink_factors (each ≥ 1) and raw.register.smoothing_mm need one entry per pyramid level"),
         (len(n.percentiles) >= 3 and list(n.percentiles) == sorted(set(n.percentiles))
