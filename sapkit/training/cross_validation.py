@@ -26,7 +26,7 @@ from sapkit.data.manifest import load_manifest
 from sapkit.io.run_paths import RunDir
 from sapkit.data.splits import fold_subjects, load_splits, test_folds, training_subjects
 
-__all__ = ["FoldResult", "resolve_folds", "label_subset", "validation_subjects", "finetune", "finetune_all",
+__all__ = ["FoldResult", "resolve_folds", "label_subset", "validation_subjects", "fold_patients", "finetune", "finetune_all",
            "folds_table"]
 
 
@@ -106,6 +106,20 @@ def validation_subjects(subjects: Sequence[str], fraction: float, *, seed: int) 
     return sorted(rng.choice(ordered, size=n, replace=False).tolist())
 
 
+def fold_patients(splits: dict[str, Any], fold: str | int, config: Config) -> tuple[list[str], list[str]]:
+    """The (training, validation) patients of one lesion model: the fold's candidates less a seeded
+    ``lesion.val_fraction`` validation draw, then the ``lesion.label_fraction`` subset for training.
+
+    The one rule :func:`finetune` and the multi-node launcher (:mod:`sapkit.training.launch`) share.
+    """
+    candidates = training_subjects(splits, str(fold))
+    val_subjects = validation_subjects(candidates, config.lesion.val_fraction, seed=config.seed)
+    held = set(val_subjects)
+    train_subjects = label_subset([s for s in candidates if s not in held], config.lesion.label_fraction,
+                                  seed=config.seed)
+    return train_subjects, val_subjects
+
+
 def finetune(
     run_dir: str | Path, config: Config, *, init: str, fold: str | int, data: str | Path | None = None,
     pretrained: str | Path | None = None, resume: bool = False, predict: bool = True, progress: bool = True,
@@ -148,13 +162,11 @@ def finetune(
     fold = str(fold)
     held_out = fold_subjects(splits, fold)
     candidates = training_subjects(splits, fold)
-    val_subjects = validation_subjects(candidates, config.lesion.val_fraction, seed=config.seed)
+    train_subjects, val_subjects = fold_patients(splits, fold, config)
     if config.lesion.checkpoint == "best" and not val_subjects:
         raise ConfigError(f"lesion.checkpoint=best needs validation patients, but fold {fold} sets none aside "
                           f"(lesion.val_fraction={config.lesion.val_fraction:g}, {len(candidates)} training patients); "
                           "set lesion.val_fraction > 0 with >= 2 training patients, or lesion.checkpoint=final")
-    train_subjects = label_subset([s for s in candidates if s not in set(val_subjects)],
-                                  config.lesion.label_fraction, seed=config.seed)
     pct = config.preprocess.clip_percentiles
 
     def patient_cases(subjects: Sequence[str], show: bool = False) -> list[Any]:

@@ -158,7 +158,7 @@ def _samples_per_rank(run_dir: Path, config: Any, task: str, *, world_size: int,
     positives are the lesions of the training scans), so the fold's patient scans are read.
     """
     from sapkit.data.manifest import load_manifest
-    from sapkit.data.splits import load_splits, training_subjects
+    from sapkit.data.splits import load_splits
     from sapkit.io.run_paths import RunDir
 
     manifest = load_manifest(RunDir.data_dir(run_dir, data))
@@ -169,10 +169,10 @@ def _samples_per_rank(run_dir: Path, config: Any, task: str, *, world_size: int,
         n_scans = int(((scans["cohort"] == "healthy") & scans["subject_id"].astype(str).isin(train)).sum())
         return steps_per_epoch(n_scans * int(getattr(config, task).samples_per_volume), world_size, 1)[0]
     from sapkit.data.cases import load_cases
-    from sapkit.training.cross_validation import label_subset
+    from sapkit.training.cross_validation import fold_patients
     from sapkit.training.lesion_sampler import build_sampler
 
-    subjects = label_subset(training_subjects(splits, fold), config.lesion.label_fraction, seed=config.seed)
+    subjects, _ = fold_patients(splits, fold, config)  # the same patients finetune() trains on
     cases = load_cases(manifest, cohort="patient", subjects=subjects, percentiles=tuple(config.preprocess.clip_percentiles))
     return len(build_sampler(cases, config.lesion, seed=config.seed, rank=0, world_size=world_size))
 
