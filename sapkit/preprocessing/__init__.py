@@ -9,6 +9,9 @@ then runs per scan (:mod:`~sapkit.preprocessing.pipeline`): ADC (:mod:`~sapkit.p
 N4 bias correction (:mod:`~sapkit.preprocessing.bias`), inter-station intensity standardisation
 (:mod:`~sapkit.preprocessing.isis`), stitching (:mod:`~sapkit.preprocessing.stitch`), DWI-to-T1
 registration (:mod:`~sapkit.preprocessing.register`) and, across the cohort, Nyúl histogram
-standardisation (:mod:`~sapkit.preprocessing.nyul`). QC tables and figures:
-:mod:`~sapkit.preprocessing.qc`. Settings: :mod:`~sapkit.preprocessing.settings` (profile key ``raw``).
+standardisation (:mod:`~sapkit.preprocessing.nyul`). Output layout: :mod:`~sapkit.preprocessing.layout`;
+QC tables and figures: :mod:`~sapkit.preprocessing.qc`; scores against the synthetic truth:
+:mod:`~sapkit.preprocessing.scoring`; grids and resampling: :mod:`~sapkit.preprocessing.geometry`;
+writing DICOM series (synthetic raw cohort, tests): :mod:`~sapkit.preprocessing.dicom_writer`.
+Settings: :mod:`~sapkit.preprocessing.settings` (profile key ``raw``).
 """

@@ -17,6 +17,8 @@ from sapkit.preprocessing.dicom import scan_dicom_tree
 from sapkit.preprocessing.dicom_writer import SeriesTags, write_dicom_series
 from sapkit.preprocessing.rules import load_rules
 
+from raw_cohorts import small_raw  # noqa: F401 - fixture
+
 RULES = load_rules()
 PYDICOM_FILES = Path(pydicom.data.get_testdata_file("MR_small.dcm")).parent
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from sapkit.config import load_config
+from sapkit.data.manifest import load_manifest
 from sapkit.errors import SapkitError
 from sapkit.pipeline.reproduce import NOTEBOOKS, RAW_NOTEBOOK, reproduce, series_notebooks
 
@@ -23,17 +24,15 @@ def test_series_starts_with_00a_only_for_raw_input():
 
 
 @pytest.mark.slow
-def test_reproduce_runs_00a_then_00_on_the_preprocessed_data(tmp_path):
+def test_reproduce_runs_00a_into_run_dir_data_and_hands_it_to_the_series(tmp_path):
     run_dir = tmp_path / "run"
-    overrides = dict(TINY_RAW, **{"splits.k": 2, "splits.tuning_fold": 1, "synth.n_patients": 2})
-    results = reproduce("smoke", run_dir, overrides, notebooks=[RAW_NOTEBOOK, "00_data"], progress=False)
-    assert [r.name for r in results] == [RAW_NOTEBOOK, "00_data"]
-    executed = json.loads((run_dir / "notebooks" / f"{RAW_NOTEBOOK}.ipynb").read_text())
-    text = json.dumps(executed)
+    results = reproduce("smoke", run_dir, TINY_RAW, notebooks=[RAW_NOTEBOOK], progress=False)
+    assert [(r.name, r.status) for r in results] == [(RAW_NOTEBOOK, "ran")]
+    text = (run_dir / "notebooks" / f"{RAW_NOTEBOOK}.ipynb").read_text()
     assert "stitched T1 vs truth r" in text and '"output_type": "error"' not in text
-    marker = json.loads((run_dir / "notebooks" / "00_data.done.json").read_text())
-    assert marker["parameters"]["data_root"] == str(run_dir.resolve() / "data")  # 00 read what 00a wrote
-    manifest = (run_dir / "data" / "manifest.csv").read_text()
-    assert manifest.count("scans/") >= 3 * 3 and "p001_s0" in manifest
-    assert (run_dir / "splits.json").is_file() and (run_dir / "raw" / "truth" / "stations.csv").is_file()
+    marker = json.loads((run_dir / "notebooks" / f"{RAW_NOTEBOOK}.done.json").read_text())
+    assert marker["parameters"]["data_root"] == str(run_dir.resolve() / "data")  # what notebook 00 then reads
+    manifest = load_manifest(run_dir / "data")  # notebook 00's first step
+    assert manifest.scans["scan_id"].tolist() == ["h000_s0", "p000_s0"]
+    assert (run_dir / "raw" / "truth" / "stations.csv").is_file() and (run_dir / "config.yaml").is_file()
     assert {p.name for p in (run_dir / "figures").iterdir()} >= {"00a_1_station_factors.json", "00a_2_dwi_shifts.json"}

@@ -6,6 +6,8 @@ import shutil
 
 from sapkit.cli import main
 
+from raw_cohorts import small_prep, small_raw  # noqa: F401 - fixtures
+
 
 def test_preprocess_command_reuses_and_reports(small_raw, small_prep, tmp_path, capsys):
     out = tmp_path / "data"

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sapkit.config import SynthConfig
 from sapkit.data.phantom.raw import generate_raw_cohort, is_raw_generated
 from sapkit.errors import ConfigError
 from sapkit.preprocessing.convert import convert_dicom, read_nifti_station
@@ -19,7 +18,7 @@ from sapkit.preprocessing.dicom import scan_dicom_tree
 from sapkit.preprocessing.rules import load_rules
 from sapkit.preprocessing.settings import RawSynthConfig
 
-from conftest import SMALL, SMALL_RAW  # noqa: E402 - the preprocessing tests' shared sizes
+from raw_cohorts import SMALL, SMALL_RAW, small_raw  # noqa: F401 - shared sizes and fixture
 
 
 def test_stations_overlap_and_cover_the_body(small_raw):
