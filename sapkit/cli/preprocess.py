@@ -1,4 +1,7 @@
-"""``sapkit preprocess INPUT --out DIR [--jobs N] [--labels CSV] [--rules YAML]``: raw scans → kit manifest."""
+"""``sapkit preprocess INPUT --out DIR [--jobs N | --executor local|slurm [--resume]] [--labels CSV] [--rules YAML]``.
+
+Raw scans (a DICOM folder or a stations CSV) → kit manifest, QC tables and figures.
+"""
 
 from __future__ import annotations
 
@@ -19,16 +22,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="recompute scans whose outputs are up to date")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     add_profile_arguments(parser)
+    from sapkit.pipeline.executors import add_resource_arguments
+
+    add_resource_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from sapkit.io.run_paths import RunDir, default_run_dir
     from sapkit.preprocessing.cohort import preprocess
 
+    from sapkit.errors import ConfigError
+    from sapkit.pipeline.executors import resources_from_args
+    from sapkit.preprocessing.layout import PreprocessDir
+
+    if args.resume and args.executor is None:
+        raise ConfigError("--resume needs --executor local|slurm (without it, finished scans are reused anyway)")
     config = config_from_args(args)
     out = args.out or RunDir(args.run_dir or default_run_dir(config.profile)).data
     result = preprocess(args.input, out, config.raw, jobs=args.jobs, labels=args.labels, rules=args.rules,
-                        force=args.force, progress=not args.no_progress)
+                        force=args.force, progress=not args.no_progress, executor=args.executor,
+                        resources=resources_from_args(args), resume=args.resume, wait=args.wait)
+    if result is None:
+        print(f"submitted one job per scan; states in {PreprocessDir(out).jobs}/states.csv. When the jobs are done, "
+              f"run the same command without --executor: finished scans are reused and the manifest is written")
+        return 0
     scans = result.scans
     for _, row in scans.iterrows():
         note = row["error"] if row["status"] == "failed" else (row["warnings"] or "")

@@ -243,7 +243,8 @@ def _scan_row(record: dict) -> dict:
 
 def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | None = None, *,
                jobs: int | None = None, labels: str | Path | None = None, rules: str | Path | None = None,
-               force: bool = False, progress: bool = True) -> PreprocessResult:
+               force: bool = False, progress: bool = True, executor: str | None = None, resources: Any = None,
+               resume: bool = False, wait: bool = True) -> PreprocessResult | None:
     """Preprocess every scan of a DICOM folder or stations CSV into a kit data folder.
 
     Parameters
@@ -264,10 +265,18 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
         Recompute scans whose outputs are up to date.
     progress : bool
         tqdm progress bars.
+    executor : {"local", "slurm"}, optional
+        One submitit job-array element per scan instead of ``jobs`` local processes
+        (:mod:`sapkit.preprocessing.jobs`; logs and states in ``OUT/jobs/preprocess``).
+    resources : sapkit.pipeline.executors.Resources, optional
+        With ``executor``: per-scan resources and array parallelism.
+    resume, wait : bool
+        With ``executor``: resubmit only failed / never-run scans; ``wait=False`` (SLURM) returns
+        None after submitting (rerun without ``executor`` when the jobs are done to write the manifest).
 
     Returns
     -------
-    PreprocessResult
+    PreprocessResult or None
 
     Raises
     ------
@@ -301,7 +310,16 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
             records[source.scan_id] = {**reused, "reused": True}
         else:
             todo.append((source, digests[source.scan_id]))
-    for record in _run_all(todo, config, out, jobs, progress):
+    if executor is not None:
+        from sapkit.preprocessing.jobs import run_scans_as_array
+
+        done = run_scans_as_array(todo, config, out, executor=executor, resources=resources, resume=resume,
+                                  wait=wait, progress=progress)
+        if done is None:
+            return None
+    else:
+        done = _run_all(todo, config, out, jobs, progress)
+    for record in done:
         records[record["summary"]["scan_id"]] = record
     if config.nyul.enabled:
         from sapkit.preprocessing.nyul import standardise_cohort

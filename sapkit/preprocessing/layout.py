@@ -6,6 +6,7 @@
     OUT/scans/<scan_id>/<scan_id>_{t1,b1000,adc,skeleton,lesion,fine}.nii.gz
     OUT/scans/<scan_id>/qc.json  <scan_id>_qc.png        per-scan QC record and seam figure
     OUT/qc/scans.csv  stations.csv  series.csv  skipped_files.csv  nyul.json  summary.html
+    OUT/jobs/preprocess/                                with --executor: submitit logs, element states
 
 Each scan folder is written in a hidden staging folder and renamed into place when complete.
 """
@@ -73,6 +74,11 @@ class PreprocessDir:
     def nyul_json(self) -> Path:
         """``qc/nyul.json``: the learned standard scale (Nyúl) and the scans it was learned on."""
         return self.qc_dir / "nyul.json"
+
+    @property
+    def jobs(self) -> Path:
+        """``jobs/preprocess/``: the job array of ``--executor local|slurm`` (logs, per-scan states)."""
+        return self.root / "jobs" / "preprocess"
 
     @property
     def summary_html(self) -> Path:
