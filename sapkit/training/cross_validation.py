@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,7 @@ class FoldResult:
     model_dir: Path
     predictions: tuple[Path, ...]
     n_train_subjects: int
+    status: str = "trained"  #: "trained", "resumed" (continued from a checkpoint) or "reused" (finished earlier)
 
 
 def resolve_folds(splits: dict[str, Any], folds: Sequence[Any]) -> list[str]:
@@ -182,28 +183,50 @@ def finetune(
     if not train_cases:
         raise SapkitError(f"fold {fold} has no training patients in {manifest.path}; check splits.json")
     rd = RunDir(run_dir)
-    out = rd.lesion(init, fold).path
-    sampler = build_sampler(train_cases, config.lesion, seed=config.seed, rank=rank, world_size=world_size)
-    train_lesion(run_dir, config, init=init, fold=fold, train_cases=train_cases, val_cases=monitored,
-                 sampler=sampler, pretrained=pretrained, resume=resume, progress=progress)
+    md = rd.lesion(init, fold)
+    status = _finished_status(md, config) if resume else "trained"
+    if status != "reused":
+        sampler = build_sampler(train_cases, config.lesion, seed=config.seed, rank=rank, world_size=world_size)
+        train_lesion(run_dir, config, init=init, fold=fold, train_cases=train_cases, val_cases=monitored,
+                     sampler=sampler, pretrained=pretrained, resume=resume, progress=progress)
     predictions: list[Path] = []
     if predict and rank == 0:  # the predicted fold is read only now, after training
         checkpoint = rd.lesion_model(init, fold, which="best" if config.lesion.checkpoint == "best" else "final")
-        held_cases = patient_cases(held_out)
-        scan_ids = [c.scan_id for c in held_cases]
-        predict_manifest(checkpoint, manifest, rd.predictions(init), config=config, scan_ids=scan_ids,
-                         progress=progress, cases={c.scan_id: c for c in held_cases})
+        scans = manifest.scans
+        scan_ids = scans.loc[(scans["cohort"] == "patient") & scans["subject_id"].astype(str).isin(set(map(str, held_out))),
+                             "scan_id"].astype(str).tolist()
         predictions = [rd.probability_map(init, s) for s in scan_ids]
-    return FoldResult(init, fold, out, tuple(predictions), len(train_subjects))
+        fresh = status == "reused" and all(p.is_file() and p.stat().st_mtime >= checkpoint.stat().st_mtime
+                                           for p in predictions)
+        if not fresh:
+            held_cases = patient_cases(held_out)
+            scan_ids = [c.scan_id for c in held_cases]
+            predict_manifest(checkpoint, manifest, rd.predictions(init), config=config, scan_ids=scan_ids,
+                             progress=progress, cases={c.scan_id: c for c in held_cases})
+            predictions = [rd.probability_map(init, s) for s in scan_ids]
+    return FoldResult(init, fold, md.path, tuple(predictions), len(train_subjects), status)
+
+
+def _finished_status(md: Any, config: Config) -> str:
+    """``reused`` when ``md`` holds a finished model of this configuration, ``resumed`` when a
+    checkpoint continues, else ``trained``; a changed configuration is refused (ConfigError)."""
+    from sapkit.training.resume import load_resume_checkpoint
+
+    if md.checkpoint_last.is_file():
+        return "resumed"
+    if not md.model("final").is_file():
+        return "trained"
+    ck = load_resume_checkpoint(md.path, config, "cpu", task="lesion", augment_samples=True)
+    return "reused" if ck is not None and int(ck["epoch"]) >= config.lesion.epochs else "resumed"
 
 
 def finetune_all(run_dir: str | Path, config: Config, *, data: str | Path | None = None,
+                 resume: bool = False, pretrained: str | Path | Mapping[str, str | Path] | None = None,
                  progress: bool = True) -> list[FoldResult]:
     """Train and predict every ``lesion.inits`` × ``lesion.folds`` model, inits outer, folds inner.
 
     The manifest is validated and the patient scans are read once for all models; each model is
-    :func:`finetune` (the fold protocol of the module docstring). An interrupted model is trained
-    again from its start; resume one with ``sapkit train lesion --resume``.
+    :func:`finetune` (the fold protocol of the module docstring).
 
     Parameters
     ----------
@@ -214,6 +237,14 @@ def finetune_all(run_dir: str | Path, config: Config, *, data: str | Path | None
         ``preprocess``, ``infer``, ``seed`` and ``device``.
     data : path, optional
         Manifest folder (default ``run_dir/data``).
+    resume : bool
+        Keep what is done: a finished model of the same configuration is not retrained (its
+        predictions are redone only when missing or older than the model), an interrupted one
+        continues from its last checkpoint. A model trained with another configuration is refused
+        (ConfigError naming the differing keys). False trains every model from its start.
+    pretrained : path or mapping init → path, optional
+        External checkpoint(s) to transfer from instead of the run's ``skeleton/``/``ssl/`` model:
+        one path for every non-scratch init, or e.g. ``{"sap": "skeleton_model.pt"}``.
     progress : bool
         tqdm bars.
 
@@ -224,25 +255,50 @@ def finetune_all(run_dir: str | Path, config: Config, *, data: str | Path | None
     """
     from sapkit.data.cases import load_cases
 
+    sources = _pretrained_per_init(pretrained, config.lesion.inits)
     splits = load_splits(run_dir)
+    folds = resolve_folds(splits, config.lesion.folds)
     manifest = load_manifest(RunDir.data_dir(run_dir, data))
     cases = load_cases(manifest, cohort="patient", percentiles=config.preprocess.clip_percentiles, progress=progress)
-    return [finetune(run_dir, config, init=init, fold=fold, data=data, progress=progress, manifest=manifest,
-                     cases=cases)
-            for init in config.lesion.inits for fold in resolve_folds(splits, config.lesion.folds)]
+    return [finetune(run_dir, config, init=init, fold=fold, data=data, pretrained=sources.get(init), resume=resume,
+                     progress=progress, manifest=manifest, cases=cases)
+            for init in config.lesion.inits for fold in folds]
+
+
+def _pretrained_per_init(pretrained: Any, inits: Sequence[str]) -> dict[str, Path]:
+    """``pretrained`` as {init: existing file}; checked before any training starts."""
+    if pretrained is None:
+        return {}
+    transferring = [i for i in inits if i != "scratch"]
+    if isinstance(pretrained, Mapping):
+        unknown = sorted(set(pretrained) - set(transferring))
+        if unknown:
+            raise ConfigError(f"pretrained names init(s) {unknown} that are not trained here with weights to transfer "
+                              f"(lesion.inits {list(inits)}); use keys among {transferring}")
+        sources = {str(k): Path(v) for k, v in pretrained.items()}
+    else:
+        if not transferring:
+            raise ConfigError(f"pretrained={pretrained} but lesion.inits {list(inits)} has no init that transfers weights; "
+                              "add 'sap' or 'ssl', or drop pretrained")
+        sources = {i: Path(pretrained) for i in transferring}
+    for init, path in sources.items():
+        if not path.is_file():
+            raise ConfigError(f"pretrained checkpoint for init '{init}' not found: {path}; pass an existing .pt file "
+                              "(a sapkit model_final.pt or a Tang-layout SSL checkpoint)")
+    return sources
 
 
 def folds_table(results: Sequence[FoldResult]) -> pd.DataFrame:
-    """One row per trained model: ``init, fold, training patients, predicted scans, folder``.
+    """One row per model: ``init, fold, status, training patients, predicted scans, folder``.
 
     Examples
     --------
     >>> rd = RunDir("run")
-    >>> r = FoldResult("sap", "0", rd.lesion("sap", 0).path, (rd.probability_map("sap", "p1_s0"),), 4)
+    >>> r = FoldResult("sap", "0", rd.lesion("sap", 0).path, (rd.probability_map("sap", "p1_s0"),), 4, "trained")
     >>> table = folds_table([r])
     >>> table.loc[0, "folder"], int(table.loc[0, "training patients"]), int(table.loc[0, "predicted scans"])
     ('run/lesion/sap/fold_0', 4, 1)
     """
-    return pd.DataFrame([{"init": r.init, "fold": r.fold, "training patients": r.n_train_subjects,
+    return pd.DataFrame([{"init": r.init, "fold": r.fold, "status": r.status, "training patients": r.n_train_subjects,
                           "predicted scans": len(r.predictions), "folder": r.model_dir.as_posix()} for r in results],
-                        columns=["init", "fold", "training patients", "predicted scans", "folder"])
+                        columns=["init", "fold", "status", "training patients", "predicted scans", "folder"])

@@ -1,4 +1,6 @@
-"""The whole series headless (sapkit reproduce --profile smoke), its artefacts, failure reporting and sweep."""
+"""The whole series headless (sapkit reproduce --profile smoke): its artefacts and failure reporting.
+
+The sweep over the smoke run is tested in tests/pipeline/test_executors.py (serial and submitit)."""
 
 from __future__ import annotations
 
@@ -104,25 +106,3 @@ def test_complete_notebooks_are_skipped_and_failures_name_the_cell(smoke_series,
     err = capsys.readouterr().err
     assert code == 1
     assert "notebook 00_data failed in code cell" in err and "cannot fill 3 folds" in err
-
-
-def test_sweep_over_a_two_by_two_grid(smoke_series, tmp_path):
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(yaml.safe_dump(sort_keys=False, data={
-        "profile": "smoke", "base_dir": "sweep", "reuse": str(smoke_series),
-        "notebooks": ["04_lesion_finetuning", "05_lesion_analysis"],
-        "fixed": {"lesion.inits": ["scratch", "sap"]},
-        "grid": {"seed": [1, 2], "lesion.label_fraction": [0.5, 1.0]},
-    }))
-    assert main(["sweep", str(grid)]) == 0
-    base = tmp_path / "sweep"
-    runs = sorted(p for p in base.iterdir() if p.is_dir())
-    assert [p.name for p in runs] == sorted(["seed=1__lesion.label_fraction=0.5", "seed=1__lesion.label_fraction=1.0",
-                                             "seed=2__lesion.label_fraction=0.5", "seed=2__lesion.label_fraction=1.0"])
-    for run in runs:
-        assert RunDir(run).eval_table("patients").is_file()
-        assert RunDir(run).data.is_symlink()  # pretraining and data reused, not recomputed
-    summary = pd.read_csv(base / "sweep_summary.csv")
-    assert len(summary) == 4 * 2 and set(summary["init"]) == {"scratch", "sap"}
-    assert summary["median_f2"].between(0, 1).all()
-    assert (base / "label_efficiency.html").stat().st_size > 10_000

@@ -157,7 +157,16 @@ def _grid(tmp_path: Path, reuse: Path, base: str) -> Path:
 
 
 def test_two_by_two_sweep_through_the_local_executor_equals_jobs_1_and_resumes_one_element(smoke_series, tmp_path):
-    serial = sweep(_grid(tmp_path, smoke_series, "serial"), jobs=1, progress=False)
+    serial_grid = _grid(tmp_path, smoke_series, "serial")
+    serial = sweep(serial_grid, jobs=1, progress=False)
+    serial_base = load_grid(serial_grid).base_dir
+    runs = sorted(p.name for p in serial_base.iterdir() if p.is_dir() and p.name != "jobs")
+    assert runs == sorted(["seed=1__lesion.label_fraction=0.5", "seed=1__lesion.label_fraction=1.0",
+                           "seed=2__lesion.label_fraction=0.5", "seed=2__lesion.label_fraction=1.0"])
+    for run in runs:
+        assert RunDir(serial_base / run).eval_table("patients").is_file()
+        assert RunDir(serial_base / run).data.is_symlink()  # pretraining and data reused, not recomputed
+    assert (serial_base / "label_efficiency.html").stat().st_size > 10_000
     grid = _grid(tmp_path, smoke_series, "array")
     array = sweep(grid, executor="local", progress=False)
     pd.testing.assert_frame_equal(array, serial)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sapkit.config import load_config
-from sapkit.errors import CheckpointError, SapkitError
+from sapkit.errors import CheckpointError, ConfigError, SapkitError
 from sapkit.inference.sliding_window import body_mask
 from sapkit.io.run_paths import RunDir
 from sapkit.training.lesion_task import train_lesion
@@ -228,6 +228,39 @@ def test_finetune_all_trains_every_init_and_fold_and_tabulates(tmp_path):
                for r in results)
     assert all(p.is_file() and p.parent == rd.predictions("scratch") for r in results for p in r.predictions)
     table = folds_table(results)
-    assert table.columns.tolist() == ["init", "fold", "training patients", "predicted scans", "folder"]
+    assert table.columns.tolist() == ["init", "fold", "status", "training patients", "predicted scans", "folder"]
     assert table["fold"].tolist() == ["0", "tune"] and table["predicted scans"].tolist() == [len(r.predictions)
                                                                                             for r in results]
+    assert table["status"].tolist() == ["trained", "trained"]
+
+    # resume: finished models are reused, not retrained; a missing map is predicted again, nothing else rewritten
+    files = {p: p.stat().st_mtime_ns for r in results for p in (rd.lesion("scratch", r.fold).model(), *r.predictions)}
+    lost = results[1].predictions[0]
+    lost.unlink()
+    again = finetune_all(run_dir, config, resume=True, progress=False)
+    assert [r.status for r in again] == ["reused", "reused"]
+    assert lost.is_file() and [r.predictions for r in again] == [r.predictions for r in results]
+    assert {p: t for p, t in files.items() if p != lost} == {p: p.stat().st_mtime_ns for p in files if p != lost}
+    # a finished model of another recipe is refused, naming the key, before anything is trained
+    with pytest.raises(ConfigError, match="lesion.lr_scratch"):
+        finetune_all(run_dir, load_config("smoke", {**{"lesion.inits": ["scratch"], "lesion.folds": ["0"],
+                                                       "lesion.roi": [16, 16, 16], "device": "cpu"},
+                                                    "lesion.lr_scratch": 7.5e-4}), resume=True, progress=False)
+    # more epochs on resume continue the finished model (epochs is the one key that may change)
+    more = load_config("smoke", {"lesion.inits": ["scratch"], "lesion.folds": ["0"], "lesion.roi": [16, 16, 16],
+                                 "device": "cpu", "lesion.epochs": config.lesion.epochs + 1})
+    assert [r.status for r in finetune_all(run_dir, more, resume=True, progress=False)] == ["resumed"]
+
+
+def test_finetune_all_checks_pretrained_before_training(tmp_path):
+    from sapkit.training.cross_validation import finetune_all
+
+    run_dir = tmp_path / "not_read"
+    scratch = load_config("smoke", {"lesion.inits": ["scratch"]})
+    with pytest.raises(ConfigError, match="has no init that transfers weights"):
+        finetune_all(run_dir, scratch, pretrained=tmp_path / "x.pt")
+    both = load_config("smoke", {"lesion.inits": ["scratch", "sap"]})
+    with pytest.raises(ConfigError, match=r"init\(s\) \['ssl'\] that are not trained here"):
+        finetune_all(run_dir, both, pretrained={"ssl": tmp_path / "x.pt"})
+    with pytest.raises(ConfigError, match="pretrained checkpoint for init 'sap' not found: .*x.pt"):
+        finetune_all(run_dir, both, pretrained=tmp_path / "x.pt")
