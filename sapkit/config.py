@@ -70,6 +70,7 @@ ProbDtype = Literal["float16", "float32"]
 Connectivity = Literal[6, 18, 26]  # 3D voxel neighbourhood: faces, + edges, + corners
 NsdMode = Literal["surface", "voxel"]
 TuneStatistic = Literal["median", "mean"]
+PrecisionRule = Literal["lesion", "prediction"]  # precision counts detected GT lesions, or hitting predictions
 SamplerKind = Literal["instance_balanced", "posneg"]
 CheckpointChoice = Literal["final", "best"]
 Init = Literal["scratch", "ssl", "sap"]
@@ -232,6 +233,7 @@ class EvalConfig:
     tolerance_mm: float = bounded(2.0, 0.0)
     connectivity: Connectivity = 26
     hit: HitRule = "any"
+    precision: PrecisionRule = "lesion"
     nsd_mode: NsdMode = "surface"
     large_lesion_ml: float = bounded(1.0, 0.0)
     thresholds: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))

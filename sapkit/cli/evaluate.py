@@ -55,13 +55,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=None)
     opts.add_argument("--hit", default=None, help="any (≥ 1 voxel overlap) or iou:T")
     opts.add_argument("--nsd-mode", choices=("surface", "voxel"), default=None)
+    opts.add_argument("--precision", choices=("lesion", "prediction"), default=None,
+                      help="precision counts detected GT lesions (default) or predicted components hitting one")
     opts.add_argument("--jobs", type=int, default=1, help="worker processes for a cohort or run folder (default 1)")
 
 
 def _eval_config(args: argparse.Namespace) -> Any:
     e = config_from_args(args).eval
     changes = {k: v for k, v in {"tolerance_mm": args.tolerance_mm, "connectivity": args.connectivity,
-                                 "hit": args.hit, "nsd_mode": args.nsd_mode}.items() if v is not None}
+                                 "hit": args.hit, "nsd_mode": args.nsd_mode, "precision": args.precision}.items()
+               if v is not None}
     return dataclasses.replace(e, **changes)
 
 
@@ -131,6 +134,7 @@ def _run_case(args: argparse.Namespace) -> int:
     kw = dict(prob_map=pred, threshold=0.5 if args.threshold is None else args.threshold) if args.prob \
         else dict(pred_mask=pred)
     report = lesion_report(gt, spacing_mm=spacing_from_affine(affine), connectivity=e.connectivity, hit=e.hit,
+                           precision=e.precision,
                            tolerance_mm=e.tolerance_mm, nsd_mode=e.nsd_mode, skeleton=skel,
                            large_lesion_ml=e.large_lesion_ml, scan_id=Path(args.gt).name, **kw)
     text = json.dumps(case_json(report), indent=2)

@@ -118,18 +118,18 @@ def _counts_of_case(row: Mapping[str, Any], e: EvalConfig) -> pd.DataFrame:
     gt, prob, _, spacing = _load_case(row)
     return lesion_counts_by_threshold(gt, prob, spacing_mm=spacing, thresholds=e.thresholds,
                                       connectivity=e.connectivity, hit=e.hit, large_lesion_ml=e.large_lesion_ml,
-                                      scan_id=str(row["scan_id"]))
+                                      precision=e.precision, scan_id=str(row["scan_id"]))
 
 
 def _evaluate_case(row: Mapping[str, Any], e: EvalConfig, threshold: float) -> tuple[Any, pd.DataFrame]:
     gt, prob, skel, spacing = _load_case(row)
     scan_id = str(row["scan_id"])
     rep = lesion_report(gt, prob_map=prob, threshold=threshold, spacing_mm=spacing, connectivity=e.connectivity,
-                        hit=e.hit, tolerance_mm=e.tolerance_mm, nsd_mode=e.nsd_mode, skeleton=skel,
-                        large_lesion_ml=e.large_lesion_ml, scan_id=scan_id)
+                        hit=e.hit, precision=e.precision, tolerance_mm=e.tolerance_mm, nsd_mode=e.nsd_mode,
+                        skeleton=skel, large_lesion_ml=e.large_lesion_ml, scan_id=scan_id)
     counts = lesion_counts_by_threshold(gt, prob, spacing_mm=spacing, thresholds=e.thresholds,
                                         connectivity=e.connectivity, hit=e.hit, large_lesion_ml=e.large_lesion_ml,
-                                        scan_id=scan_id)
+                                        precision=e.precision, scan_id=scan_id)
     return rep, counts
 
 

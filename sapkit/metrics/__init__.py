@@ -27,10 +27,12 @@ from sapkit.metrics._lesion_tables import (
     COUNT_COLUMNS,
     LESION_COLUMNS,
     LESION_ID_COLUMNS,
+    PRECISION_RULES,
     PREDICTION_COLUMNS,
     LesionParams,
     LesionReport,
     PatientSummary,
+    detection_ratios,
     f_beta,
 )
 from sapkit.metrics._overlap import dice, dice_per_class, dice_per_group, iou
@@ -70,6 +72,8 @@ __all__ = [
     "LesionReport",
     "PatientSummary",
     "f_beta",
+    "detection_ratios",
+    "PRECISION_RULES",
     "LESION_SCORES",
     "lesion_report",
     "threshold_in_dtype",

@@ -19,7 +19,7 @@ from sapkit.metrics import _components as C
 from sapkit.metrics._binarise import threshold_in_dtype
 from sapkit.metrics._lesion_matching import match, overlaps, parse_hit
 from sapkit.metrics._lesion_report import _REL_TOL, _check_inputs
-from sapkit.metrics._lesion_tables import COUNT_COLUMNS, _f2_counts, _ratio
+from sapkit.metrics._lesion_tables import COUNT_COLUMNS, detection_ratios
 from sapkit.validation import check_connectivity
 
 __all__ = ["lesion_counts_by_threshold"]
@@ -35,6 +35,7 @@ def lesion_counts_by_threshold(
     hit: str = "any",
     large_lesion_ml: float = 1.0,
     scan_id: str = "",
+    precision: str = "lesion",
 ) -> pd.DataFrame:
     """Detection counts of one case at every threshold of a grid (for FROC and threshold tuning).
 
@@ -49,7 +50,7 @@ def lesion_counts_by_threshold(
         Voxel size per axis in mm (volumes for the ≥ 1 mL subset).
     thresholds : sequence of float
         Each in (0, 1].
-    connectivity, hit, large_lesion_ml, scan_id
+    connectivity, hit, large_lesion_ml, scan_id, precision
         As in :func:`~sapkit.metrics.lesion_report`.
 
     Returns
@@ -60,6 +61,7 @@ def lesion_counts_by_threshold(
         precision, f2``) — identical to the :func:`~sapkit.metrics.lesion_report` counts at that
         threshold.
     """
+    detection_ratios(0, 0, 0, 0, precision=precision)  # checks the rule up front
     ts = sorted({float(t) for t in thresholds})
     if not ts or ts[0] <= 0 or ts[-1] > 1:
         raise MetricInputError(f"thresholds must be a non-empty list of values in (0, 1], got {list(thresholds)!r}")
@@ -98,8 +100,8 @@ def lesion_counts_by_threshold(
     for t in ts:
         r = totals[t]
         fn = r["n_lesions"] - r["tp"]
-        rows.append({"scan_id": scan_id, "threshold": t, **r, "fn": fn,
-                     "sensitivity": _ratio(r["tp"], r["n_lesions"]), "precision": _ratio(r["tp"], r["tp"] + r["fp"]),
-                     "f2": _f2_counts(r["tp"], fn, r["fp"])})
+        sensitivity, prec, f2 = detection_ratios(r["tp"], fn, r["fp"], r["n_predictions"], precision=precision)
+        rows.append({"scan_id": scan_id, "threshold": t, **r, "fn": fn, "sensitivity": sensitivity,
+                     "precision": prec, "f2": f2})
     return pd.DataFrame(rows, columns=list(COUNT_COLUMNS))
 

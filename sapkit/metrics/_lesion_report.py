@@ -38,6 +38,7 @@ from sapkit.metrics._lesion_matching import match, overlaps, parse_hit
 from sapkit.metrics._lesion_tables import (
     LESION_COLUMNS,
     PREDICTION_COLUMNS,
+    PRECISION_RULES,
     LesionParams,
     LesionReport,
     _frame,
@@ -138,6 +139,7 @@ def lesion_report(
     large_lesion_ml: float = 1.0,
     scan_id: str = "",
     lesion_scores: str = "whole",
+    precision: str = "lesion",
 ) -> LesionReport:
     """Lesion-wise evaluation of one scan (``docs/metrics.md`` §3–§8).
 
@@ -175,6 +177,9 @@ def lesion_report(
     lesion_scores : {"whole", "box"}
         Per-lesion Dice/IoU/NSD against the whole credited predicted components (default) or
         only their voxels inside the lesion's padded bounding box.
+    precision : {"lesion", "prediction"}
+        What precision counts as a hit: detected GT lesions (TP / (TP + FP), default) or predicted
+        components that overlap a lesion ((components − FP) / components); F2 follows.
 
     Returns
     -------
@@ -202,10 +207,12 @@ def lesion_report(
         raise MetricInputError(f"nsd_mode must be one of {NSD_MODES}, got {nsd_mode!r}")
     if lesion_scores not in LESION_SCORES:
         raise MetricInputError(f"lesion_scores must be one of {LESION_SCORES}, got {lesion_scores!r}")
+    if precision not in PRECISION_RULES:
+        raise MetricInputError(f"precision must be one of {PRECISION_RULES}, got {precision!r}")
     tolerance_mm = check_tolerance(tolerance_mm, error=MetricInputError)
     is_2d = gt.ndim == 2
     params = LesionParams(tuple(sp[:gt.ndim]), conn, hit, tolerance_mm, nsd_mode, float(large_lesion_ml),
-                          None if threshold is None else float(threshold), lesion_scores)
+                          None if threshold is None else float(threshold), lesion_scores, precision)
     voxel_ml = sp[0] * sp[1] * sp[2] / 1000.0
     large_voxels = large_lesion_ml / voxel_ml * (1 - _REL_TOL)
 
@@ -284,5 +291,5 @@ def lesion_report(
     n_gt_vox, n_pred_vox = gt_xyz.shape[0], pred_xyz.shape[0]
     summary = _summarise(lesions, preds, scan_id=scan_id,
                          global_dice=_dice_from_counts(inter_total, n_gt_vox, n_pred_vox),
-                         gt_volume_ml=n_gt_vox * voxel_ml, pred_volume_ml=n_pred_vox * voxel_ml)
+                         gt_volume_ml=n_gt_vox * voxel_ml, pred_volume_ml=n_pred_vox * voxel_ml, precision=precision)
     return LesionReport(lesions, preds, summary, params)

@@ -3,9 +3,12 @@
 One definition of every column list (``lesions.csv``, ``predictions.csv``, the per-threshold
 counts) and of the per-scan counts and scores (``docs/metrics.md`` §4–§8):
 
-- Sensitivity = TP / (TP + FN) (NaN without GT lesions); precision = TP / (TP + FP) with TP the
-  detected GT lesions (NaN when there is neither a TP nor an FP); F2 = 5PR / (4P + R) =
-  5TP / (5TP + 4FN + FP), defined as 0 when P = R = 0 and NaN only when TP = FN = FP = 0.
+- Sensitivity = TP / (TP + FN) (NaN without GT lesions); precision (``precision="lesion"``, the
+  default, panoptica's convention) = TP / (TP + FP) with TP the detected GT lesions (NaN when there is
+  neither a TP nor an FP); F2 = 5PR / (4P + R) = 5TP / (5TP + 4FN + FP), defined as 0 when
+  P = R = 0 and NaN only when TP = FN = FP = 0. ``precision="prediction"`` counts predicted
+  components instead: (components hitting a lesion) / (all components), F2 = F-beta(P, R) with the
+  same 0 / NaN rules (a bridging prediction raises it, a split lesion lowers it).
 - ≥ 1 mL sensitivity is NaN for scans without large lesions; ≥ 1 mL FP counts predicted
   components ≥ 1 mL credited to no GT lesion.
 - Volumes in mL; centroids in voxel indices of the scan, ``(X, Y, Z)`` file order.
@@ -30,8 +33,13 @@ __all__ = [
     "LesionParams",
     "PatientSummary",
     "LesionReport",
+    "PRECISION_RULES",
     "f_beta",
+    "detection_ratios",
 ]
+
+#: What a true positive is for precision: a detected GT lesion, or a predicted component that hits one.
+PRECISION_RULES = ("lesion", "prediction")
 
 #: Columns that name and size one lesion in every lesion table of the kit: the scan it lies in,
 #: its 1-based id in that scan, its size in voxels and its volume in mL.
@@ -78,8 +86,30 @@ def _ratio(num: float, den: float) -> float:
     return float("nan") if den == 0 else float(num) / float(den)
 
 
-def _f2_counts(tp: int, fn: int, fp: int) -> float:
-    return _ratio(5 * tp, 5 * tp + 4 * fn + fp)
+def detection_ratios(tp: int, fn: int, fp: int, n_predictions: int, *, precision: str = "lesion") -> tuple[float, float, float]:
+    """Sensitivity, precision and F2 of detection counts under a precision rule (see the module docstring).
+
+    Examples
+    --------
+    >>> detection_ratios(1, 1, 0, 1)  # one prediction bridging two lesions, one of them counted TP
+    (0.5, 1.0, 0.5555555555555556)
+    >>> detection_ratios(1, 0, 0, 2, precision="prediction")  # a lesion split into two hitting components
+    (1.0, 1.0, 1.0)
+    >>> detection_ratios(0, 0, 0, 0)
+    (nan, nan, nan)
+    """
+    if precision not in PRECISION_RULES:
+        from sapkit.errors import MetricInputError
+
+        raise MetricInputError(f"precision must be one of {PRECISION_RULES}, got {precision!r}")
+    sensitivity = _ratio(tp, tp + fn)
+    if precision == "lesion":
+        return sensitivity, _ratio(tp, tp + fp), _ratio(5 * tp, 5 * tp + 4 * fn + fp)
+    p = _ratio(n_predictions - fp, n_predictions)
+    if tp + fn == 0 and n_predictions == 0:
+        return sensitivity, p, float("nan")
+    f2 = 0.0 if math.isnan(p) or math.isnan(sensitivity) else f_beta(p, sensitivity)
+    return sensitivity, p, f2
 
 
 @dataclass(frozen=True)
@@ -94,6 +124,7 @@ class LesionParams:
     large_lesion_ml: float = 1.0
     threshold: float | None = None
     lesion_scores: str = "whole"
+    precision: str = "lesion"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists for tuples) for JSON."""
@@ -171,7 +202,7 @@ def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
 
 
 def _summarise(lesions: pd.DataFrame, preds: pd.DataFrame, *, scan_id: str, global_dice: float,
-               gt_volume_ml: float, pred_volume_ml: float) -> PatientSummary:
+               gt_volume_ml: float, pred_volume_ml: float, precision: str = "lesion") -> PatientSummary:
     """Per-scan counts and scores from the lesion and prediction tables of one scan."""
     n = len(lesions)
     tp = int(lesions["detected"].sum())
@@ -182,10 +213,10 @@ def _summarise(lesions: pd.DataFrame, preds: pd.DataFrame, *, scan_id: str, glob
     tp_large = int(lesions["detected"].to_numpy(bool)[large].sum())
     fp_large = int((preds["false_positive"] & preds["large"]).sum())
     detected = lesions[lesions["detected"]]
+    sensitivity, prec, f2 = detection_ratios(tp, fn, fp, len(preds), precision=precision)
     return PatientSummary(
         scan_id=scan_id, n_lesions=n, n_large_lesions=n_large, n_predictions=len(preds),
-        tp=tp, fn=fn, fp=fp, sensitivity=_ratio(tp, n), precision=_ratio(tp, tp + fp),
-        f2=_f2_counts(tp, fn, fp), tp_large=tp_large, sensitivity_large=_ratio(tp_large, n_large),
+        tp=tp, fn=fn, fp=fp, sensitivity=sensitivity, precision=prec, f2=f2, tp_large=tp_large, sensitivity_large=_ratio(tp_large, n_large),
         fp_large=fp_large, dice_mean=float(lesions["dice"].mean()) if n else float("nan"),
         dice_detected=float(detected["dice"].mean()) if tp else float("nan"),
         nsd_detected=float(detected["nsd"].mean()) if tp else float("nan"),
