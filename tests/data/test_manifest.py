@@ -173,9 +173,7 @@ def test_missing_manifest_explains_how_to_get_one(tmp_path):
         load_manifest(tmp_path)
 
 
-def test_a_yaml_bomb_manifest_is_refused_in_well_under_a_second(tiny_cohort):
-    import time
-
+def test_a_yaml_bomb_manifest_is_refused(tiny_cohort):
     from sapkit.errors import ManifestError
 
     lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
@@ -184,7 +182,5 @@ def test_a_yaml_bomb_manifest_is_refused_in_well_under_a_second(tiny_cohort):
     bomb = "\n".join(lines) + "\nname: *i\ncsv: manifest.csv\n"
     assert len(bomb.encode()) < 1024  # 1 KB that expands to 9**9 values
     tiny_cohort.write_text(bomb)
-    start = time.perf_counter()
     with pytest.raises(ManifestError, match=r"manifest\.yaml expands to more than 100,000 values through aliases"):
-        load_manifest(tiny_cohort)
-    assert time.perf_counter() - start < 1.0
+        load_manifest(tiny_cohort)  # refused while counting, before 9**9 values are built

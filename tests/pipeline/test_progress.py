@@ -60,10 +60,8 @@ def test_text_bars_only_when_headless():
 
 
 def test_a_fold_list_without_the_tuning_fold_is_refused_at_once(tmp_path):
-    start = time.perf_counter()
     with pytest.raises(ConfigError, match=r"no 'tune' fold.*lesion.folds=\[0,1,tune\]"):
         reproduce("smoke", tmp_path / "run", {"lesion.folds": [0, 1]}, progress=False)
-    assert time.perf_counter() - start < 10
     assert not (tmp_path / "run").exists()  # nothing started
     check_series_plan(load_config("smoke", {"lesion.folds": [0, 1]}), ["00_data", "04_lesion_finetuning"])
     check_series_plan(load_config("smoke", {"lesion.folds": ["all"]}), ["05_lesion_analysis"])
