@@ -66,9 +66,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     permissions (0666 minus the umask), not ``mkstemp``'s private 0600.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes) or ".tmp"
-    tmp_path = _make_temporary(path, suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path = _make_temporary(path, suffix)
+    except OSError as exc:  # read-only or missing folder, a file in the way
+        raise SapkitError(f"cannot write {path}: {exc.strerror or exc} in {path.parent}; "
+                          "choose a writable location") from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp_path, 0o666 & ~umask)
@@ -139,9 +143,21 @@ def check_writable_folder(folder: str | Path, *, what: str = "--run-dir") -> Pat
         raise SapkitError(f"{what} {folder} lies inside a file, not a folder; pass a folder path") from None
     except OSError as exc:
         raise SapkitError(f"{what} {folder} cannot be created ({exc.strerror}); choose a writable folder") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not os.access(folder, os.W_OK | os.X_OK) or not _can_create_file(folder):
         raise SapkitError(f"{what} {folder} is not writable (read-only?); choose a writable folder or fix its permissions")
     return folder
+
+
+def _can_create_file(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder`` (modes say nothing for root or read-only mounts)."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".sapkit-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return True
 
 
 def check_output_file(path: str | Path, *, what: str = "--json") -> Path:

@@ -9,6 +9,7 @@ every file under ``root`` are taken right before the call and compared after it.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -1149,6 +1150,46 @@ def predict_out_is_a_file(root):
     (root / "afile").write_text("x")
     return ["predict", "--checkpoint", str(root / "m.pt"), "--manifest", str(root / "data"), "--out",
             str(root / "afile")], r"--out .*afile is a file, not a folder", []
+
+
+def _read_only_folder(root: Path) -> Path:
+    """A folder nobody may write into: mode 0555, or sysfs's /sys/kernel for root (who ignores modes)."""
+    ro = root / "ro"
+    ro.mkdir(exist_ok=True)
+    ro.chmod(0o555)
+    if not os.access(ro, os.W_OK):
+        return ro
+    ro.chmod(0o755)
+    sysfs = Path("/sys/kernel")
+    if not sysfs.is_dir():
+        pytest.skip("running as root without sysfs: no folder here refuses writes")
+    return sysfs
+
+
+@cli_case
+def split_run_dir_read_only(root):
+    ro = _read_only_folder(root)
+    return ["split", str(root / "data"), "--run-dir", str(ro)], r"--run-dir .* is not writable \(read-only\?\)", []
+
+
+@cli_case
+def prepare_out_in_a_read_only_folder(root):
+    ro = _read_only_folder(root)
+    return ["prepare", str(root / "data"), "--out", str(ro / "prep")], r"--out .*prep cannot be created", []
+
+
+@cli_case
+def predict_out_in_a_read_only_folder(root):
+    ro = _read_only_folder(root)
+    return ["predict", "--checkpoint", str(root / "m.pt"), "--manifest", str(root / "data"), "--out",
+            str(ro / "pred")], r"--out .*pred cannot be created", []
+
+
+@cli_case
+def fingerprint_json_in_a_read_only_folder(root):
+    ro = _read_only_folder(root)
+    return ["fingerprint", str(root / "data"), "--json", str(ro / "fp.json")], \
+        r"folder of --json .* is not writable \(read-only\?\)", []
 
 
 @cli_case
