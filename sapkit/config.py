@@ -320,7 +320,19 @@ def load_config(profile: str | Path = "smoke", overrides: Mapping[str, Any] | No
         set_dotted(tree, key, value)
     for key, value in flatten(overrides or {}).items():
         set_dotted(tree, key, value)
-    return build(Config, tree)
+    config = build(Config, tree)
+    _check_rois(config)
+    return config
+
+
+def _check_rois(config: Config) -> None:
+    """Every patch/window size fits the network (checked here, not hours later when it is built)."""
+    from sapkit.validation import check_roi_for_network
+
+    m = config.model
+    factor = 32 if m.backbone == "swinunetr" else 2 ** max(len(m.channels) - 1, 0)
+    for section in ("skeleton", "ssl", "lesion", "infer"):
+        check_roi_for_network(getattr(config, section).roi, factor, m.backbone, what=f"{section}.roi")
 
 
 def save_config(config: Config, path: str | Path) -> Path:

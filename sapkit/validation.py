@@ -54,6 +54,26 @@ def check_roi(roi: Sequence[int], *, what: str = "roi", error: type[SapkitError]
     return out  # type: ignore[return-value]
 
 
+def check_roi_for_network(roi: Sequence[int], factor: int, backbone: str, *, what: str = "roi") -> None:
+    """Every side of ``roi`` (voxels) must be a multiple of the network's downsampling ``factor`` and
+    at least ``2 × factor``: its deepest feature map keeps ≥ 2 voxels per axis (instance normalisation
+    over one voxel is undefined). SwinUNETR: factor 32, so sides 64, 96, 128, …
+
+    Examples
+    --------
+    >>> check_roi_for_network((96, 96, 64), 32, "swinunetr")
+    >>> check_roi_for_network((32, 32, 32), 32, "swinunetr", what="infer.roi")
+    Traceback (most recent call last):
+    ...
+    sapkit.errors.ConfigError: infer.roi [32, 32, 32] must be multiples of 32 of at least 64 voxels per side for the swinunetr backbone (its deepest feature map must keep >= 2 voxels per axis); use e.g. [64, 64, 64]
+    """
+    low = 2 * int(factor)
+    if any(int(r) % factor or int(r) < low for r in roi):
+        raise ConfigError(f"{what} {[int(r) for r in roi]} must be multiples of {factor} of at least {low} voxels per side "
+                          f"for the {backbone} backbone (its deepest feature map must keep >= 2 voxels per axis); "
+                          f"use e.g. {[max(low, int(r) // factor * factor) for r in roi]}")
+
+
 def check_connectivity(connectivity: int, *, error: type[SapkitError] = ConfigError) -> int:
     """A 3D voxel neighbourhood: 6, 18 or 26.
 

@@ -104,13 +104,23 @@ def test_every_literal_field_accepts_its_choices_and_rejects_others():
     assert {k for k, _, _ in fields} >= {"device", "model.backbone", "model.norm_name", "infer.blend", "infer.prob_dtype",
                                          "eval.connectivity", "eval.nsd_mode", "eval.tune_statistic", "lesion.sampler",
                                          "lesion.checkpoint", "lesion.connectivity", "lesion.inits"}
+    fitting = {f"{s}.roi": [64, 64, 64] for s in ("skeleton", "ssl", "lesion", "infer")}  # every backbone takes 64
     for key, choices, many in fields:
         for choice in choices:
             value = [choice] if many else choice
             section, _, name = key.rpartition(".")
-            got = getattr(getattr(load_config("smoke", {key: value}), section) if section else
-                          load_config("smoke", {key: value}), name)
+            config = load_config("smoke", {**fitting, key: value})
+            got = getattr(getattr(config, section) if section else config, name)
             assert got == (tuple(value) if many else value)
         bad = "nonsense" if isinstance(choices[0], str) else 7
         with pytest.raises(ConfigError, match=f"'{key}'"):
             load_config("smoke", {key: [bad] if many else bad})
+
+
+@pytest.mark.parametrize("key", ["skeleton.roi", "ssl.roi", "lesion.roi", "infer.roi"])
+def test_a_roi_the_network_cannot_take_is_refused_at_load_time(key):
+    with pytest.raises(ConfigError, match=rf"{key} \[32, 32, 32\] must be multiples of 32 of at least 64 .*swinunetr"):
+        load_config("paper", {key: [32, 32, 32]})
+    with pytest.raises(ConfigError, match=rf"{key} \[20, 16, 16\] must be multiples of 8 of at least 16 .*unet"):
+        load_config("smoke", {"model.channels": [4, 8, 16, 32], key: [20, 16, 16]})
+    assert load_config("smoke", {"model.channels": [4, 8, 16, 32], key: [24, 16, 32]})

@@ -26,6 +26,7 @@ from torch import nn
 
 from sapkit.config import Backbone
 from sapkit.errors import ConfigError
+from sapkit.validation import check_roi_for_network
 
 __all__ = [
     "BACKBONES",
@@ -310,11 +311,7 @@ def check_roi_fits(roi: Sequence[int], model: nn.Module, *, what: str = "roi") -
         factor, backbone = downsample_factor(model), backbone_of(model)
     except ConfigError:
         return
-    low = 2 * factor
-    if any(int(r) % factor or int(r) < low for r in roi):
-        raise ConfigError(f"{what} {[int(r) for r in roi]} must be multiples of {factor} of at least {low} voxels per side "
-                          f"for the {backbone} backbone (its deepest feature map must keep >= 2 voxels per axis); "
-                          f"use e.g. {[max(low, int(r) // factor * factor) for r in roi]}")
+    check_roi_for_network(roi, factor, backbone, what=what)
 
 
 def part_of_tensors(model: nn.Module) -> dict[str, str]:
