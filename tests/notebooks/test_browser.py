@@ -128,6 +128,36 @@ def _launch(playwright, profile: Path, extra_flags: list[str]):
         viewport={"width": 1400, "height": 1000})
 
 
+def _open_notebook(page, base: str, token: str, name: str) -> None:
+    """Open ``name`` in its own fresh JupyterLab workspace (no tab of an earlier test restored) and wait
+    until its kernel is idle."""
+    workspace = re.sub(r"\W", "", Path(name).stem)
+    page.goto(f"{base}/lab/workspaces/{workspace}/tree/{name}?reset&token={token}", wait_until="domcontentloaded")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name).first.click()
+    page.wait_for_function("() => /Python \\(sapkit\\)\\s*\\|\\s*Idle/.test(document.querySelector("
+                           "'.jp-StatusBar-Widget, #jp-main-statusbar')?.innerText || '')", timeout=90_000)
+
+
+def _run_all_cells(page, n_cells: int, timeout_ms: int, shot: Path) -> None:
+    """Run → Run All Cells, then wait until every code cell ran; fail at once (with the error text)
+    when the run stopped early (a cell raised: the cells after it are never run)."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    page.wait_for_timeout(3000)  # let the queue show: every cell [*]
+    outcome = page.wait_for_function(
+        "(n) => { const p = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell "
+        ".jp-InputPrompt')].map(e => e.innerText);"
+        " if (p.length === n && p.every(t => /\\[\\d+\\]/.test(t))) return 'done';"
+        " const idle = /Idle/.test(document.querySelector('.jp-StatusBar-Widget, #jp-main-statusbar')?.innerText || '');"
+        " if (idle && !p.some(t => /\\[\\*\\]/.test(t))) return 'stopped'; return false; }",
+        arg=n_cells, timeout=timeout_ms, polling=1000).json_value()
+    page.screenshot(path=str(shot), full_page=True)
+    if outcome != "done":
+        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+        raise AssertionError(f"Run All stopped before the last cell (see {shot}):\n" + "\n---\n".join(errors)[-4000:])
+
+
 def _bright_fraction(page, png: bytes) -> float:
     """Fraction of pixels of a screenshot brighter than near-black, measured by the browser."""
     return page.evaluate("""async (b64) => {
@@ -167,16 +197,8 @@ def test_demo_notebook_in_chromium(lab, run_dir):
 
         page.on("console", _on_console)
         try:
-            page.goto(f"{base}/lab/tree/{DEMO.name}?token={token}", wait_until="domcontentloaded")
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
-            page.wait_for_function("() => /Python \\(sapkit\\)\\s*\\|\\s*Idle/.test(document.querySelector("
-                                   "'.jp-StatusBar-Widget, #jp-main-statusbar')?.innerText || '')", timeout=90_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-            page.wait_for_function(
-                "(n) => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.innerText);"
-                " return p.length === n && p.every(t => /\\[\\d+\\]/.test(t)); }", arg=N_CODE_CELLS, timeout=120_000)
-            page.screenshot(path=str(run_dir / "01_after_run_all.png"))
+            _open_notebook(page, base, token, DEMO.name)
+            _run_all_cells(page, N_CODE_CELLS, 120_000, run_dir / "01_after_run_all.png")
             outputs = page.locator(".jp-CodeCell .jp-OutputArea")  # cells: parameters, imports, data, 3D, plotly, explorer
 
             # 0) the kernel saw a live frontend: auto would pick the offline interactive viewer
@@ -271,15 +293,8 @@ def test_notebook_05_in_chromium(lab, run_dir, smoke_series):
             page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
         try:
-            page.goto(f"{base}/lab/tree/{notebook.name}?token={token}", wait_until="domcontentloaded")
-            page.wait_for_function("() => /Python \\(sapkit\\)\\s*\\|\\s*Idle/.test(document.querySelector("
-                                   "'.jp-StatusBar-Widget, #jp-main-statusbar')?.innerText || '')", timeout=90_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-            page.wait_for_function(
-                "(n) => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.innerText);"
-                " return p.length === n && p.every(t => /\\[\\d+\\]/.test(t)); }", arg=n_cells, timeout=400_000)
-            page.screenshot(path=str(shots / "01_after_run_all.png"), full_page=True)
+            _open_notebook(page, base, token, notebook.name)
+            _run_all_cells(page, n_cells, 400_000, shots / "01_after_run_all.png")
             assert not page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] "
                                     ":text('Traceback')").count()
 

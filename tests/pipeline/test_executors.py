@@ -65,16 +65,25 @@ def test_local_array_records_each_state_and_resume_resubmits_only_the_failure(tm
 def test_a_killed_element_is_reported_and_resumed(tmp_path):
     folder = tmp_path / "jobs"
     elements = {"fast": (time.sleep, (0.1,)), "slow": (time.sleep, (300,))}
-    result = {}
-    thread = threading.Thread(target=lambda: result.update(t=run_array(
-        elements, folder, executor="local", resources=Resources(array_parallelism=2), progress=False)))
+    result: dict = {}
+
+    def submit():
+        try:
+            result["t"] = run_array(elements, folder, executor="local", resources=Resources(array_parallelism=2),
+                                    progress=False)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            result["error"] = exc
+
+    thread = threading.Thread(target=submit)
     thread.start()
     state = JobsDir(folder).state("slow")
-    deadline = time.time() + 120
-    while not state.is_file() and time.time() < deadline:
+    deadline = time.time() + 300
+    while not state.is_file() and time.time() < deadline and thread.is_alive():
         time.sleep(0.2)
+    assert state.is_file(), f"the slow element never started: {result}"
     os.kill(int(json.loads(state.read_text())["job_id"]), signal.SIGINT)  # what job.cancel() sends
-    thread.join(timeout=120)
+    thread.join(timeout=300)
+    assert "t" in result, (result, thread.is_alive(), element_states(folder, check_jobs=False).to_dict("records"))
     table = result["t"].set_index("name")
     assert table.loc["fast", "state"] == "done" and table.loc["slow", "state"] == "failed"
     elements["slow"] = (time.sleep, (0.1,))
