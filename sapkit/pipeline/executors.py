@@ -341,8 +341,11 @@ def run_array(
             _record_submission(jd, n, str(job.job_id), executor)
         if wait:
             _wait(jobs, progress=progress)
-    else:
-        _run_throttled(ex, jd, dict(zip(todo, call)), parallelism=resources.array_parallelism, progress=progress)
+    else:  # local jobs inherit this process's environment: one thread budget for the elements at once
+        from sapkit.pipeline.threads import thread_budget
+
+        with thread_budget(min(resources.array_parallelism, max(len(call), 1))):
+            _run_throttled(ex, jd, dict(zip(todo, call)), parallelism=resources.array_parallelism, progress=progress)
     table = element_states(jd.path, names, check_jobs=wait or executor == "local")
     atomic_write_text(jd.states_csv, table.to_csv(index=False))
     return table

@@ -217,7 +217,10 @@ def _run_all(todo: list[tuple[ScanSource, str]], config: RawConfig, out: Preproc
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    from sapkit.pipeline.threads import thread_budget
+
+    with thread_budget(min(jobs, len(todo))), \
+            ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run_scan, s, config, out.root, d): s for s, d in todo}
         for future in as_completed(futures):
             source = futures[future]
