@@ -120,13 +120,25 @@ class RunMonitor:
         self.lines: list[str] = []
 
     def _logs(self) -> list[Path]:
-        roots = [self.rd.skeleton.path, self.rd.ssl.path, self.rd.lesion_dir]
-        found = []
-        for root in roots:
-            if root.is_dir():
-                found += [root / "log.csv"] if (root / "log.csv").is_file() else []
-                found += sorted(root.glob("*/fold_*/log.csv"))
+        """Every model's ``log.csv`` now; folders that come and go meanwhile (hidden staging folders of
+        atomic writes) are skipped, never an error."""
+        found = [p for p in (self.rd.skeleton.path / "log.csv", self.rd.ssl.path / "log.csv") if p.is_file()]
+        try:
+            inits = sorted(d for d in self.rd.lesion_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+        except OSError:
+            return found
+        for init in inits:
+            try:
+                found += sorted(p for p in init.glob("fold_*/log.csv") if p.is_file())
+            except OSError:
+                continue
         return found
+
+    def _mtime(self, path: Path) -> float | None:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return None
 
     def _emit(self, text: str) -> None:
         self.lines.append(text)
@@ -134,14 +146,14 @@ class RunMonitor:
 
     def _baseline(self) -> None:
         for path in self._logs():
-            self._seen[path] = (path.stat().st_mtime, (_read_log(path) or (0, 0.0))[0])
+            self._seen[path] = (self._mtime(path), (_read_log(path) or (0, 0.0))[0])
 
     def poll(self) -> bool:
         """Look once for new epochs; print a line per model that advanced; return whether any did."""
         news = False
         for path in self._logs():
-            mtime = path.stat().st_mtime
-            if self._seen.get(path, (None, 0))[0] == mtime:
+            mtime = self._mtime(path)
+            if mtime is None or self._seen.get(path, (None, 0))[0] == mtime:
                 continue
             info = _read_log(path)
             if info is None:
@@ -167,10 +179,16 @@ class RunMonitor:
             news = True
         return news
 
+    def _safe_poll(self) -> bool:
+        try:
+            return self.poll()
+        except Exception:  # noqa: BLE001 - the monitor must never stop the heartbeat or print a traceback
+            return False
+
     def _run(self) -> None:
         start = last = self._clock()
         while not self._stop.wait(self.poll_s):
-            if self.poll():
+            if self._safe_poll():
                 last = self._clock()
             elif self._clock() - last >= self.heartbeat_s:
                 last = self._clock()
@@ -186,7 +204,7 @@ class RunMonitor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self.poll()
+        self._safe_poll()
 
 
 def _text_tqdm() -> type:

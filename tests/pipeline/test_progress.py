@@ -39,6 +39,41 @@ def test_heartbeat_when_nothing_happens(tmp_path):
     assert sum("05_lesion_analysis · still running" in line for line in monitor.lines) >= 2
 
 
+def test_folders_vanishing_under_the_monitor_never_stop_it(tmp_path, monkeypatch, capsys):
+    """Atomic writes create and remove hidden staging folders while the monitor lists the run folder:
+    a demo run printed a FileNotFoundError traceback and went silent for 92 s."""
+    from pathlib import Path
+
+    config = load_config("smoke", {"lesion.epochs": 10})
+    rd = RunDir(tmp_path)
+    staging = rd.skeleton.path / ".sapkit-tmp.host.1"
+    staging.mkdir(parents=True)
+    (rd.lesion_dir / ".sapkit-tmp.host.2").mkdir(parents=True)
+    out = io.StringIO()
+    monitor = RunMonitor(rd.root, "02_skeleton_pretraining", config=config, stream=out)
+    monitor._baseline()
+    real_glob = Path.glob
+
+    def glob_racing_a_writer(self, pattern):
+        staging.rmdir() if staging.exists() else None
+        raise FileNotFoundError(2, "No such file or directory", str(staging))
+
+    monkeypatch.setattr(Path, "glob", glob_racing_a_writer)
+    _write_log(rd.lesion("sap", 0), 2, 3.0)
+    assert monitor.poll() is False  # the racing folder is skipped, not an error
+    monkeypatch.setattr(Path, "glob", real_glob)
+    assert monitor.poll() and "lesion/sap/fold_0 · epoch 2/10" in out.getvalue()
+
+    def broken_poll():
+        raise OSError("disk went away")
+
+    with RunMonitor(tmp_path, "02_skeleton_pretraining", heartbeat_s=0.1, poll_s=0.03, stream=out) as running:
+        running.poll = broken_poll
+        time.sleep(0.5)
+    assert sum("still running" in line for line in running.lines) >= 2  # the heartbeat survives
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_format_seconds():
     assert [format_seconds(s) for s in (0, 59.6, 60, 3599, 7260)] == ["0s", "1m00s", "1m00s", "59m59s", "2h01m"]
 
