@@ -341,10 +341,10 @@ def run_array(
             _record_submission(jd, n, str(job.job_id), executor)
         if wait:
             _wait(jobs, progress=progress)
-    else:  # local jobs inherit this process's environment: one thread budget for the elements at once
-        from sapkit.pipeline.threads import thread_budget
+    else:  # local jobs inherit this process's environment: idle OpenMP threads sleep, not spin
+        from sapkit.pipeline.threads import shared_cores
 
-        with thread_budget(min(resources.array_parallelism, max(len(call), 1))):
+        with shared_cores(min(resources.array_parallelism, len(call))):
             _run_throttled(ex, jd, dict(zip(todo, call)), parallelism=resources.array_parallelism, progress=progress)
     table = element_states(jd.path, names, check_jobs=wait or executor == "local")
     atomic_write_text(jd.states_csv, table.to_csv(index=False))

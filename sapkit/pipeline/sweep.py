@@ -178,9 +178,9 @@ def sweep(grid_path: str | Path, *, jobs: int = 1, force: bool = False, kernel: 
         return _sweep_array(grid, runs, tasks, executor=executor, resources=resources, resume=resume, wait=wait,
                             progress=progress)
     if jobs > 1:
-        from sapkit.pipeline.threads import thread_budget
+        from sapkit.pipeline.threads import shared_cores
 
-        with thread_budget(jobs), ProcessPoolExecutor(max_workers=jobs) as pool:
+        with shared_cores(jobs), ProcessPoolExecutor(max_workers=jobs) as pool:
             done = pool.map(_run_one, tasks)
             if progress:
                 from tqdm.auto import tqdm

@@ -217,9 +217,9 @@ def _run_all(todo: list[tuple[ScanSource, str]], config: RawConfig, out: Preproc
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    from sapkit.pipeline.threads import thread_budget
+    from sapkit.pipeline.threads import shared_cores
 
-    with thread_budget(min(jobs, len(todo))), \
+    with shared_cores(min(jobs, len(todo))), \
             ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run_scan, s, config, out.root, d): s for s, d in todo}
         for future in as_completed(futures):

@@ -1,46 +1,52 @@
-"""Thread budgets of parallel local workers: the variables reach child processes, user settings win, all restored."""
+"""Parallel local workers share the cores: the wait policy reaches child processes, user settings win,
+everything is restored, and a sweep's parallel workers are the ones that get it."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from sapkit.pipeline.threads import THREAD_VARIABLES, thread_budget, threads_per_worker
-
-_READ = "import json, os; print(json.dumps({k: os.environ.get(k) for k in %r}))" % (THREAD_VARIABLES,)
+from sapkit.pipeline.threads import WAIT_POLICY, shared_cores
 
 
-def _child_env() -> dict:
-    return json.loads(subprocess.run([sys.executable, "-c", _READ], capture_output=True, text=True, check=True).stdout)
+def _child(var: str) -> str:
+    code = f"import os; print(os.environ.get({var!r}, 'unset'))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
-@pytest.mark.parametrize("workers, cpus, expected", [(1, 2, 2), (2, 2, 1), (4, 16, 4), (3, 16, 5), (8, 2, 1)])
-def test_threads_per_worker(workers, cpus, expected):
-    assert threads_per_worker(workers, cpus) == expected
+def test_children_inherit_the_wait_policy_and_it_is_restored(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with shared_cores(2) as set_here:
+        assert _child("OMP_WAIT_POLICY") == "PASSIVE" and set_here == WAIT_POLICY
+        assert _child("OMP_NUM_THREADS") == os.environ.get("OMP_NUM_THREADS", "unset")  # counts untouched
+    assert "OMP_WAIT_POLICY" not in os.environ
+    with shared_cores(1) as nothing:
+        assert nothing == {} and _child("OMP_WAIT_POLICY") == "unset"
 
 
-def test_children_inherit_the_budget_and_user_settings_win(monkeypatch):
-    for key in THREAD_VARIABLES:
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("MKL_NUM_THREADS", "3")  # the user's choice
-    with thread_budget(2, cpus=8) as set_here:
-        child = _child_env()
-    assert child == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "4",
-                     "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "4"}
-    assert "MKL_NUM_THREADS" not in set_here
-    assert {k: os.environ.get(k) for k in THREAD_VARIABLES} == {
-        "OMP_NUM_THREADS": None, "MKL_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": None,
-        "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": None}  # restored
-    with thread_budget(1, cpus=8) as nothing:
-        assert nothing == {} and os.environ.get("OMP_NUM_THREADS") is None
-
-
-def test_the_budget_is_restored_after_an_error(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    with pytest.raises(RuntimeError), thread_budget(4, cpus=8):
+def test_the_users_setting_wins_and_errors_restore(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    with shared_cores(4) as set_here:
+        assert set_here == {} and _child("OMP_WAIT_POLICY") == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    with pytest.raises(RuntimeError), shared_cores(4):
         raise RuntimeError("worker failed")
-    assert "OMP_NUM_THREADS" not in os.environ
+    assert "OMP_WAIT_POLICY" not in os.environ
+
+
+def test_parallel_local_arrays_run_their_elements_with_passive_waiting(tmp_path, monkeypatch):
+    from sapkit.pipeline.executors import Resources, run_array
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    out = tmp_path / "policy"
+    out.mkdir()
+    # os.system pickles by reference (jobs cannot import this test module): each element records its env
+    elements = {f"e{i}": (os.system, (f'printf %s "${{OMP_WAIT_POLICY:-unset}}" > {out / f"e{i}.txt"}',))
+                for i in range(2)}
+    run_array(elements, tmp_path / "jobs", executor="local", resources=Resources(array_parallelism=2), progress=False)
+    assert {p.read_text() for p in out.iterdir()} == {"PASSIVE"}
+    assert "OMP_WAIT_POLICY" not in os.environ
+
