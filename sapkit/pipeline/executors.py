@@ -11,7 +11,7 @@ Everything an array leaves lives in its folder (:meth:`sapkit.io.run_paths.RunDi
 
     jobs/<array>/
       logs/                 submitit's folder: <job_id>_submission.sh, <job_id>_0_log.out/.err, pickles
-      state/<name>.json     written by the element itself: running → done | failed (error, seconds)
+      state/<name>.json     written by the element itself: running (job id, pid) → done | failed (error, seconds)
       submissions.csv       one row per submission: name, job_id, attempt, executor, submitted (UTC)
       states.csv            one row per element: the table :func:`element_states` returns
 
@@ -23,10 +23,12 @@ elements that are not ``done`` and whose job is no longer queued or running.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as _dt
 import json
 import os
+import signal
 import socket
 import time
 from dataclasses import dataclass, fields, replace
@@ -158,10 +160,13 @@ def _run_element(folder: str, name: str, fn: Callable[..., Any], args: tuple[Any
     """What a job runs: record ``running``, call ``fn(*args)``, record ``done`` or ``failed``."""
     import submitit
 
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # inherited from a background shell: stay interruptible
+        with contextlib.suppress(ValueError):  # not the main thread: leave it
+            signal.signal(signal.SIGINT, signal.default_int_handler)
     jd = JobsDir(Path(folder))
     job_id = str(submitit.JobEnvironment().job_id)
     start, t0 = _now(), time.perf_counter()
-    _write_state(jd, name, state="running", job_id=job_id, host=socket.gethostname(), started=start)
+    _write_state(jd, name, state="running", job_id=job_id, pid=os.getpid(), host=socket.gethostname(), started=start)
     try:
         result = fn(*args)
     except BaseException as exc:  # noqa: BLE001 — recorded, then re-raised for submitit's log
