@@ -50,6 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _write_target(name: str, args: argparse.Namespace) -> tuple[Path, str] | None:
     """The folder a command writes into (locked while it runs) and how the user named it; None if none."""
+    if name == "evaluate" and args.gt:
+        return None  # one case writes only its --json file (atomically)
     from sapkit.io.run_paths import RunDir, default_run_dir
 
     def run_dir() -> Path:
@@ -75,7 +77,7 @@ def _write_target(name: str, args: argparse.Namespace) -> tuple[Path, str] | Non
         check_out_dir(args.manifest, args.out)
     if name in ("predict", "prepare", "export"):
         return Path(args.out), "--out"
-    if name == "evaluate" and not args.gt:
+    if name == "evaluate":
         if args.manifest:
             return (Path(args.out), "--out") if args.out else (RunDir(args.pred_dir).root / "eval", "--pred-dir")
         return run_dir(), "--run-dir"

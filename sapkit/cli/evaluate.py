@@ -14,8 +14,8 @@ A run folder (threshold tuned on the tuning fold, test folds evaluated, ``eval/`
     sapkit evaluate --run-dir runs/smoke --profile smoke [--jobs N]
 
 Masks are read without copies (memory-mapped ``.nii``) and validated in one min/max pass;
-probability maps are binarised by the kit's one rule (``prob >= t`` in the map's dtype); only
-numpy, nibabel, cc3d, scipy and pandas are imported on this path (no torch/MONAI).
+probability maps are binarised by the kit's one rule (``prob >= t`` in the map's dtype). One case
+imports only numpy, nibabel, cc3d and PyYAML (no pandas, scipy, torch or MONAI: a test checks it).
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ import math
 import sys
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from sapkit.cli._common import add_profile_arguments, config_from_args
 from sapkit.errors import SapkitError
@@ -87,10 +85,10 @@ def case_json(report: Any) -> dict[str, Any]:
         "dice": p.dice_mean, "nsd": p.nsd_detected, "global_dice": p.global_dice,
         "tp": p.tp, "fn": p.fn, "fp": p.fp, "sensitivity": p.sensitivity, "precision": p.precision, "f2": p.f2,
         "sensitivity_large": p.sensitivity_large, "fp_large": p.fp_large,
-        "lesions": [{"id": int(r.lesion_id), "volume_ml": float(r.volume_ml), "detected": bool(r.detected),
-                     "dice": float(r.dice), "nsd": float(r.nsd)} for r in report.lesions.itertuples()],
-        "predictions": [{"id": int(r.pred_id), "volume_ml": float(r.volume_ml),
-                         "false_positive": bool(r.false_positive)} for r in report.predictions.itertuples()],
+        "lesions": [{"id": int(r["lesion_id"]), "volume_ml": float(r["volume_ml"]), "detected": bool(r["detected"]),
+                     "dice": float(r["dice"]), "nsd": float(r["nsd"])} for r in report.lesion_rows],
+        "predictions": [{"id": int(r["pred_id"]), "volume_ml": float(r["volume_ml"]),
+                         "false_positive": bool(r["false_positive"])} for r in report.prediction_rows],
         "parameters": report.params.to_dict(),
     })
 
@@ -149,6 +147,8 @@ def _run_case(args: argparse.Namespace) -> int:
 
 
 def _run_cohort(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from sapkit.evaluation.cohort import evaluate_cohort
     from sapkit.io.atomic import atomic_write_csv
     from sapkit.io.atomic import atomic_write_text

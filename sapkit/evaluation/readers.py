@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sapkit.errors import NiftiError
-from sapkit.io.nifti import open_nifti
+from sapkit.io.nifti import decode_voxels, open_nifti
 
 __all__ = ["read_mask", "read_prob_map"]
 
@@ -53,11 +53,11 @@ def read_mask(path: str | Path, *, what: str = "lesion mask") -> tuple[np.ndarra
     """
     path = Path(path)
     img = open_nifti(path, what=what)
-    data = np.asanyarray(img.dataobj)
+    data = decode_voxels(path, what, lambda: np.asanyarray(img.dataobj))
     if data.ndim == 4:
         data = data[..., 0]
-    if data.dtype.kind == "b":
-        return data, np.asarray(img.affine, dtype=np.float64)
+    if data.dtype.kind == "b" or data.dtype.itemsize == 1 and data.dtype.kind in "iu":
+        return data, np.asarray(img.affine, dtype=np.float64)  # every value fits: nothing to check
     if data.dtype.kind == "f":
         if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
             raise NiftiError(f"{what} file {path} holds non-integer values; masks must hold integers "
@@ -97,10 +97,10 @@ def read_prob_map(path: str | Path) -> tuple[np.ndarray, npt.NDArray[np.float64]
     if hasattr(proxy, "get_unscaled") and img.get_data_dtype().kind in "iu" and inter == 0 and slope != 1:
         decimals = _decimal_slope(float(slope))
     if decimals is not None:
-        raw = np.asanyarray(img.dataobj.get_unscaled())
+        raw = decode_voxels(path, "probability map", lambda: np.asanyarray(img.dataobj.get_unscaled()))
         prob = (raw / 10.0 ** decimals).astype(np.float32)
     else:
-        prob = np.asarray(img.get_fdata(dtype=np.float32))
+        prob = decode_voxels(path, "probability map", lambda: np.asarray(img.get_fdata(dtype=np.float32)))
     if prob.ndim == 4:
         prob = prob[..., 0]
     if prob.ndim != 3:

@@ -16,6 +16,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import nibabel as nib
 import numpy as np
@@ -28,6 +29,7 @@ __all__ = [
     "Scan",
     "nifti_header",
     "open_nifti",
+    "decode_voxels",
     "read_image",
     "read_scan",
     "read_label",
@@ -39,6 +41,8 @@ __all__ = [
 ]
 
 _GRID_ATOL_MM = 1e-3
+_DECODE_ERRORS = (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -167,27 +171,29 @@ def _load(path: Path, what: str, *, decode: bool = True) -> nib.Nifti1Image:
             "(convert it to a scalar magnitude image, e.g. float32)"
         )
     _check_geometry(img, path, what)
-    if not decode:
-        if len(img.shape) not in (3, 4) or (len(img.shape) == 4 and img.shape[3] != 1):
-            raise NiftiError(f"{what} file {path} is {len(img.shape)}D with shape {img.shape}; sapkit needs one 3D "
-                             "volume per file (split 4D series into one file per channel)")
-        return img
+    if len(img.shape) not in (3, 4) or (len(img.shape) == 4 and img.shape[3] != 1):
+        raise NiftiError(f"{what} file {path} is {len(img.shape)}D with shape {img.shape}; sapkit needs one 3D "
+                         "volume per file (split 4D series into one file per channel)")
+    if decode and len(img.shape) == 4:  # (X, Y, Z, 1): decoded once here into a 3D image
+        data = decode_voxels(path, what, lambda: np.asanyarray(img.dataobj))
+        img = nib.Nifti1Image(data[..., 0], img.affine, img.header)
+    return img
+
+
+def decode_voxels(path: str | Path, what: str, read: Callable[[], _T]) -> _T:
+    """Run ``read()`` — the one read of an opened image's voxels — and turn a truncated or corrupt
+    file into a :class:`NiftiError` naming it.
+
+    The voxels are decoded once, where they are used (a ``.nii.gz`` is decompressed once, not
+    once to check it and again to read it).
+    """
     try:
-        # Touch the data now so truncated/corrupt files fail here with a clear message.
-        data = np.asanyarray(img.dataobj)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+        return read()
+    except _DECODE_ERRORS as exc:
         raise NiftiError(
             f"{what} file {path} is not a readable NIfTI ({type(exc).__name__}: {exc}); "
             "re-export it as .nii or .nii.gz"
         ) from None
-    if data.ndim == 4 and data.shape[3] == 1:
-        img = nib.Nifti1Image(data[..., 0], img.affine, img.header)
-    elif data.ndim != 3:
-        raise NiftiError(
-            f"{what} file {path} is {data.ndim}D with shape {data.shape}; sapkit needs one 3D volume "
-            "per file (split 4D series into one file per channel)"
-        )
-    return img
 
 
 def nifti_header(path: str | Path, *, what: str = "image") -> tuple[tuple[int, ...], npt.NDArray[np.float64]]:
@@ -204,14 +210,17 @@ def nifti_header(path: str | Path, *, what: str = "image") -> tuple[tuple[int, .
 
 
 def open_nifti(path: str | Path, *, what: str = "image") -> nib.Nifti1Image:
-    """The nibabel image of a 3D NIfTI file after every check of the readers (geometry, voxel type, data).
+    """The nibabel image of a 3D NIfTI file after every header check of the readers (geometry, voxel type).
+
+    The voxels are not decoded yet (a ``(X, Y, Z, 1)`` file stays 4D): read them once through
+    :func:`decode_voxels`, which reports a truncated or corrupt file.
 
     Raises
     ------
     NiftiError
         Missing, unreadable or non-3D file, non-real voxel type, or invalid geometry.
     """
-    return _load(Path(path), what)
+    return _load(Path(path), what, decode=False)
 
 
 def read_image(path: str | Path, *, what: str = "image") -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], nib.Nifti1Header]:
@@ -224,7 +233,7 @@ def read_image(path: str | Path, *, what: str = "image") -> tuple[npt.NDArray[np
     """
     path = Path(path)
     img = _load(path, what)
-    data = np.asarray(img.get_fdata(dtype=np.float32))
+    data = decode_voxels(path, what, lambda: np.asarray(img.get_fdata(dtype=np.float32)))
     if not np.isfinite(data).all():
         n_bad = int((~np.isfinite(data)).sum())
         raise NiftiError(f"{what} file {path} has {n_bad} NaN/Inf voxels; replace them (e.g. with 0) before use")
@@ -282,9 +291,12 @@ def read_label(
     """
     path = Path(path)
     img = _load(path, what)
-    raw = np.asarray(img.dataobj)
-    if raw.dtype.kind == "f" or img.header.get_slope_inter()[0] not in (None, 1.0):
-        data = np.asarray(img.get_fdata(dtype=np.float64))
+    raw = decode_voxels(path, what, lambda: np.asarray(img.dataobj))
+    slope, inter = img.header.get_slope_inter()
+    scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
+    if raw.dtype.kind == "f" or scaled:
+        # unscaled floats are the stored values: cast them instead of decoding the file again
+        data = np.asarray(img.get_fdata(dtype=np.float64)) if scaled else raw.astype(np.float64)
         if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
             raise NiftiError(
                 f"{what} file {path} holds non-integer values; labels must be integers "

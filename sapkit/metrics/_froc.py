@@ -14,12 +14,15 @@ all lesions, 4 for lesions ≥ 1 mL), the scale of the paper's 7.10 for SAP.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from sapkit.errors import MetricInputError
+
+if TYPE_CHECKING:  # pandas is imported where a table is built, not with the package
+    import pandas as pd
 
 __all__ = ["FrocCurve", "froc_curve", "froc_auc"]
 
@@ -76,6 +79,8 @@ class FrocCurve:
 
     def to_frame(self) -> pd.DataFrame:
         """Table ``threshold, fp_per_exam, sensitivity``."""
+        import pandas as pd
+
         return pd.DataFrame({"threshold": self.thresholds, "fp_per_exam": self.fp_per_exam,
                              "sensitivity": self.sensitivity})
 

@@ -8,11 +8,10 @@ once at the lowest threshold and each higher threshold only re-labels the small 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from sapkit.errors import MetricInputError
 from sapkit.metrics import _components as C
@@ -21,6 +20,9 @@ from sapkit.metrics._lesion_matching import match, overlaps, parse_hit
 from sapkit.metrics._lesion_report import _REL_TOL, _check_inputs
 from sapkit.metrics._lesion_tables import COUNT_COLUMNS, detection_ratios
 from sapkit.validation import check_connectivity
+
+if TYPE_CHECKING:  # pandas is imported where a table is built, not with the package
+    import pandas as pd
 
 __all__ = ["lesion_counts_by_threshold"]
 
@@ -103,5 +105,7 @@ def lesion_counts_by_threshold(
         sensitivity, prec, f2 = detection_ratios(r["tp"], fn, r["fp"], r["n_predictions"], precision=precision)
         rows.append({"scan_id": scan_id, "threshold": t, **r, "fn": fn, "sensitivity": sensitivity,
                      "precision": prec, "f2": f2})
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=list(COUNT_COLUMNS))
 

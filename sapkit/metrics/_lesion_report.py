@@ -35,15 +35,7 @@ from sapkit.errors import MetricInputError
 from sapkit.labels.label_maps import SKELETON_CLASSES
 from sapkit.metrics import _components as C
 from sapkit.metrics._lesion_matching import match, overlaps, parse_hit
-from sapkit.metrics._lesion_tables import (
-    LESION_COLUMNS,
-    PREDICTION_COLUMNS,
-    PRECISION_RULES,
-    LesionParams,
-    LesionReport,
-    _frame,
-    _summarise,
-)
+from sapkit.metrics._lesion_tables import PRECISION_RULES, LesionParams, LesionReport, _summarise
 from sapkit.metrics._overlap import _dice_from_counts, _iou_from_counts
 from sapkit.metrics._surface import NSD_MODES, _surface_dice_of_boxes
 from sapkit.validation import check_connectivity, check_spacing, check_tolerance
@@ -286,10 +278,8 @@ def lesion_report(
                 "centroid_x_vox": float(centroid[0]), "centroid_y_vox": float(centroid[1]),
                 "centroid_z_vox": float(centroid[2]),
             })
-    lesions = _frame(lesion_rows, LESION_COLUMNS)
-    preds = _frame(pred_rows, PREDICTION_COLUMNS)
     n_gt_vox, n_pred_vox = gt_xyz.shape[0], pred_xyz.shape[0]
-    summary = _summarise(lesions, preds, scan_id=scan_id,
+    summary = _summarise(lesion_rows, pred_rows, scan_id=scan_id,
                          global_dice=_dice_from_counts(inter_total, n_gt_vox, n_pred_vox),
                          gt_volume_ml=n_gt_vox * voxel_ml, pred_volume_ml=n_pred_vox * voxel_ml, precision=precision)
-    return LesionReport(lesions, preds, summary, params)
+    return LesionReport(tuple(lesion_rows), tuple(pred_rows), summary, params)

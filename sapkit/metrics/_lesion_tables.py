@@ -19,10 +19,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported when a table is first asked for (``sapkit evaluate`` needs none)
+    import pandas as pd
 
 __all__ = [
     "LESION_ID_COLUMNS",
@@ -166,20 +169,36 @@ class PatientSummary:
 class LesionReport:
     """Everything the lesion-wise evaluation of one scan produces.
 
+    The tables are built from their rows on first access (pandas is not imported before), so
+    a caller that needs only the summary or the rows — ``sapkit evaluate`` on one case — stays
+    light.
+
     Attributes
     ----------
-    lesions : DataFrame
-        One row per GT lesion, columns :data:`LESION_COLUMNS`.
-    predictions : DataFrame
-        One row per predicted component, columns :data:`PREDICTION_COLUMNS`.
+    lesion_rows : tuple of dict
+        One dict per GT lesion, keys :data:`LESION_COLUMNS`.
+    prediction_rows : tuple of dict
+        One dict per predicted component, keys :data:`PREDICTION_COLUMNS`.
     patient : PatientSummary
     params : LesionParams
+    lesions : DataFrame
+        ``lesion_rows`` as a table, columns :data:`LESION_COLUMNS`.
+    predictions : DataFrame
+        ``prediction_rows`` as a table, columns :data:`PREDICTION_COLUMNS`.
     """
 
-    lesions: pd.DataFrame
-    predictions: pd.DataFrame
+    lesion_rows: tuple[dict[str, Any], ...]
+    prediction_rows: tuple[dict[str, Any], ...]
     patient: PatientSummary
     params: LesionParams
+
+    @cached_property
+    def lesions(self) -> pd.DataFrame:
+        return _frame(self.lesion_rows, LESION_COLUMNS)
+
+    @cached_property
+    def predictions(self) -> pd.DataFrame:
+        return _frame(self.prediction_rows, PREDICTION_COLUMNS)
 
     def __repr__(self) -> str:
         p = self.patient
@@ -187,9 +206,11 @@ class LesionReport:
                 f"F2 {p.f2:.3f}; hit: {self.params.hit}; connectivity: {self.params.connectivity})")
 
 
-def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+def _frame(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
     """Table of ``rows``; an empty table keeps meaningful dtypes (bool, int64, float64, object)."""
-    frame = pd.DataFrame(rows, columns=list(columns))
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=list(columns))
     if not rows:
         for col in columns:
             if col in _BOOL_COLUMNS:
@@ -201,24 +222,32 @@ def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def _summarise(lesions: pd.DataFrame, preds: pd.DataFrame, *, scan_id: str, global_dice: float,
-               gt_volume_ml: float, pred_volume_ml: float, precision: str = "lesion") -> PatientSummary:
-    """Per-scan counts and scores from the lesion and prediction tables of one scan."""
+def _mean(values: Sequence[float]) -> float:
+    """Mean skipping NaN (NaN when nothing is left), summed as pandas' ``Series.mean`` sums."""
+    v = np.asarray(values, dtype=np.float64)
+    keep = ~np.isnan(v)
+    n = int(keep.sum())
+    return float(np.where(keep, v, 0.0).sum() / n) if n else float("nan")
+
+
+def _summarise(lesions: Sequence[Mapping[str, Any]], preds: Sequence[Mapping[str, Any]], *, scan_id: str,
+               global_dice: float, gt_volume_ml: float, pred_volume_ml: float,
+               precision: str = "lesion") -> PatientSummary:
+    """Per-scan counts and scores from the lesion and prediction rows of one scan."""
     n = len(lesions)
-    tp = int(lesions["detected"].sum())
+    detected = [r for r in lesions if r["detected"]]
+    tp = len(detected)
     fn = n - tp
-    fp = int(preds["false_positive"].sum())
-    large = lesions["large"].to_numpy(bool)
-    n_large = int(large.sum())
-    tp_large = int(lesions["detected"].to_numpy(bool)[large].sum())
-    fp_large = int((preds["false_positive"] & preds["large"]).sum())
-    detected = lesions[lesions["detected"]]
+    fp = sum(bool(r["false_positive"]) for r in preds)
+    n_large = sum(bool(r["large"]) for r in lesions)
+    tp_large = sum(bool(r["large"]) for r in detected)
+    fp_large = sum(bool(r["false_positive"]) and bool(r["large"]) for r in preds)
     sensitivity, prec, f2 = detection_ratios(tp, fn, fp, len(preds), precision=precision)
     return PatientSummary(
         scan_id=scan_id, n_lesions=n, n_large_lesions=n_large, n_predictions=len(preds),
         tp=tp, fn=fn, fp=fp, sensitivity=sensitivity, precision=prec, f2=f2, tp_large=tp_large, sensitivity_large=_ratio(tp_large, n_large),
-        fp_large=fp_large, dice_mean=float(lesions["dice"].mean()) if n else float("nan"),
-        dice_detected=float(detected["dice"].mean()) if tp else float("nan"),
-        nsd_detected=float(detected["nsd"].mean()) if tp else float("nan"),
+        fp_large=fp_large, dice_mean=_mean([r["dice"] for r in lesions]),
+        dice_detected=_mean([r["dice"] for r in detected]),
+        nsd_detected=_mean([r["nsd"] for r in detected]),
         global_dice=global_dice, gt_volume_ml=gt_volume_ml, pred_volume_ml=pred_volume_ml,
     )

@@ -14,16 +14,20 @@ Conventions (pinned by tests)
   side is NaN, towards it ``inf``.
 - Masks are zero-padded by one voxel, so objects touching the image border are closed.
 - A distance counts as "within tolerance" when ``d <= tolerance_mm``.
+
+The full distances (Hausdorff, average distance) come from scipy's exact Euclidean distance
+transform, imported on first use. The NSD of the lesion report needs only "within τ or not",
+which :func:`_within_tolerance` answers exactly with a few array passes per axis and numpy alone.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from sapkit.errors import MetricInputError
 from sapkit.metrics._overlap import _check_masks
@@ -99,7 +103,11 @@ def _crop_pad(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         idx = np.flatnonzero(union.any(axis=other))
         sl.append(slice(int(idx[0]), int(idx[-1]) + 1))
     sl_t = tuple(sl)
-    return np.pad(gt[sl_t], 1), np.pad(pred[sl_t], 1)
+    inner = tuple(slice(1, -1) for _ in sl)
+    out = np.zeros((2, *(s.stop - s.start + 2 for s in sl)), dtype=bool)  # one allocation for both
+    out[(0, *inner)] = gt[sl_t]
+    out[(1, *inner)] = pred[sl_t]
+    return out[0], out[1]
 
 
 def _elements(mask: np.ndarray, spacing: tuple[float, ...], mode: str) -> tuple[np.ndarray, np.ndarray]:
@@ -109,8 +117,51 @@ def _elements(mask: np.ndarray, spacing: tuple[float, ...], mode: str) -> tuple[
         table = surface_area_table(spacing)
         border = (code != 0) & (code != len(table) - 1)
         return border, table[code]
-    border = mask & ~ndimage.binary_erosion(mask, border_value=0)
+    border = mask & ~_erode(mask)
     return border, border.astype(np.float64)
+
+
+def _erode(mask: np.ndarray) -> np.ndarray:
+    """Binary erosion by the face-neighbour cross (4 in 2D, 6 in 3D); outside the array is background."""
+    out = mask.copy()
+    for axis in range(mask.ndim):
+        lo = [slice(None)] * mask.ndim
+        hi = [slice(None)] * mask.ndim
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        out[tuple(lo)] &= mask[tuple(hi)]
+        out[tuple(hi)] &= mask[tuple(lo)]
+        edge = [slice(None)] * mask.ndim
+        for index in (0, -1):
+            edge[axis] = index
+            out[tuple(edge)] = False
+    return out
+
+
+def _within_tolerance(targets: np.ndarray, spacing: Sequence[float], tolerance_mm: float) -> np.ndarray:
+    """Grid points whose Euclidean distance (mm) to the nearest ``True`` of ``targets`` is ``<= tolerance_mm``.
+
+    Exact, and equal to thresholding scipy's ``distance_transform_edt(~targets, sampling=spacing)``:
+    the squared distance ``Σ (k_i s_i)²`` is a sum of per-axis terms, so its minimum over all
+    targets is found one axis at a time (a min-plus pass per axis, in axis order, with the terms
+    rounded as scipy rounds them), and only offsets with ``|k_i| s_i <= τ`` can matter. Cost: one
+    pass over the array per offset, ``Σ_i 2⌊τ / s_i⌋`` passes in all (6 for τ = 2 mm at 1.3 mm).
+    """
+    d2 = np.where(targets, 0.0, np.inf)
+    for axis, s in enumerate(spacing):
+        s = float(s)
+        out = d2.copy()
+        k, step = 1, s * s
+        while math.sqrt(step) <= tolerance_mm:  # later axes only add: a farther offset is never within
+            lo = [slice(None)] * d2.ndim
+            hi = [slice(None)] * d2.ndim
+            lo[axis], hi[axis] = slice(None, -k), slice(k, None)
+            lo_t, hi_t = tuple(lo), tuple(hi)
+            np.minimum(out[hi_t], d2[lo_t] + step, out=out[hi_t])
+            np.minimum(out[lo_t], d2[hi_t] + step, out=out[lo_t])
+            k += 1
+            step = (k * s) * (k * s)
+        d2 = out
+    return np.sqrt(d2) <= tolerance_mm
 
 
 def compute_surface_distances(gt: npt.ArrayLike, pred: npt.ArrayLike, *, spacing_mm: float | Sequence[float],
@@ -158,6 +209,8 @@ def compute_surface_distances(gt: npt.ArrayLike, pred: npt.ArrayLike, *, spacing
         if not dst_border.any():
             d = np.full(areas.shape, np.inf)
         else:
+            from scipy import ndimage
+
             dist = ndimage.distance_transform_edt(~dst_border, sampling=sp)
             d = dist[src_border]
         order = np.argsort(d, kind="stable")
@@ -182,8 +235,7 @@ def _surface_dice_of_boxes(gt: np.ndarray, pred: np.ndarray, spacing_mm: tuple[f
         return 0.0
     within = 0.0
     for src_border, src_area, dst_border in ((border_g, area_g, border_p), (border_p, area_p, border_g)):
-        dist = ndimage.distance_transform_edt(~dst_border, sampling=spacing_mm)
-        within += src_area[src_border & (dist <= tolerance_mm)].sum()
+        within += src_area[src_border & _within_tolerance(dst_border, spacing_mm, tolerance_mm)].sum()
     return float(within / total)
 
 

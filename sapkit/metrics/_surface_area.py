@@ -81,13 +81,16 @@ def _unit_triangles(ndim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         [i for i, c in enumerate(corners) if c[axis] == side] for axis in range(3) for side in (0, 1)]
     rings = [_face_ring(face, corners) for face in faces]
     owner, option, tris = [], [], []
-    for code in range(1, 2 ** n_corners - 1):
+    full = 2 ** n_corners - 1
+    # a code and its complement with the other saddle option cut the same edges into the same
+    # pieces, so half of the codes are built and the other half mirrored
+    for code in range(1, 2 ** (n_corners - 1)):
         inside = [(code >> i) & 1 for i in range(n_corners)]
         for separate in (0, 1):
             for t in _cube_pieces(inside, separate, rings, corners):
-                owner.append(code)
-                option.append(separate)
-                tris.append(t)
+                owner.extend((code, full - code))
+                option.extend((separate, 1 - separate))
+                tris.extend((t, t))
     return np.asarray(owner), np.asarray(option), np.asarray(tris, dtype=np.float64)
 
 

@@ -8,11 +8,14 @@ to the lowest threshold.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from sapkit.errors import MetricInputError
+
+if TYPE_CHECKING:  # pandas is imported where a table is built, not with the package
+    import pandas as pd
 
 __all__ = ["ThresholdChoice", "tune_threshold"]
 
@@ -79,6 +82,8 @@ def tune_threshold(counts: pd.DataFrame, *, statistic: str = "median") -> Thresh
     missing = [c for c in ("scan_id", "threshold", "f2") if c not in counts.columns]
     if missing:
         raise MetricInputError(f"counts table lacks column(s) {missing}; build it with lesion_counts_by_threshold")
+    import pandas as pd
+
     grouped = counts.dropna(subset=["f2"]).groupby("threshold")["f2"]
     curve = pd.DataFrame({"f2": grouped.median() if statistic == "median" else grouped.mean(),
                           "n_scans": grouped.size()})

@@ -96,3 +96,40 @@ def test_prepare_reorients_real_nifti_and_resamples(nibabel_data, tmp_path):
     assert t1_4.shape == tuple(round(s / 2) for s in data.shape)
     np.testing.assert_allclose(np.abs(np.diag(aff4)[:3]), [4, 4, 4])
     assert main(["prepare", str(src), "--out", str(src)]) == 1  # never writes over inputs
+
+
+def test_evaluate_one_case_stays_light_and_matches_the_library(tmp_path):
+    """`sapkit evaluate --gt --pred` in a fresh process imports no pandas, scipy.ndimage, torch or
+    MONAI (the start-up cost would dwarf the evaluation of a whole-body pair) and writes the same
+    JSON as the same command run in a process where all of them are loaded."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(5)
+    gt = np.zeros((40, 36, 30), np.uint8)
+    prob = np.zeros(gt.shape, np.float32)
+    for c in rng.integers(5, 25, (6, 3)):
+        sl = tuple(slice(int(x), int(x) + int(rng.integers(2, 7))) for x in c)
+        gt[sl] = 1
+        shifted = tuple(slice(s.start + 1, s.stop + int(rng.integers(0, 3))) for s in sl)
+        prob[shifted] = rng.uniform(0.3, 1.0)
+    affine = np.diag([1.3, 1.3, 1.2, 1.0])
+    nib.save(nib.Nifti1Image(gt, affine), str(tmp_path / "gt.nii"))
+    nib.save(nib.Nifti1Image(prob, affine), str(tmp_path / "prob.nii"))
+    args = ["evaluate", "--gt", str(tmp_path / "gt.nii"), "--pred", str(tmp_path / "prob.nii"), "--prob",
+            "--threshold", "0.6"]
+    script = ("import json, sys\nfrom sapkit.cli import main\n"
+              f"rc = main({args + ['--json', str(tmp_path / 'fresh.json')]!r})\n"
+              "heavy = ('pandas', 'scipy.ndimage', 'torch', 'monai', 'pydicom')\n"
+              "print(json.dumps({'rc': rc, 'loaded': [m for m in heavy if m in sys.modules]}))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"rc": 0, "loaded": []}
+    import pandas  # noqa: F401
+    import scipy.ndimage  # noqa: F401
+
+    assert main(args + ["--json", str(tmp_path / "loaded.json")]) == 0
+    fresh = json.loads((tmp_path / "fresh.json").read_text())
+    assert fresh == json.loads((tmp_path / "loaded.json").read_text())
+    assert fresh["tp"] + fresh["fn"] == len(fresh["lesions"]) > 0 and 0 < fresh["nsd"] <= 1

@@ -144,3 +144,42 @@ def test_hd95_is_max_of_directions_not_pooled():
     d_out = np.hypot(55 - 29.5, 55 - 29.5)
     assert hausdorff_distance(sd) == pytest.approx(np.hypot(55.5 - 29.5, 54.5 - 29.5), abs=1.5)
     assert hausdorff_distance(sd, percent=95) < d_out  # speck's 4 edges are < 5 % of pred surface
+
+
+def test_bounded_distance_test_equals_scipys_exact_transform():
+    """The lesion report's "within τ" test (numpy only) against scipy's Euclidean distance transform.
+
+    Random target sets in 2D and 3D, anisotropic spacings, and tolerances that sit exactly on a
+    grid distance (2 mm at 1 mm; √(1.3² + 1.2²); 2.6 = 2 × 1.3) where rounding would show.
+    """
+    from scipy import ndimage
+
+    from sapkit.metrics._surface import _within_tolerance
+
+    rng = np.random.default_rng(0)
+    spacings = (0.5, 0.7, 1.0, 1.2, 1.3, 2.0, 3.0)
+    checked = 0
+    for trial in range(120):
+        ndim = 2 if trial % 4 == 0 else 3
+        shape = tuple(int(n) for n in rng.integers(3, 14, ndim))
+        targets = rng.random(shape) < rng.choice([0.01, 0.05, 0.3])
+        if not targets.any():
+            continue
+        sp = tuple(float(s) for s in rng.choice(spacings, ndim))
+        for tol in (0.4, 1.0, 1.3, math.sqrt(2.0), math.hypot(1.3, 1.2), 2.0, 2.6, 3.0):
+            expected = ndimage.distance_transform_edt(~targets, sampling=sp) <= tol
+            np.testing.assert_array_equal(_within_tolerance(targets, sp, tol), expected)
+            checked += 1
+    assert checked > 700
+
+
+def test_face_erosion_equals_scipys_binary_erosion():
+    from scipy import ndimage
+
+    from sapkit.metrics._surface import _erode
+
+    rng = np.random.default_rng(1)
+    for shape in ((7, 9), (5, 6, 8), (1, 4, 4)):
+        for p in (0.3, 0.7, 0.95, 1.0):
+            m = rng.random(shape) < p
+            np.testing.assert_array_equal(_erode(m), ndimage.binary_erosion(m, border_value=0))
