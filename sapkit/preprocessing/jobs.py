@@ -37,8 +37,7 @@ def scan_element(source: ScanSource, config: RawConfig, out_dir: str, digest: st
 
 
 def _failed_record(source: ScanSource, error: str) -> dict[str, Any]:
-    for prefix in ("SapkitError: ",):
-        error = error.removeprefix(prefix)
+    error = error.removeprefix("SapkitError: ")
     return {"status": "failed", "stations": [], "files": {}, "summary": {
         "scan_id": source.scan_id, "subject_id": source.subject_id, "site": source.site, "cohort": source.cohort,
         "status": "failed", "error": error or "failed"}}
