@@ -35,7 +35,8 @@ def read_mask(path: str | Path, *, what: str = "lesion mask") -> tuple[np.ndarra
     Parameters
     ----------
     path : str or Path
-        NIfTI file (``.nii`` is memory-mapped; ``.nii.gz`` is decompressed once).
+        NIfTI file (``.nii`` is memory-mapped; ``.nii.gz`` is decompressed once). Background is 0,
+        lesions any positive value (binary or instance labels).
     what : str
         What the file is, for error messages.
 
@@ -49,15 +50,15 @@ def read_mask(path: str | Path, *, what: str = "lesion mask") -> tuple[np.ndarra
     Raises
     ------
     NiftiError
-        Unreadable, not 3D, non-integer or non-finite values, or values outside the int16 range.
+        Unreadable, not 3D, non-integer or non-finite values, negative values, or values above 32767.
     """
     path = Path(path)
     img = open_nifti(path, what=what)
     data = decode_voxels(path, what, lambda: np.asanyarray(img.dataobj))
     if data.ndim == 4:
         data = data[..., 0]
-    if data.dtype.kind == "b" or data.dtype.itemsize == 1 and data.dtype.kind in "iu":
-        return data, np.asarray(img.affine, dtype=np.float64)  # every value fits: nothing to check
+    if data.dtype.kind == "b" or data.dtype == np.uint8:
+        return data, np.asarray(img.affine, dtype=np.float64)  # every value is valid: nothing to check
     if data.dtype.kind == "f":
         if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
             raise NiftiError(f"{what} file {path} holds non-integer values; masks must hold integers "
@@ -65,7 +66,11 @@ def read_mask(path: str | Path, *, what: str = "lesion mask") -> tuple[np.ndarra
     elif data.dtype.kind not in "iu":
         raise NiftiError(f"{what} file {path} has dtype {data.dtype}; save masks as uint8 or int16")
     lo, hi = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
-    if lo < -32768 or hi > 32767:
+    if lo < 0:  # an intensity image passed as a mask, or an "ignore" label that would count as lesion
+        raise NiftiError(f"{what} file {path} holds negative values (min {lo:g}); a lesion mask holds 0 for "
+                         "background and positive labels for lesions — pass the mask, not an image, and set "
+                         "any 'ignore' label to 0 first")
+    if hi > 32767:
         raise NiftiError(f"{what} file {path} has values in [{lo:g}, {hi:g}], outside the int16 range; "
                          "relabel to small integers")
     if data.dtype.kind == "f":

@@ -481,6 +481,15 @@ def evaluate_probability_map_with_nan(root):
 
 
 @case
+def evaluate_intensity_image_given_as_mask(root):
+    image = np.random.default_rng(0).normal(100.0, 60.0, SHAPE).astype(np.int16)  # an MR image, not a mask
+    path = root / "t1_as_mask.nii.gz"
+    save_nifti(image, AFFINE, path)
+    return _cli("evaluate", ["--gt", str(path), "--pred", str(root / "data" / "p03_lesion.nii.gz")]), \
+        r"GT lesion mask file .*t1_as_mask\.nii\.gz holds negative values \(min -\d+\); a lesion mask holds 0"
+
+
+@case
 def evaluate_unknown_tolerance(root):
     pred = root / "data" / "p03_lesion.nii.gz"
     return _cli("evaluate", ["--gt", str(pred), "--pred", str(pred), "--tolerance-mm", "-0.5"]), \
