@@ -78,15 +78,22 @@ def _clean(v: Any) -> Any:
     return v
 
 
+def _lesion_json(row: dict[str, Any]) -> dict[str, Any]:
+    doc = {"id": int(row["lesion_id"]), "volume_ml": float(row["volume_ml"]), "detected": bool(row["detected"]),
+           "dice": float(row["dice"]), "nsd": float(row["nsd"])}
+    if row["bone_label"] >= 0:  # evaluated with a skeleton map
+        doc.update(bone_label=int(row["bone_label"]), bone_region=str(row["bone_region"]))
+    return doc
+
+
 def case_json(report: Any) -> dict[str, Any]:
-    """The JSON document of one case (keys listed in issue 6 / the README)."""
+    """The JSON document of one case (keys listed in issue 6 / the README; bone keys with ``--skeleton``)."""
     p = report.patient
     return _clean({
         "dice": p.dice_mean, "nsd": p.nsd_detected, "global_dice": p.global_dice,
         "tp": p.tp, "fn": p.fn, "fp": p.fp, "sensitivity": p.sensitivity, "precision": p.precision, "f2": p.f2,
         "sensitivity_large": p.sensitivity_large, "fp_large": p.fp_large,
-        "lesions": [{"id": int(r["lesion_id"]), "volume_ml": float(r["volume_ml"]), "detected": bool(r["detected"]),
-                     "dice": float(r["dice"]), "nsd": float(r["nsd"])} for r in report.lesion_rows],
+        "lesions": [_lesion_json(r) for r in report.lesion_rows],
         "predictions": [{"id": int(r["pred_id"]), "volume_ml": float(r["volume_ml"]),
                          "false_positive": bool(r["false_positive"])} for r in report.prediction_rows],
         "parameters": report.params.to_dict(),
@@ -113,7 +120,7 @@ def _import_nibabel_without_pydicom() -> None:
 def _run_case(args: argparse.Namespace) -> int:
     _import_nibabel_without_pydicom()
     from sapkit.evaluation.readers import read_mask, read_prob_map
-    from sapkit.io.nifti import check_same_grid, read_label, spacing_from_affine
+    from sapkit.io.nifti import check_same_grid, spacing_from_affine
     from sapkit.metrics import lesion_report
 
     if not args.pred:
@@ -127,7 +134,7 @@ def _run_case(args: argparse.Namespace) -> int:
     check_same_grid(gt.shape, affine, pred.shape, p_affine, name_a=f"GT {args.gt}", name_b=f"prediction {args.pred}")
     skel = None
     if args.skeleton:
-        skel, s_affine, _ = read_label(args.skeleton, what="skeleton label")
+        skel, s_affine = read_mask(args.skeleton, what="skeleton label")
         check_same_grid(gt.shape, affine, skel.shape, s_affine, name_a=f"GT {args.gt}", name_b=f"skeleton {args.skeleton}")
     kw = dict(prob_map=pred, threshold=0.5 if args.threshold is None else args.threshold) if args.prob \
         else dict(pred_mask=pred)

@@ -24,7 +24,7 @@ from sapkit.config import Config, EvalConfig
 from sapkit.errors import ConfigError, EvaluationError
 from sapkit.io.atomic import atomic_write_csv, atomic_write_text
 from sapkit.evaluation.readers import read_mask, read_prob_map
-from sapkit.io.nifti import check_same_grid, read_label, spacing_from_affine
+from sapkit.io.nifti import check_same_grid, spacing_from_affine
 from sapkit.io.run_paths import PredictionDir, RunDir
 from sapkit.metrics import (
     LESION_COLUMNS,
@@ -51,7 +51,7 @@ def _load_case(row: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarr
                     name_b=f"probability map {row['prob_path']}")
     skel = None
     if row.get("skeleton_path"):
-        skel, s_affine, _ = read_label(row["skeleton_path"], what="skeleton label")
+        skel, s_affine = read_mask(row["skeleton_path"], what="skeleton label")
         check_same_grid(gt.shape, affine, skel.shape, s_affine, name_a=f"lesion label {row['gt_path']}",
                         name_b=f"skeleton label {row['skeleton_path']}")
     return gt, prob, skel, spacing_from_affine(affine)

@@ -30,13 +30,13 @@ def _decimal_slope(slope: float) -> int | None:
 
 
 def read_mask(path: str | Path, *, what: str = "lesion mask") -> tuple[np.ndarray, npt.NDArray[np.float64]]:
-    """Read a 3D lesion mask (any non-zero voxel is lesion) with its affine, without copying it.
+    """Read a 3D lesion mask (any non-zero voxel is lesion) or skeleton label map with its affine, without copying it.
 
     Parameters
     ----------
     path : str or Path
         NIfTI file (``.nii`` is memory-mapped; ``.nii.gz`` is decompressed once). Background is 0,
-        lesions any positive value (binary or instance labels).
+        lesions any positive value (binary or instance labels); a skeleton map holds its class ids.
     what : str
         What the file is, for error messages.
 
@@ -67,9 +67,9 @@ def read_mask(path: str | Path, *, what: str = "lesion mask") -> tuple[np.ndarra
         raise NiftiError(f"{what} file {path} has dtype {data.dtype}; save masks as uint8 or int16")
     lo, hi = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
     if lo < 0:  # an intensity image passed as a mask, or an "ignore" label that would count as lesion
-        raise NiftiError(f"{what} file {path} holds negative values (min {lo:g}); a lesion mask holds 0 for "
-                         "background and positive labels for lesions — pass the mask, not an image, and set "
-                         "any 'ignore' label to 0 first")
+        raise NiftiError(f"{what} file {path} holds negative values (min {lo:g}); masks and label maps hold 0 "
+                         "for background and positive labels — pass the mask, not an image, and set any "
+                         "'ignore' label to 0 first")
     if hi > 32767:
         raise NiftiError(f"{what} file {path} has values in [{lo:g}, {hi:g}], outside the int16 range; "
                          "relabel to small integers")

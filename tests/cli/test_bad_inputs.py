@@ -486,7 +486,7 @@ def evaluate_intensity_image_given_as_mask(root):
     path = root / "t1_as_mask.nii.gz"
     save_nifti(image, AFFINE, path)
     return _cli("evaluate", ["--gt", str(path), "--pred", str(root / "data" / "p03_lesion.nii.gz")]), \
-        r"GT lesion mask file .*t1_as_mask\.nii\.gz holds negative values \(min -\d+\); a lesion mask holds 0"
+        r"GT lesion mask file .*t1_as_mask\.nii\.gz holds negative values \(min -\d+\); masks and label maps hold 0"
 
 
 @case

@@ -133,3 +133,23 @@ def test_evaluate_one_case_stays_light_and_matches_the_library(tmp_path):
     fresh = json.loads((tmp_path / "fresh.json").read_text())
     assert fresh == json.loads((tmp_path / "loaded.json").read_text())
     assert fresh["tp"] + fresh["fn"] == len(fresh["lesions"]) > 0 and 0 < fresh["nsd"] <= 1
+
+
+def test_evaluate_with_a_skeleton_names_each_lesions_bone(tmp_path):
+    """--skeleton adds each lesion's majority bone class (hand-placed) to the JSON; without it, no bone keys."""
+    gt = np.zeros((20, 20, 20), np.uint8)
+    gt[2:5, 2:5, 2:5] = 1  # 27 voxels: 18 in class 3, 9 in class 5 -> class 3
+    gt[12:14, 12:14, 12:14] = 1  # 8 voxels outside the skeleton -> unlabelled
+    skeleton = np.zeros_like(gt)
+    skeleton[2:5, 2:5, 2:4] = 3
+    skeleton[2:5, 2:5, 4] = 5
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    for name, arr in (("gt", gt), ("skel", skeleton)):
+        nib.save(nib.Nifti1Image(arr, affine), str(tmp_path / f"{name}.nii.gz"))
+    base = ["evaluate", "--gt", str(tmp_path / "gt.nii.gz"), "--pred", str(tmp_path / "gt.nii.gz")]
+    assert main(base + ["--skeleton", str(tmp_path / "skel.nii.gz"), "--json", str(tmp_path / "with.json")]) == 0
+    assert main(base + ["--json", str(tmp_path / "without.json")]) == 0
+    with_skeleton = json.loads((tmp_path / "with.json").read_text())["lesions"]
+    without = json.loads((tmp_path / "without.json").read_text())["lesions"]
+    assert [(d["bone_label"], d["bone_region"]) for d in with_skeleton] == [(3, "lumbar spine"), (0, "unlabelled")]
+    assert all("bone_label" not in d and "bone_region" not in d for d in without)
