@@ -1,4 +1,4 @@
-"""Exceptions raised by sapkit for user mistakes.
+"""Exceptions raised by sapkit for user mistakes, and the warnings it gives about suspicious inputs.
 
 Every message says what is wrong, what was expected, what was found and how to fix it,
 naming the file or parameter involved. Library code raises these instead of letting a
@@ -17,6 +17,9 @@ __all__ = [
     "EvaluationError",
     "LabelError",
     "TrainingError",
+    "SapkitWarning",
+    "GeometryWarning",
+    "LesionLabelWarning",
 ]
 
 
@@ -56,5 +59,13 @@ class TrainingError(SapkitError):
     """Training cannot go on: a loss, gradient or weight became non-finite (NaN/inf)."""
 
 
-class GeometryWarning(UserWarning):
+class SapkitWarning(UserWarning):
+    """Base of the kit's warnings: a result stands, but the input deserves a look (one line on the command line)."""
+
+
+class GeometryWarning(SapkitWarning):
     """A NIfTI header's geometry is ambiguous (no orientation stored, qform and sform disagree)."""
+
+
+class LesionLabelWarning(SapkitWarning):
+    """A GT mask holds touching lesions with different labels, which count as one lesion (connected components)."""

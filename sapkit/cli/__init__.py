@@ -92,6 +92,22 @@ def _check_output_files(args: argparse.Namespace) -> None:
             check_output_file(getattr(args, attr), what=flag)
 
 
+def _one_line_warnings(command: str) -> None:
+    """Print the kit's own warnings as ``sapkit <command>: warning: …`` (no source line); others as usual."""
+    import warnings
+
+    from sapkit.errors import SapkitWarning
+
+    default = warnings.formatwarning
+
+    def formatwarning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, SapkitWarning):
+            return f"sapkit {command}: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     from sapkit.errors import SapkitError
@@ -102,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv or ["--help"])
         return 2
     name = argv[0]
+    _one_line_warnings(name)
     module = importlib.import_module(COMMANDS[name][0])
     cmd_parser = argparse.ArgumentParser(prog=f"sapkit {name}", description=COMMANDS[name][1])
     module.add_arguments(cmd_parser)

@@ -25,13 +25,14 @@ Counts, ratios and table columns are defined in :mod:`sapkit.metrics._lesion_tab
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Sequence
 
 import cc3d
 import numpy as np
 import numpy.typing as npt
 
-from sapkit.errors import MetricInputError
+from sapkit.errors import LesionLabelWarning, MetricInputError
 from sapkit.labels.label_maps import SKELETON_CLASSES
 from sapkit.metrics import _components as C
 from sapkit.metrics._lesion_matching import match, overlaps, parse_hit
@@ -116,6 +117,25 @@ def _bone_of(g_lab: np.ndarray, n_g: int, local: np.ndarray, bone: np.ndarray | 
     return bone_of
 
 
+def _mixed_components(g_lab: np.ndarray, n_g: int, local: np.ndarray, values: np.ndarray) -> int:
+    """Number of GT components of a crop whose voxels carry more than one mask value (touching instances)."""
+    ids = g_lab[local[:, 0], local[:, 1], local[:, 2]].astype(np.intp)
+    lo = np.full(n_g + 1, np.inf)
+    hi = np.full(n_g + 1, -np.inf)
+    np.minimum.at(lo, ids, values)
+    np.maximum.at(hi, ids, values)
+    return int(np.count_nonzero(lo[1:] != hi[1:]))
+
+
+def _warn_merged(n_mixed: int, n_labels: int, scan_id: str) -> None:
+    where = f"scan {scan_id!r}" if scan_id else "gt_mask"
+    warnings.warn(
+        f"{where}: {n_mixed} lesion(s) join touching voxels of different mask values ({n_labels} positive values in "
+        "all); lesions are the connected components of the non-zero voxels (docs/metrics.md §3), so touching "
+        "instances count as one lesion — separate them by a background voxel in the mask if they are distinct "
+        "lesions", LesionLabelWarning, stacklevel=3)
+
+
 def lesion_report(
     gt_mask: npt.ArrayLike,
     pred_mask: npt.ArrayLike | None = None,
@@ -183,6 +203,11 @@ def lesion_report(
         Shapes differ, spacing is not one positive value per axis, a probability map holds
         values outside [0, 1], or an option is out of range.
 
+    Warns
+    -----
+    LesionLabelWarning
+        The GT mask holds instance labels and some touching instances were joined into one lesion.
+
     Examples
     --------
     >>> import numpy as np
@@ -212,6 +237,9 @@ def lesion_report(
     pred_xyz, pred_values = C.foreground(pred, threshold=float(threshold) if is_prob else None,
                                          name="prob_map" if is_prob else "pred_mask")
     bone = None if skel is None else skel[gt_xyz[:, 0], gt_xyz[:, 1], gt_xyz[:, 2]].astype(np.int64)
+    gt_values = C._as_3d(gt)[gt_xyz[:, 0], gt_xyz[:, 1], gt_xyz[:, 2]]
+    instance_labels = gt_values.size > 0 and gt_values.min() != gt_values.max()  # not one value for all lesions
+    n_mixed = 0
     shape3 = C._as_3d(gt).shape
     pad = _pad_voxels(float(tolerance_mm), sp)
     if is_2d:
@@ -231,8 +259,10 @@ def lesion_report(
         inter_total += int(inter.sum())
         matched, pred_hit = match(n_g, n_p, g_sizes, p_sizes, gid, pid, inter, rule)
         g_offset, p_offset = len(lesion_rows), len(pred_rows)
-        bone_of = _bone_of(g_lab, n_g, gt_xyz[region.gt_index] - region.lo,
-                           None if bone is None else bone[region.gt_index])
+        local = gt_xyz[region.gt_index] - region.lo
+        bone_of = _bone_of(g_lab, n_g, local, None if bone is None else bone[region.gt_index])
+        if instance_labels and n_g:
+            n_mixed += _mixed_components(g_lab, n_g, local, gt_values[region.gt_index])
         max_prob = None
         if is_prob and n_p:
             prob_crop = region.scatter(pred_xyz, region.pred_index, pred_values, dtype=pred_values.dtype)
@@ -278,6 +308,8 @@ def lesion_report(
                 "centroid_x_vox": float(centroid[0]), "centroid_y_vox": float(centroid[1]),
                 "centroid_z_vox": float(centroid[2]),
             })
+    if n_mixed:
+        _warn_merged(n_mixed, len(np.unique(gt_values)), scan_id)
     n_gt_vox, n_pred_vox = gt_xyz.shape[0], pred_xyz.shape[0]
     summary = _summarise(lesion_rows, pred_rows, scan_id=scan_id,
                          global_dice=_dice_from_counts(inter_total, n_gt_vox, n_pred_vox),

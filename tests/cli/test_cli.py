@@ -153,3 +153,20 @@ def test_evaluate_with_a_skeleton_names_each_lesions_bone(tmp_path):
     without = json.loads((tmp_path / "without.json").read_text())["lesions"]
     assert [(d["bone_label"], d["bone_region"]) for d in with_skeleton] == [(3, "lumbar spine"), (0, "unlabelled")]
     assert all("bone_label" not in d and "bone_region" not in d for d in without)
+
+
+def test_kit_warnings_print_as_one_line(tmp_path):
+    """A LesionLabelWarning on the command line reads `sapkit evaluate: warning: …`, without a source line."""
+    import subprocess
+    import sys
+
+    gt = np.zeros((16, 16, 16), np.uint8)
+    gt[2:5, 2:5, 2:5] = 1
+    gt[5:8, 2:5, 2:5] = 2  # two touching instances
+    nib.save(nib.Nifti1Image(gt, np.eye(4)), str(tmp_path / "inst.nii.gz"))
+    done = subprocess.run([sys.executable, "-c", "import sys; from sapkit.cli import main; sys.exit(main())",
+                           "evaluate", "--gt", str(tmp_path / "inst.nii.gz"), "--pred", str(tmp_path / "inst.nii.gz"),
+                           "--json", str(tmp_path / "out.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("sapkit evaluate: warning: scan 'inst.nii.gz': 1 lesion(s) join touching voxels")
+    assert done.stderr.count("\n") == 1 and ".py:" not in done.stderr

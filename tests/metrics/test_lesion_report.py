@@ -222,3 +222,32 @@ def test_invalid_inputs():
         lesion_counts_by_threshold(gt, bad, spacing_mm=(1, 1, 1), thresholds=[0.5])
     with pytest.raises(MetricInputError, match="threshold"):
         lesion_report(gt, prob_map=bad, threshold=0.0, spacing_mm=(1, 1, 1))
+
+
+def test_touching_instance_labels_are_one_lesion_and_say_so():
+    """Lesions are connected components of the non-zero voxels: two touching instance labels are one
+    lesion (counted by hand: 1 GT lesion, TP 1), with a LesionLabelWarning; apart, two lesions, no warning."""
+    import warnings
+
+    from sapkit.errors import LesionLabelWarning
+
+    gt = np.zeros((16, 16, 16), np.uint8)
+    gt[2:5, 2:5, 2:5] = 1
+    gt[5:8, 2:5, 2:5] = 2  # touches label 1 face to face
+    pred = (gt > 0).astype(np.uint8)
+    with pytest.warns(LesionLabelWarning, match=r"scan 's1': 1 lesion\(s\) join touching voxels of different mask "
+                                                  r"values \(2 positive values in all\)"):
+        r = lesion_report(gt, pred, spacing_mm=1.0, scan_id="s1")
+    assert (r.patient.n_lesions, r.patient.tp, r.patient.fn) == (1, 1, 0)
+    assert r.lesion_rows[0]["n_voxels"] == 54
+
+    gt[5, 2:5, 2:5] = 0  # one background layer between them
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = lesion_report(gt, (gt > 0).astype(np.uint8), spacing_mm=1.0)
+    assert r.patient.n_lesions == 2
+    binary = np.zeros((16, 16, 16), np.uint8)
+    binary[2:8, 2:5, 2:5] = 255  # one value for every lesion voxel: a binary mask, nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lesion_report(binary, binary, spacing_mm=1.0).patient.n_lesions == 1
