@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from _machine import machine_line  # benchmarks/_machine.py, next to this script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,8 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    print(f"python {platform.python_version()} · {platform.machine()} · {os.cpu_count()} CPUs · "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(machine_line())
     _run(1, 1, None)  # warm the file cache
     alone = _run(1, args.steps, None)
     default = _run(2, args.steps, None)

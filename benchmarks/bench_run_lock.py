@@ -18,14 +18,14 @@ Prints the environment, median and max seconds of both commands and their ratio.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _machine import machine_line  # benchmarks/_machine.py, next to this script
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -48,8 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print(f"python {platform.python_version()} · {platform.machine()} · {os.cpu_count()} CPUs · "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(machine_line())
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         config = load_config("smoke")
