@@ -13,7 +13,7 @@ A run folder (threshold tuned on the tuning fold, test folds evaluated, ``eval/`
 
     sapkit evaluate --run-dir runs/smoke --profile smoke [--jobs N]
 
-Masks are read without copies (memory-mapped ``.nii``) and validated in one min/max pass;
+Masks are read without copies (memory-mapped ``.nii``) and validated in at most one min/max pass;
 probability maps are binarised by the kit's one rule (``prob >= t`` in the map's dtype). One case
 imports only numpy, nibabel, cc3d and PyYAML (no pandas, scipy, torch or MONAI: a test checks it).
 """
@@ -87,7 +87,7 @@ def _lesion_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def case_json(report: Any) -> dict[str, Any]:
-    """The JSON document of one case (keys listed in issue 6 / the README; bone keys with ``--skeleton``)."""
+    """The JSON document of one case (keys in ``docs/metrics.md`` §14; bone keys with ``--skeleton``)."""
     p = report.patient
     return _clean({
         "dice": p.dice_mean, "nsd": p.nsd_detected, "global_dice": p.global_dice,
