@@ -23,7 +23,7 @@ import torch
 from sapkit.config import ModelConfig, load_config
 from sapkit.errors import SapkitError
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "training"))
 from test_tasks import make_case, write_train_cohort  # noqa: E402
 
 UNET = ModelConfig(backbone="unet", channels=(4, 8, 16, 32))  # downsampling factor 8

@@ -1,0 +1,110 @@
+"""Malformed inputs for ``sapkit train``: weight transfer from checkpoints that do not fit or hold pickled
+code, samplers without lesions, unknown inits, run folders and profiles it cannot use.
+
+See ``bad_input_catalogue`` for what every case must do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sapkit.io.nifti import save_nifti
+
+from bad_input_catalogue import AFFINE, SHAPE, tiny_model, check_api_case, check_cli_case, registry
+
+CASES, CLI_CASES, case, cli_case = registry()
+
+
+@case
+def transfer_from_another_architecture(root):
+    import torch
+
+    from sapkit.networks.transfer import transfer_weights
+
+    other, _ = tiny_model(channels=(4, 8, 16), backbone="dynunet")
+    torch.save({"state_dict": other.state_dict(), "epoch": 3}, root / "dynunet.pt")
+    model, _ = tiny_model()
+    return (lambda: transfer_weights(model, root / "dynunet.pt", init="sap")), \
+        r"sap transfer from .*dynunet\.pt loaded no tensor.*check the backbone in the profile"
+
+
+@case
+def checkpoint_with_a_pickled_function(root):
+    import os
+
+    import torch
+
+    from sapkit.networks.transfer import transfer_weights
+
+    model, _ = tiny_model()
+    torch.save({"state_dict": model.state_dict(), "hook": os.getcwd}, root / "callable.pt")
+    return (lambda: transfer_weights(model, root / "callable.pt", init="sap")), \
+        r"refused to load checkpoint .*callable\.pt: it holds pickled code or objects \(GLOBAL \w+\.getcwd\)"
+
+
+@case
+def sampler_given_only_empty_lesion_masks(root):
+    from sapkit.data.cases import load_cases
+    from sapkit.data.manifest import load_manifest
+    from sapkit.training.lesion_sampler import InstanceBalancedSampler
+
+    for i in range(2, 6):
+        save_nifti(np.zeros(SHAPE, np.uint8), AFFINE, root / "data" / f"p{i:02d}_lesion.nii.gz")
+    cases = load_cases(load_manifest(root / "data", check_files=False), cohort="patient")
+    return (lambda: InstanceBalancedSampler(cases, roi=(8, 8, 8))), \
+        r"no lesion voxel in any of the 4 cases.*check the lesion_label column of the manifest"
+
+
+@case
+def unknown_init(root):
+    from sapkit.config import load_config
+    from sapkit.training.lesion_task import train_lesion
+
+    smoke = load_config("smoke")
+    return (lambda: train_lesion(root / "run", smoke, init="imagenet", fold=0, train_cases=[], val_cases=None,
+                                 sampler=None)), r"init must be one of \('scratch', 'ssl', 'sap'\), got 'imagenet'"
+
+
+@case
+def transfer_with_init_scratch(root):
+    from sapkit.networks.transfer import transfer_weights
+
+    model, _ = tiny_model()
+    return (lambda: transfer_weights(model, {}, init="scratch")), r"transfer needs init 'sap' or 'ssl', got 'scratch'"
+
+
+@cli_case
+def train_run_dir_is_a_file(root):
+    (root / "afile").write_text("x")
+    return ["train", "lesion", "--run-dir", str(root / "afile")], r"--run-dir .*afile is a file, not a folder", []
+
+
+@cli_case
+def train_profile_is_a_list(root):
+    (root / "p.yaml").write_text("- a\n- b\n")
+    return ["train", "lesion", "--profile", str(root / "p.yaml"), "--run-dir", str(root / "run")], \
+        r"profile .*p\.yaml must be a YAML mapping", []
+
+
+@cli_case
+def train_profile_syntax_error(root):
+    (root / "p.yaml").write_text("lesion:\n  epochs: [2\n")
+    return ["train", "lesion", "--profile", str(root / "p.yaml"), "--run-dir", str(root / "run")], \
+        r"profile .*p\.yaml is not valid YAML", []
+
+
+@cli_case
+def train_infinite_learning_rate(root):
+    return ["train", "lesion", "--run-dir", str(root / "run"), "-p", "lesion.lr_scratch=.inf"], \
+        r"'lesion\.lr_scratch' must be a finite number, got inf", []
+
+
+@pytest.mark.parametrize("make_case", CASES, ids=lambda f: f.__name__)
+def test_bad_input_raises_clear_error_and_leaves_inputs_untouched(tmp_path, make_case):
+    check_api_case(tmp_path, make_case)
+
+
+@pytest.mark.parametrize("make_case", CLI_CASES, ids=lambda f: f.__name__)
+def test_bad_input_on_the_command_line_exits_with_one_message(tmp_path, make_case, capsys):
+    check_cli_case(tmp_path, make_case, capsys)
