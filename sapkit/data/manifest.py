@@ -23,7 +23,7 @@ from sapkit.errors import ManifestError, NiftiError
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.nifti import check_same_grid, read_image, read_label
 from sapkit.io.yaml_io import load_yaml_file
-from sapkit.labels.label_maps import LESION_CLASSES, SKELETON_CLASSES
+from sapkit.label_maps import LESION_CLASSES, SKELETON_CLASSES
 
 __all__ = [
     "Manifest",

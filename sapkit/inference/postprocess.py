@@ -72,7 +72,7 @@ def lesion_components(
     scan_id : str
         Copied into every row.
     class_names : mapping int → str, optional
-        Skeleton class names (default :data:`sapkit.labels.label_maps.SKELETON_CLASSES`).
+        Skeleton class names (default :data:`sapkit.label_maps.SKELETON_CLASSES`).
 
     Returns
     -------
@@ -154,7 +154,7 @@ def _bone_regions(bones: np.ndarray | None, flat_idx: np.ndarray, ids: np.ndarra
     """Majority non-zero skeleton class name per kept lesion ("" without a skeleton)."""
     if bones is None:
         return [""] * keep.size
-    from sapkit.labels.label_maps import SKELETON_CLASSES
+    from sapkit.label_maps import SKELETON_CLASSES
 
     names = dict(class_names or SKELETON_CLASSES)
     under = np.clip(bones.ravel()[flat_idx].astype(np.int64), 0, None)  # negative labels count as no bone

@@ -1,6 +1,6 @@
 """Skeleton label maps: fine → SAP mapping, TotalSegmentator MR → SAP, majority vote, QC tables.
 
-The SAP skeleton map has 10 classes (``sapkit.labels.label_maps.SKELETON_CLASSES``); the kit's fine atlas
+The SAP skeleton map has 10 classes (``sapkit.label_maps.SKELETON_CLASSES``); the kit's fine atlas
 (``FINE_ATLAS``) has one label per vertebra and per left/right bone, ribs and discs. Users who
 label their healthy cohort with TotalSegmentator's MR models (``total_mr`` + ``vertebrae_mr``)
 map the outputs here; TotalSegmentator has no sternum class for MR, so class 9 stays empty.
@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import ndimage
 
 from sapkit.errors import LabelError
-from sapkit.labels.label_maps import FINE_ATLAS, FINE_TO_SKELETON, SKELETON_CLASSES
+from sapkit.label_maps import FINE_ATLAS, FINE_TO_SKELETON, SKELETON_CLASSES
 
 __all__ = [
     "TOTALSEG_SOURCE",
@@ -89,7 +89,7 @@ def fine_to_skeleton(fine_label: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     Parameters
     ----------
     fine_label : (X, Y, Z) int array
-        Values in ``sapkit.labels.label_maps.FINE_ATLAS`` (0–61).
+        Values in ``sapkit.label_maps.FINE_ATLAS`` (0–61).
 
     Returns
     -------

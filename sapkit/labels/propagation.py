@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from sapkit.errors import LabelError
-from sapkit.labels.label_maps import SKELETON_CLASSES
+from sapkit.label_maps import SKELETON_CLASSES
 from sapkit.metrics import dice_per_group
 
 __all__ = ["FINE_BONE_GROUPS", "SKELETON_BONE_GROUPS", "PropagationResult", "register_rigid", "propagate_labels",

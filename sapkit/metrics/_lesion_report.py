@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sapkit.errors import LesionLabelWarning, MetricInputError
-from sapkit.labels.label_maps import SKELETON_CLASSES
+from sapkit.label_maps import SKELETON_CLASSES
 from sapkit.metrics import _components as C
 from sapkit.metrics._lesion_matching import match, overlaps, parse_hit
 from sapkit.metrics._lesion_tables import PRECISION_RULES, LesionParams, LesionReport, _summarise

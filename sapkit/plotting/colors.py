@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Iterable, Mapping
 
 from sapkit.errors import ConfigError
-from sapkit.labels.label_maps import SKELETON_CLASSES
+from sapkit.label_maps import SKELETON_CLASSES
 
 __all__ = [
     "REFERENCE_COLOR",
@@ -143,7 +143,7 @@ def label_legend(values: Iterable[int], names: Mapping[int, str] | None = None) 
     values : iterable of int
         Label values present (duplicates and 0 are ignored).
     names : mapping int → str, optional
-        E.g. ``sapkit.labels.label_maps.SKELETON_CLASSES``; a value without a name is called ``label <k>``.
+        E.g. ``sapkit.label_maps.SKELETON_CLASSES``; a value without a name is called ``label <k>``.
 
     Examples
     --------

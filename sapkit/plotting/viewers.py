@@ -326,7 +326,7 @@ def view(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, prediction: 
         Slicing direction of the plotly viewer.
     label_names : mapping int → str, optional
         Legend names of the label values (ipyniivue and plotly), e.g.
-        ``sapkit.labels.label_maps.SKELETON_CLASSES``.
+        ``sapkit.label_maps.SKELETON_CLASSES``.
     height_px : int
         Height of the ipyniivue canvas in pixels.
     title : str, optional

@@ -341,7 +341,7 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
 def _write_manifest(records: list[dict], scans: list[ScanSource], out: PreprocessDir, input_path: Path,
                     config: RawConfig) -> Path | None:
     from sapkit.data.manifest import write_manifest
-    from sapkit.labels.label_maps import FINE_ATLAS
+    from sapkit.label_maps import FINE_ATLAS
 
     rows = []
     for record, source in zip(records, scans):

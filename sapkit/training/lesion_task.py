@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from sapkit.config import Config
 from sapkit.errors import CheckpointError, ConfigError
 from sapkit.io.run_paths import RunDir
-from sapkit.labels.label_maps import LESION_CLASSES
+from sapkit.label_maps import LESION_CLASSES
 from sapkit.networks.factory import build_model, check_roi_fits
 from sapkit.networks.transfer import INITS, lesion_param_groups, save_transfer_report, transfer_weights
 from sapkit.training._task_inputs import rank_and_world

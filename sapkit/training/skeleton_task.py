@@ -24,7 +24,7 @@ from torch import nn
 from sapkit.config import Config
 from sapkit.errors import SapkitError
 from sapkit.io.run_paths import RunDir
-from sapkit.labels.label_maps import SKELETON_CLASSES
+from sapkit.label_maps import SKELETON_CLASSES
 from sapkit.networks.factory import build_model, check_roi_fits
 from sapkit.networks.transfer import param_groups
 from sapkit.training._task_inputs import rank_and_world, resolve_cases
@@ -133,7 +133,7 @@ def skeleton_dice_by_scan(model: nn.Module, cases: Sequence[Any], config: Config
     -------
     DataFrame
         Long table ``scan_id, region, dice`` (:func:`sapkit.training.segmentation.per_class_dice_table`):
-        per scan one row per bone region of :data:`sapkit.labels.label_maps.SKELETON_CLASSES` and one
+        per scan one row per bone region of :data:`sapkit.label_maps.SKELETON_CLASSES` and one
         ``whole skeleton`` row; NaN where a region is absent from both maps. Summarise it with
         :func:`sapkit.evaluation.tables.skeleton_dice_table`.
 

@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from sapkit.config import SynthConfig, load_config
 from sapkit.errors import ConfigError
-from sapkit.labels.label_maps import FINE_ATLAS, SKELETON_CLASSES
+from sapkit.label_maps import FINE_ATLAS, SKELETON_CLASSES
 from sapkit.data.manifest import load_manifest
 from sapkit.data.phantom import Tissue, generate_cohorts, is_generated, make_grid, make_scan, make_sites, make_subject
 from sapkit.data.phantom._contrast import TISSUE_B1000, TISSUE_T1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sapkit.errors import LabelError
-from sapkit.labels.label_maps import FINE_ATLAS, FINE_TO_SKELETON
+from sapkit.label_maps import FINE_ATLAS, FINE_TO_SKELETON
 from sapkit.labels.mapping import (TOTALSEG_TOTAL_MR, TOTALSEG_VERTEBRAE_MR, bone_volumes, fine_to_skeleton,
                            lesion_volume_table, majority_vote_components, skeleton_qc_table, totalseg_to_fine,
                            totalseg_to_skeleton)

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import executed_text
 from sapkit.io.run_paths import RunDir
-from sapkit.labels.label_maps import SKELETON_CLASSES
+from sapkit.label_maps import SKELETON_CLASSES
 from sapkit.labels.propagation import FINE_BONE_GROUPS
 from sapkit.plotting.colors import BONE_COLORS, REFERENCE_COLOR
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sapkit.errors import ConfigError
-from sapkit.labels.label_maps import SKELETON_CLASSES
+from sapkit.label_maps import SKELETON_CLASSES
 from sapkit.plotting.colors import (BONE_COLORS, INIT_COLORS, INIT_ORDER, LABEL_COLORS, PREDICTION_COLOR,
                                     REFERENCE_COLOR, axis_title, init_color, label_color, label_legend)
 from sapkit.plotting.slices import label_overlay_figure, slice_figure

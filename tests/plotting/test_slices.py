@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sapkit.errors import ConfigError
-from sapkit.labels.label_maps import SKELETON_CLASSES
+from sapkit.label_maps import SKELETON_CLASSES
 from sapkit.plotting.colors import BONE_COLORS, PREDICTION_COLOR, REFERENCE_COLOR
 from sapkit.plotting.slices import (image_panels_figure, label_boundaries, label_overlay_figure, slice_figure,
                                     slice_traces)

@@ -87,7 +87,7 @@ def test_artefacts(skeleton_run):
 
 def test_skeleton_dice_by_scan_scores_the_body_skipping_prediction(skeleton_run, smoke):
     from sapkit.inference.predict import load_model
-    from sapkit.labels.label_maps import SKELETON_CLASSES
+    from sapkit.label_maps import SKELETON_CLASSES
     from sapkit.training.segmentation import per_class_dice_table
 
     _, result = skeleton_run

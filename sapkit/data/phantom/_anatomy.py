@@ -3,7 +3,7 @@
 The body is described in a *canonical* adult frame (RAS+ mm, z = height above the floor of a
 1.75 m man) and mapped to the world by a similarity (subject scale, global pose) — limbs get an
 extra rotation about their joint first. Parts are painted in order; bones carry their fine-atlas
-label (``sapkit.labels.label_maps.FINE_ATLAS``), unlabelled bones (forearm, tibia, patella) label 0.
+label (``sapkit.label_maps.FINE_ATLAS``), unlabelled bones (forearm, tibia, patella) label 0.
 """
 
 from __future__ import annotations

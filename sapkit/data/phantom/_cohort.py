@@ -13,7 +13,7 @@ import pandas as pd
 
 from sapkit.config import SynthConfig
 from sapkit.errors import ConfigError
-from sapkit.labels.label_maps import FINE_ATLAS, FINE_TO_SKELETON
+from sapkit.label_maps import FINE_ATLAS, FINE_TO_SKELETON
 from sapkit.data.phantom._anatomy import HALF_DEPTH, HALF_WIDTH, Z_BOTTOM, Z_TOP, Pose, SubjectParams, Tissue, body_parts
 from sapkit.data.phantom._contrast import Site, make_sites, subject_lut, synthesise_channels
 from sapkit.data.phantom._lesions import grow_lesions, lesion_intensities, sample_lesion_count, sample_nodes, sample_volumes_ml
@@ -52,7 +52,7 @@ class SynthScan:
     image : (2, X, Y, Z) float32
         Channel 0 = T1, channel 1 = b1000 (scanner units, ≥ 0).
     fine_label : (X, Y, Z) uint8
-        Fine atlas (``sapkit.labels.label_maps.FINE_ATLAS``).
+        Fine atlas (``sapkit.label_maps.FINE_ATLAS``).
     skeleton_label : (X, Y, Z) uint8
         10-class SAP map (ribs and discs → 0).
     lesion_label : (X, Y, Z) uint8
