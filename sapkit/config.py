@@ -23,8 +23,9 @@ import yaml
 
 from sapkit._config_loader import Pattern, bounded, build, flatten, set_dotted, to_plain_dict
 from sapkit.errors import ConfigError
+from sapkit._config_raw import (CONVERTERS, Converter, N4Config, NyulConfig, RawConfig, RawSynthConfig, RegisterConfig,
+                                StandardiseConfig, StitchConfig, check_raw_config)
 from sapkit.io.yaml_io import load_yaml_file, load_yaml_text
-from sapkit.preprocessing.settings import RawConfig
 
 __all__ = [
     "Config",
@@ -39,6 +40,15 @@ __all__ = [
     "InferConfig",
     "EvalConfig",
     "RawConfig",
+    "RawSynthConfig",
+    "N4Config",
+    "StandardiseConfig",
+    "StitchConfig",
+    "RegisterConfig",
+    "NyulConfig",
+    "check_raw_config",
+    "CONVERTERS",
+    "Converter",
     "PROFILES",
     "Backbone",
     "Norm",
@@ -261,7 +271,7 @@ class Config:
     lesion: LesionConfig = field(default_factory=LesionConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    raw: RawConfig = field(default_factory=RawConfig)  # sapkit preprocess (sapkit.preprocessing.settings)
+    raw: RawConfig = field(default_factory=RawConfig)  # sapkit preprocess (its sections: sapkit/_config_raw.py)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ N4 bias correction (:mod:`~sapkit.preprocessing.bias`), inter-station intensity 
 registration (:mod:`~sapkit.preprocessing.register`) and, across the cohort, Nyúl histogram
 standardisation (:mod:`~sapkit.preprocessing.nyul`). Output layout: :mod:`~sapkit.preprocessing.layout`;
 QC tables and figures: :mod:`~sapkit.preprocessing.qc`; scores against the synthetic truth:
-:mod:`~sapkit.preprocessing.scoring`; grids and resampling: :mod:`~sapkit.preprocessing.geometry`;
-writing DICOM series (synthetic raw cohort, tests): :mod:`~sapkit.preprocessing.dicom_writer`.
-Settings: :mod:`~sapkit.preprocessing.settings` (profile key ``raw``).
+:mod:`~sapkit.preprocessing.scoring`; grids and resampling: :mod:`~sapkit.preprocessing.geometry`.
+The synthetic raw cohort's DICOM writer lives with the phantom (:mod:`sapkit.data.phantom.dicom_writer`).
+Settings: :class:`sapkit.config.RawConfig` (profile key ``raw``).
 """

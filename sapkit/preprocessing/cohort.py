@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sapkit.config import RawConfig, check_raw_config
 from sapkit.errors import SapkitError
 from sapkit.io.atomic import STAGING_DIR, atomic_write_text
 from sapkit.preprocessing.layout import PreprocessDir
-from sapkit.preprocessing.settings import RawConfig, check_raw_config
 from sapkit.preprocessing.stations import ScanSource
 
 __all__ = ["PreprocessResult", "SCAN_COLUMNS", "discover_scans", "scan_digest", "run_scan", "preprocess"]

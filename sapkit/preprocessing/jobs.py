@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sapkit.config import RawConfig
 from sapkit.errors import SapkitError
 from sapkit.preprocessing.layout import PreprocessDir
-from sapkit.preprocessing.settings import RawConfig
 from sapkit.preprocessing.stations import ScanSource
 
 __all__ = ["scan_element", "run_scans_as_array"]

@@ -4,7 +4,7 @@ The order follows the authors' pipeline (Ceranka et al. 2023): ADC per DWI stati
 anything changes the signal ratio between b-values), N4 bias correction per station, inter-station
 intensity standardisation, stitching of T1 onto the union of its stations, registration of every
 DWI station to the stitched T1 and one resampling of b1000 (and ADC) onto the T1 grid. Each step
-is a function of its own module with its settings in :class:`~sapkit.preprocessing.settings.RawConfig`
+is a function of its own module with its settings in :class:`~sapkit.config.RawConfig`
 and can be switched off. Conventions: arrays ``(X, Y, Z)`` in RAS+ voxel order, affines voxel →
 world mm, stations numbered from the head end (1).
 """
@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from sapkit.config import RawConfig
 from sapkit.errors import NiftiError, SapkitError
 from sapkit.io.nifti import read_label, reorient_to_ras
 from sapkit.preprocessing.adc import fit_adc
@@ -28,7 +29,6 @@ from sapkit.preprocessing.convert import convert_dicom, read_nifti_station, snap
 from sapkit.preprocessing.geometry import Volume, resample, union_grid
 from sapkit.preprocessing.isis import chain_factors, overlap_ratio, reference_station
 from sapkit.preprocessing.register import Registration, identity_transform, register_station
-from sapkit.preprocessing.settings import RawConfig
 from sapkit.preprocessing.stations import ScanSource, StationSource
 from sapkit.preprocessing.stitch import station_order, stitch
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sapkit.config import RegisterConfig
 from sapkit.preprocessing.geometry import Volume, corners_mm, to_sitk
-from sapkit.preprocessing.settings import RegisterConfig
 
 __all__ = ["Registration", "register_station", "identity_transform"]
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sapkit.config import SynthConfig
-from sapkit.preprocessing.settings import RawSynthConfig
+from sapkit.config import RawSynthConfig, SynthConfig
 
 __all__ = ["SMALL", "SMALL_RAW", "small_raw", "small_prep"]
 

@@ -11,10 +11,10 @@ import numpy as np
 import pydicom
 import pytest
 
+from sapkit.data.phantom.dicom_writer import SeriesTags, write_dicom_series
 from sapkit.errors import SapkitError
 from sapkit.preprocessing.convert import convert_dicom
 from sapkit.preprocessing.dicom import scan_dicom_tree
-from sapkit.preprocessing.dicom_writer import SeriesTags, write_dicom_series
 from sapkit.preprocessing.rules import load_rules
 
 from raw_cohorts import small_raw  # noqa: F401 - fixture

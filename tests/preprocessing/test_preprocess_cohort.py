@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
+from sapkit.config import NyulConfig, RawConfig
 from sapkit.data.manifest import load_manifest
 from sapkit.errors import SapkitError
 from sapkit.preprocessing.cohort import preprocess
 from sapkit.preprocessing.layout import PreprocessDir
 from sapkit.preprocessing.scoring import score_cohort
-from sapkit.preprocessing.settings import NyulConfig, RawConfig
 
 from raw_cohorts import small_prep, small_raw  # noqa: F401 - fixtures
 

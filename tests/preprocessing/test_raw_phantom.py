@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sapkit.config import RawSynthConfig
 from sapkit.data.phantom.raw import generate_raw_cohort, is_raw_generated
 from sapkit.errors import ConfigError
 from sapkit.preprocessing.convert import convert_dicom, read_nifti_station
 from sapkit.preprocessing.dicom import scan_dicom_tree
 from sapkit.preprocessing.rules import load_rules
-from sapkit.preprocessing.settings import RawSynthConfig
 
 from raw_cohorts import SMALL, SMALL_RAW, small_raw  # noqa: F401 - shared sizes and fixture
 

@@ -6,8 +6,8 @@ import numpy as np
 import pydicom
 import pytest
 
+from sapkit.data.phantom.dicom_writer import SeriesTags, write_dicom_series
 from sapkit.errors import ConfigError
-from sapkit.preprocessing.dicom_writer import SeriesTags, write_dicom_series
 from sapkit.preprocessing.rules import _number, default_rules_path, load_rules
 
 RULES = load_rules()

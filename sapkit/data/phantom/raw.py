@@ -32,14 +32,16 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import ndimage
 
-from sapkit.config import SynthConfig
+from sapkit.config import RawConfig, RawSynthConfig, SynthConfig, check_raw_config
 from sapkit.data.phantom._anatomy import Tissue, body_parts
 from sapkit.data.phantom._cohort import SynthScan, make_grid, make_scan, make_subject
 from sapkit.data.phantom._contrast import Site, make_sites
 from sapkit.data.phantom._render import render_body
 from sapkit.data.phantom._shapes import Grid
+from sapkit.data.phantom.dicom_writer import VENDOR_STYLES, SeriesTags, quantise, rescale_slope, write_dicom_series
 from sapkit.errors import ConfigError
-from sapkit.preprocessing.settings import RawSynthConfig
+from sapkit.io.atomic import atomic_write_text
+from sapkit.io.nifti import save_nifti
 
 __all__ = ["TISSUE_ADC", "RawStation", "RawScan", "make_raw_scan", "generate_raw_cohort", "is_raw_generated"]
 
@@ -189,8 +191,6 @@ def _uid(*parts: object) -> str:
 
 
 def _write_dicom(raw_scan: RawScan, folder: Path, *, seed: int, study_date: str, quantised: dict) -> None:
-    from sapkit.preprocessing.dicom_writer import SeriesTags, write_dicom_series
-
     scan = raw_scan.scan
     study, frame = _uid(seed, scan.scan_id, "study"), _uid(seed, scan.scan_id, "frame")
 
@@ -220,9 +220,6 @@ def _write_dicom(raw_scan: RawScan, folder: Path, *, seed: int, study_date: str,
 
 
 def _write_raw_scan(raw_scan: RawScan, out: Path, forms: tuple[str, ...], *, seed: int, study_date: str) -> tuple[list, list, list]:
-    from sapkit.io.nifti import save_nifti
-    from sapkit.preprocessing.dicom_writer import quantise, rescale_slope
-
     scan = raw_scan.scan
     sid = scan.scan_id
     quantised, slopes = {}, {}
@@ -323,10 +320,6 @@ def generate_raw_cohort(out_dir: str | Path, config: SynthConfig, raw: RawSynthC
     from datetime import date, timedelta
 
     from tqdm.auto import tqdm
-
-    from sapkit.io.atomic import atomic_write_text
-    from sapkit.preprocessing.dicom_writer import VENDOR_STYLES
-    from sapkit.preprocessing.settings import RawConfig, check_raw_config
 
     check_raw_config(RawConfig(synth=raw))
     bad = sorted(set(forms) - {"dicom", "nifti"})

@@ -1,4 +1,7 @@
-"""Settings of ``sapkit preprocess`` (profile section ``raw``) and of the synthetic raw cohort.
+"""The profile section ``raw``: settings of ``sapkit preprocess`` and of the synthetic raw cohort.
+
+Re-exported by :mod:`sapkit.config` (import them from there, like every other section); this
+private module only keeps ``config.py`` short.
 
 Every step of the raw-scan pipeline is a function with its parameters here and can be switched
 off (``raw.n4.enabled=false`` …). Lengths are in mm, intensities in scanner units, b-values in
@@ -13,7 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sapkit._config_loader import bounded
+from sapkit._config_loader import bounded, build, to_plain_dict
 from sapkit.errors import ConfigError
 
 __all__ = ["N4Config", "StandardiseConfig", "StitchConfig", "RegisterConfig", "NyulConfig", "RawSynthConfig",
@@ -181,8 +184,6 @@ def check_raw_config(config: RawConfig) -> RawConfig:
     >>> check_raw_config(RawConfig()).converter
     'dcm2niix'
     """
-    from sapkit._config_loader import build, to_plain_dict
-
     build(RawConfig, to_plain_dict(config), prefix="raw.")  # choices and ranges of every field
     problems = []
     s, r, n = config.synth, config.register, config.nyul

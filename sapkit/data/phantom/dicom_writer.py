@@ -1,6 +1,7 @@
 """Write a volume as an MR DICOM series (one file per slice), as a scanner would.
 
-Used by the synthetic raw cohort (:mod:`sapkit.data.phantom.raw`) and the tests. Geometry follows
+Used by the synthetic raw cohort (:mod:`sapkit.data.phantom.raw`) and the tests; ``sapkit preprocess``
+only reads DICOM (:mod:`sapkit.preprocessing.dicom`). Geometry follows
 the DICOM patient frame (LPS mm): the volume is reoriented to L-P-S voxel axes, so
 ``ImageOrientationPatient`` is ``1\\0\\0\\0\\1\\0`` (rows run to the patient's left, columns to
 posterior) for an axial acquisition, ``ImagePositionPatient`` is the centre of the first pixel of
