@@ -26,6 +26,8 @@ __all__ = [
     "table1_markdown",
     "compare_inits",
     "skeleton_dice_table",
+    "flagged_scans",
+    "flags_note",
 ]
 
 #: (key, label, level): level "patient" (one value per patient, from patients.csv),
@@ -175,6 +177,28 @@ def table1(values: pd.DataFrame, *, digits: int = 3) -> pd.DataFrame:
                 row[f"{init} n"] = int(r["n"])  # values behind the median (NaN patients left out)
         out.append(row)
     return pd.DataFrame(out)
+
+
+def flagged_scans(patients: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Per init, (scans with a flagged predicted component, scans): a component credited with ≥ 2
+    lesions or larger than ``eval.oversize_ml`` (docs/metrics.md §15). Tables without the flag
+    columns (older runs) count 0."""
+    out = {}
+    for init in _order(sorted(set(patients["init"].astype(str)))):
+        p = patients[patients["init"].astype(str) == init]
+        flagged = np.zeros(len(p), bool)
+        for col in ("n_merging", "n_oversized"):
+            if col in p.columns:
+                flagged |= p[col].fillna(0).to_numpy() > 0
+        out[init] = (int(flagged.sum()), int(len(p)))
+    return out
+
+
+def flags_note(patients: pd.DataFrame, oversize_ml: float) -> str:
+    """One sentence for Table 1's note: how many scans per init hold a flagged prediction."""
+    counts = flagged_scans(patients)
+    return (f"Flagged predictions (a component joining ≥ 2 lesions or > {oversize_ml:g} mL, docs/metrics.md §15): "
+            + ", ".join(f"{i} {k} of {n} scans" for i, (k, n) in counts.items()) + ".")
 
 
 def table1_markdown(table: pd.DataFrame, *, note: str = "") -> str:

@@ -27,6 +27,7 @@ from sapkit.metrics._lesion_tables import (
     COUNT_COLUMNS,
     LESION_COLUMNS,
     LESION_ID_COLUMNS,
+    OVERSIZE_ML,
     PRECISION_RULES,
     PREDICTION_COLUMNS,
     LesionParams,
@@ -47,7 +48,7 @@ from sapkit.metrics._surface import (
     surface_overlap,
 )
 from sapkit.metrics._surface_area import surface_area_table
-from sapkit.metrics._threshold import ThresholdChoice, tune_threshold
+from sapkit.metrics._threshold import ThresholdChoice, extended_grid, grid_edge, tune_threshold
 
 __all__ = [
     "dice",
@@ -73,6 +74,7 @@ __all__ = [
     "PatientSummary",
     "f_beta",
     "detection_ratios",
+    "OVERSIZE_ML",
     "PRECISION_RULES",
     "LESION_SCORES",
     "lesion_report",
@@ -84,4 +86,6 @@ __all__ = [
     "froc_auc",
     "ThresholdChoice",
     "tune_threshold",
+    "grid_edge",
+    "extended_grid",
 ]

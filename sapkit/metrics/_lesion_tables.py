@@ -37,6 +37,7 @@ __all__ = [
     "PatientSummary",
     "LesionReport",
     "PRECISION_RULES",
+    "OVERSIZE_ML",
     "f_beta",
     "detection_ratios",
 ]
@@ -57,14 +58,18 @@ LESION_COLUMNS = (
 #: Predicted-component table of the evaluation (``eval/predictions.csv``): one row per component.
 PREDICTION_COLUMNS = (
     "scan_id", "pred_id", "n_voxels", "volume_ml", "large", "false_positive", "max_prob", "matched_lesion_ids",
-    *CENTROID_COLUMNS,
+    "merges_lesions", "oversized", *CENTROID_COLUMNS,
 )
+#: Volume (mL) above which a predicted component is flagged ``oversized`` (docs/metrics.md §15): far
+#: above any bone metastasis of the synthetic cohort (99.9th percentile ~12 mL) and about six
+#: vertebral bodies; a component this size is an organ, the body outline or a degenerate model.
+OVERSIZE_ML = 200.0
 #: Detection counts of one scan at one threshold (FROC and threshold-tuning input).
 COUNT_COLUMNS = (
     "scan_id", "threshold", "n_lesions", "n_large_lesions", "n_predictions", "tp", "fn", "fp", "tp_large",
     "fp_large", "sensitivity", "precision", "f2",
 )
-_BOOL_COLUMNS = ("detected", "large", "false_positive")
+_BOOL_COLUMNS = ("detected", "large", "false_positive", "merges_lesions", "oversized")
 _INT_COLUMNS = ("n_voxels", "lesion_id", "pred_id", "bone_label")
 _STR_COLUMNS = ("scan_id", "bone_region", "matched_pred_ids", "matched_lesion_ids")
 
@@ -128,6 +133,7 @@ class LesionParams:
     threshold: float | None = None
     lesion_scores: str = "whole"
     precision: str = "lesion"
+    oversize_ml: float = OVERSIZE_ML
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists for tuples) for JSON."""
@@ -159,6 +165,14 @@ class PatientSummary:
     global_dice: float
     gt_volume_ml: float
     pred_volume_ml: float
+    n_merging: int = 0
+    n_oversized: int = 0
+
+    @property
+    def flagged(self) -> bool:
+        """True when a predicted component joins ≥ 2 lesions or exceeds the size bound (§15):
+        detection counts of this scan then say little about segmentation."""
+        return bool(self.n_merging or self.n_oversized)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (one row of ``patients.csv``)."""
@@ -250,4 +264,5 @@ def _summarise(lesions: Sequence[Mapping[str, Any]], preds: Sequence[Mapping[str
         dice_detected=_mean([r["dice"] for r in detected]),
         nsd_detected=_mean([r["nsd"] for r in detected]),
         global_dice=global_dice, gt_volume_ml=gt_volume_ml, pred_volume_ml=pred_volume_ml,
+        n_merging=sum(bool(r.get("merges_lesions")) for r in preds), n_oversized=sum(bool(r.get("oversized")) for r in preds),
     )

@@ -9,6 +9,7 @@ import pandas as pd
 
 from sapkit.config import Config, config_to_dict
 from sapkit.io.atomic import atomic_write_text
+from sapkit.io.machine import machine_info, machine_summary
 from sapkit.io.run_paths import ModelDir
 
 __all__ = ["write_model_card"]
@@ -58,7 +59,7 @@ def write_model_card(out_dir: str | Path, *, task: str, config: Config, log: pd.
 
 **Training data.** {card.get('data', 'see config.yaml')}
 
-**Training.** {card.get('training', '')} Epochs {config_to_dict(config)[task]['epochs']}; files: `model_final.pt` (last epoch), `model_best.pt` (best validation score {best:.4f}), `log.csv`.
+**Training.** {card.get('training', '')} Epochs {config_to_dict(config)[task]['epochs']}; trained on {machine_summary(machine_info())} — the same commit gives bit-identical weights on the same CPU, not on another (docs/reproducibility.md); files: `model_final.pt` (last epoch), `model_best.pt` (best validation score {best:.4f}), `log.csv`.
 
 **Validation metrics (last validation).**
 
