@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Any
+from typing import Any, MutableMapping
 
-__all__ = ["NUMERICS_ENV_VARS", "PINNED_ISA_ENV", "cpu_model", "cpu_isa", "machine_info", "machine_summary"]
+__all__ = ["NUMERICS_ENV_VARS", "PINNED_ISA_ENV", "cpu_model", "cpu_isa", "machine_info", "machine_summary", "pin_isa"]
 
 # Environment variables that change which kernels run or how many threads share a reduction.
 NUMERICS_ENV_VARS = (
@@ -93,3 +93,16 @@ def machine_summary(info: dict[str, Any]) -> str:
     pinned = ", ISA pinned to AVX2" if info.get("isa_pinned") else ""
     return (f"{info.get('cpu_model', 'unknown CPU')} ({info.get('cpu_isa', '?')}; torch kernels "
             f"{info.get('cpu_capability', '?')}, {info.get('torch_threads', '?')} threads{pinned})")
+
+
+def pin_isa(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Set :data:`PINNED_ISA_ENV` in ``environ`` (default ``os.environ``) where the user set nothing else.
+
+    Takes effect in processes started afterwards (notebook kernels, workers) and in this one for the
+    libraries that read their variable at first use (ATen, oneDNN, MKL) — as long as no tensor
+    operation ran yet. Returns the variables it set.
+    """
+    environ = os.environ if environ is None else environ
+    added = {k: v for k, v in PINNED_ISA_ENV.items() if k not in environ}
+    environ.update(added)
+    return added

@@ -204,6 +204,13 @@ def per_bone_dice_figure(df: pd.DataFrame, *, bone_col: str = "bone", value: str
     return fig
 
 
+def _degenerate_share(summary: pd.DataFrame) -> pd.Series:
+    """Share of a run's scans with a flagged prediction (0 where the summary predates the flags)."""
+    if "flagged_scans" not in summary.columns:
+        return pd.Series(0.0, index=summary.index)
+    return summary["flagged_scans"] / summary["n_patients"].clip(lower=1)
+
+
 def label_efficiency_figure(summary: pd.DataFrame, *, x: str = "lesion.label_fraction",
                             title: str | None = "Label efficiency"):
     """Median patient F2 and per-patient Dice against the labelled fraction, one line per init.
@@ -214,6 +221,8 @@ def label_efficiency_figure(summary: pd.DataFrame, *, x: str = "lesion.label_fra
         One row per run and init (``sapkit.pipeline.sweep.aggregate_runs``): columns ``init``,
         ``median_f2``, ``median_dice`` and, when the sweep varied it, ``x``. Rows sharing an
         ``x`` value are averaged (over the other grid axes); without ``x`` the runs are numbered.
+        With ``flagged_scans`` and ``n_patients``, a point where most scans hold a flagged
+        prediction (docs/metrics.md §15) is drawn as a large ✕.
 
     Returns
     -------
@@ -230,12 +239,19 @@ def label_efficiency_figure(summary: pd.DataFrame, *, x: str = "lesion.label_fra
     fig = make_subplots(rows=1, cols=2, subplot_titles=(axis_title("median_f2"), axis_title("median_dice")))
     for init in sorted_inits(pd.unique(summary["init"].astype(str))):
         part = summary[summary["init"].astype(str) == init]
-        means = part.groupby(x)[["median_f2", "median_dice"]].mean().reset_index() if has_x else part
+        part = part.assign(_degenerate=_degenerate_share(part))
+        cols = ["median_f2", "median_dice", "_degenerate"]
+        means = part.groupby(x)[cols].mean().reset_index() if has_x else part
         xs = means[x] if has_x else list(range(len(means)))
+        symbols = ["x-thin-open" if d >= 0.5 else "circle" for d in means["_degenerate"]]
         for col, metric in ((1, "median_f2"), (2, "median_dice")):
             fig.add_trace(go.Scatter(x=xs, y=means[metric], mode="lines+markers", name=init_label(init),
-                                     legendgroup=init, showlegend=col == 1, line=dict(color=init_color(init))),
+                                     legendgroup=init, showlegend=col == 1, line=dict(color=init_color(init)),
+                                     marker=dict(symbol=symbols, size=[12 if s != "circle" else 7 for s in symbols])),
                           row=1, col=col)
+    if any(_degenerate_share(summary) >= 0.5):
+        fig.add_annotation(text="✕: most scans hold a flagged prediction (docs/metrics.md §15)", showarrow=False,
+                           xref="paper", yref="paper", x=0, y=-0.28, xanchor="left", font=dict(size=11))
     fig.update_xaxes(title_text="fraction of labelled training patients" if has_x else "run")
     fig.update_layout(title=title, height=380, template="plotly_white")
     return fig
