@@ -12,7 +12,7 @@ PKG = ROOT / "sapkit"
 MAX_LINES = 420  # "no module over ~400 lines"
 TOP_LEVEL_MODULES = {"__init__", "config", "_config_loader", "errors", "validation", "label_maps"}
 SUBPACKAGES = {"io", "data", "labels", "networks", "training", "inference", "metrics", "evaluation", "plotting",
-               "pipeline", "cli", "preprocessing"}
+               "pipeline", "cli", "preprocessing", "imaging"}
 
 
 def _modules() -> dict[str, Path]:

@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from sapkit.errors import ManifestError, NiftiError
+from sapkit.imaging.components import label_components
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.nifti import check_same_grid, read_image, read_label
 from sapkit.io.yaml_io import load_yaml_file
@@ -326,12 +327,10 @@ def write_manifest(
 
 def lesion_counts(manifest: Manifest, *, connectivity: int = 26) -> dict[str, int]:
     """Number of connected lesion components per patient subject (summed over its scans)."""
-    import cc3d
-
     counts: dict[str, int] = {}
     for _, row in manifest.patients().iterrows():
         lesion, _, _ = read_label(row["lesion_label"], what="lesion_label")
-        n = int(cc3d.connected_components(np.ascontiguousarray(lesion > 0), connectivity=connectivity, return_N=True)[1])
+        n = label_components(lesion, connectivity=connectivity)[1]
         counts[row["subject_id"]] = counts.get(row["subject_id"], 0) + n
     return counts
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import cc3d
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
 
+from sapkit.imaging.components import label_components
 from sapkit.networks.factory import memory_format_for
 
 __all__: list[str] = []
@@ -36,7 +36,7 @@ def fill_holes_axial(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     nz, nx, ny = planes.shape
     tall = np.zeros((nz, nx + 1, ny), bool)
     tall[:, :nx] = ~planes
-    labels = cc3d.connected_components(tall.reshape(-1, ny), connectivity=4).reshape(tall.shape)[:, :nx]
+    labels = label_components(tall.reshape(-1, ny), connectivity=4)[0].reshape(tall.shape)[:, :nx]
     outside = np.zeros(int(labels.max()) + 1, bool)
     for edge in (labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]):
         outside[edge.ravel()] = True

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import cc3d
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from sapkit.errors import ConfigError, SapkitError
+from sapkit.imaging.components import label_components
 from sapkit.metrics import CENTROID_COLUMNS, LESION_ID_COLUMNS, threshold_mask
 from sapkit.validation import check_connectivity, check_probability_map, check_spacing
 
@@ -80,7 +80,7 @@ def lesion_components(
         0 outside kept lesions, ``k`` on the voxels of the lesion with ``lesion_id`` ``k``.
     table : DataFrame
         One row per kept lesion, columns :data:`LESION_COLUMNS`; ``lesion_id`` 1..n by
-        decreasing volume (ties: raster order of the lesion's first voxel). ``max_prob`` and
+        decreasing volume (ties: C raster order of the lesion's first voxel, last axis fastest). ``max_prob`` and
         ``mean_prob`` are over the lesion's voxels. Empty, with all columns, when no lesion
         remains.
 
@@ -114,7 +114,7 @@ def lesion_components(
             raise SapkitError(f"skeleton shape {bones.shape} ≠ prob_map shape {prob.shape}; "
                                    "resample the skeleton onto the probability map's grid.")
     mask = threshold_mask(prob, threshold)
-    components, n = cc3d.connected_components(mask, connectivity=connectivity, return_N=True)
+    components, n = label_components(mask, connectivity=connectivity, order="C")
     if n == 0:
         return np.zeros(prob.shape, np.int32), _empty_table()
     flat_idx = np.flatnonzero(mask)

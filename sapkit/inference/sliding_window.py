@@ -26,7 +26,6 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-import cc3d
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -34,6 +33,7 @@ from torch import nn
 
 from sapkit.config import Blend
 from sapkit.errors import ConfigError, SapkitError
+from sapkit.imaging.components import label_components, remove_small_components
 from sapkit.inference import _window_ops as _infer_ops
 from sapkit.networks.factory import check_roi_fits
 from sapkit.validation import check_roi
@@ -128,7 +128,7 @@ def body_mask(
         raise ConfigError(f"body-mask channels {channels} must index the image's {arr.shape[0]} channels")
     mask = arr[list(channels)].max(axis=0) > threshold
     if min_component_voxels > 1:
-        mask = cc3d.dust(mask, threshold=int(min_component_voxels), connectivity=26)
+        mask = remove_small_components(mask, int(min_component_voxels), connectivity=26)
     mask = _infer_ops.fill_holes_axial(mask)
     for _ in range(dilation_voxels):
         mask = _infer_ops.dilate_6(mask)
@@ -366,7 +366,7 @@ def skeleton_labels(probabilities: npt.NDArray, *, majority_vote: bool = False) 
     labels = probs.argmax(axis=0).astype(np.int16)
     if not majority_vote or not (labels > 0).any():
         return labels
-    comps, n = cc3d.connected_components(labels > 0, connectivity=6, return_N=True)
+    comps, n = label_components(labels, connectivity=6)
     k = probs.shape[0]
     votes = np.bincount(comps.ravel().astype(np.int64) * k + labels.ravel(), minlength=(n + 1) * k).reshape(n + 1, k)
     votes[:, 0] = -1  # a foreground piece never becomes background

@@ -11,13 +11,13 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping
 
-import cc3d
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy import ndimage
 
 from sapkit.errors import LabelError
+from sapkit.imaging.components import label_components
 from sapkit.label_maps import FINE_ATLAS, FINE_TO_SKELETON, SKELETON_CLASSES
 
 __all__ = [
@@ -182,7 +182,7 @@ def majority_vote_components(label_map: npt.ArrayLike, *, connectivity: int = 6)
         raise LabelError(f"label_map must be a 3-D integer array, got shape {lab.shape} dtype {lab.dtype}")
     if connectivity not in (6, 18, 26):
         raise LabelError(f"connectivity must be 6, 18 or 26, got {connectivity}")
-    comp, n = cc3d.connected_components(np.ascontiguousarray(lab > 0), connectivity=connectivity, return_N=True)
+    comp, n = label_components(lab, connectivity=connectivity, order="C")
     if n == 0:
         return lab.copy()
     fg = comp > 0
@@ -278,7 +278,7 @@ def lesion_volume_table(manifest, *, connectivity: int = 26) -> pd.DataFrame:
     rows = []
     for _, row in manifest.scans[manifest.scans["lesion_label"] != ""].iterrows():
         lesion, affine, _ = read_label(row["lesion_label"], what="lesion_label")
-        comp = cc3d.connected_components(np.ascontiguousarray(lesion > 0), connectivity=connectivity)
+        comp, _ = label_components(lesion, connectivity=connectivity, order="C")  # lesion_id: C raster order
         sizes = np.bincount(comp.ravel())[1:]
         voxel_ml = float(np.prod(spacing_from_affine(affine))) / 1000.0
         rows += [(row["scan_id"], row["subject_id"], k, int(n), int(n) * voxel_ml) for k, n in enumerate(sizes, start=1)]

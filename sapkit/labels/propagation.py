@@ -16,7 +16,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
-import cc3d
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -24,6 +23,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from sapkit.errors import LabelError
+from sapkit.imaging.components import label_components
 from sapkit.label_maps import SKELETON_CLASSES
 from sapkit.metrics import dice_per_group
 
@@ -238,7 +238,7 @@ def propagate_labels(
             continue
         pieces = [in_group]
         if split_components:
-            comp, n = cc3d.connected_components(in_group, connectivity=26, return_N=True)
+            comp, n = label_components(in_group, connectivity=26, order="C")
             sizes = np.bincount(comp.ravel())
             pieces = [comp == k for k in range(1, n + 1) if sizes[k] >= min_voxels]
             small = in_group & ~np.any(pieces, axis=0) if pieces else in_group

@@ -5,6 +5,8 @@ labelling the full volume, the foreground is located in one pass over the bytes 
 the contiguous axis of each row, then a gather of the few rows that hold anything), grouped into
 *regions* (connected groups of occupied 8³ blocks) and every region is labelled on its own small
 crop. Connected components never cross regions: two 26-adjacent voxels lie in 26-adjacent blocks.
+Crops are labelled by :func:`sapkit.imaging.components.label_components` in C raster order, so
+lesions are numbered region by region, then by their first voxel in C order within the crop.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import math
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-import cc3d
 import numpy as np
 import numpy.typing as npt
 
 from sapkit.errors import MetricInputError
+from sapkit.imaging.components import label_components
 from sapkit.metrics._binarise import threshold_in_dtype
 
 __all__ = ["Region", "foreground", "regions", "label"]
@@ -179,7 +181,7 @@ def regions(gt_coords: np.ndarray, pred_coords: np.ndarray, shape: Sequence[int]
     grid_shape = tuple(int(math.ceil(s / _BLOCK)) for s in shape_a)
     grid = np.zeros(grid_shape, dtype=np.uint8)
     grid[blocks[:, 0], blocks[:, 1], blocks[:, 2]] = 1
-    grid_labels = cc3d.connected_components(grid, connectivity=26)
+    grid_labels, _ = label_components(grid, connectivity=26)
     region_of = grid_labels[blocks[:, 0], blocks[:, 1], blocks[:, 2]].astype(np.int64)
     order = np.argsort(region_of, kind="stable")
     bounds = np.searchsorted(region_of[order], np.arange(1, int(region_of.max()) + 2))
@@ -196,6 +198,5 @@ def regions(gt_coords: np.ndarray, pred_coords: np.ndarray, shape: Sequence[int]
 
 
 def label(crop: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
-    """cc3d labelling of a small crop; returns (labels uint32, count)."""
-    labels, n = cc3d.connected_components(crop, connectivity=connectivity, return_N=True)
-    return labels, int(n)
+    """Connected components of a small (C-ordered) crop in C raster order; returns (labels, count)."""
+    return label_components(crop, connectivity=connectivity, order="C")

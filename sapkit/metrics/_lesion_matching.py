@@ -6,7 +6,7 @@
   lower GT id, then lower prediction id).
 
 A prediction credited to no GT lesion is a false positive. Component ids are 1-based (0 is
-background), as cc3d numbers them.
+background), as :func:`sapkit.imaging.components.label_components` numbers them.
 """
 
 from __future__ import annotations

@@ -28,11 +28,11 @@ import math
 import warnings
 from typing import Any, Sequence
 
-import cc3d
 import numpy as np
 import numpy.typing as npt
 
 from sapkit.errors import LesionLabelWarning, MetricInputError
+from sapkit.imaging.components import ComponentStats, component_stats
 from sapkit.label_maps import SKELETON_CLASSES
 from sapkit.metrics import _components as C
 from sapkit.metrics._lesion_matching import match, overlaps, parse_hit
@@ -79,19 +79,19 @@ def _pad_voxels(tolerance_mm: float, spacing: Sequence[float]) -> np.ndarray:
     return np.array([int(math.ceil(tolerance_mm / s)) + 1 for s in spacing], dtype=np.int64)
 
 
-def _score_box(g: int, preds: Sequence[int], g_stats: dict, p_stats: dict, pad: np.ndarray | None,
-               shape: Sequence[int]) -> tuple[slice, ...]:
+def _score_box(g: int, preds: Sequence[int], g_stats: ComponentStats, p_stats: ComponentStats | None,
+               pad: np.ndarray | None, shape: Sequence[int]) -> tuple[slice, ...]:
     """Crop (of a region) in which GT lesion ``g`` is scored against its credited predictions ``preds``.
 
     ``pad`` None (``lesion_scores="whole"``): the bounding box of the lesion *and* its whole
     credited components, which holds both masks entirely. Otherwise (``"box"``): the lesion's box
     padded by ``pad`` voxels, cutting off any predicted voxels outside it.
     """
-    box = np.asarray(g_stats["bounding_boxes"][g]).reshape(3, 2)  # (min, max) inclusive per axis
-    lo, hi = box[:, 0].astype(np.int64), box[:, 1].astype(np.int64) + 1
+    box = g_stats.bounding_boxes[g]  # (first, last) inclusive per axis
+    lo, hi = box[:, 0], box[:, 1] + 1
     if pad is None:
         for p in preds:
-            pb = np.asarray(p_stats["bounding_boxes"][p]).reshape(3, 2)
+            pb = p_stats.bounding_boxes[p]  # type: ignore[union-attr]
             lo, hi = np.minimum(lo, pb[:, 0]), np.maximum(hi, pb[:, 1] + 1)
     else:
         lo, hi = np.maximum(lo - pad, 0), np.minimum(hi + pad, np.asarray(shape))
@@ -251,10 +251,10 @@ def lesion_report(
     for region in C.regions(gt_xyz, pred_xyz, shape3, pad=pad):
         g_lab, n_g = C.label(region.scatter(gt_xyz, region.gt_index), conn)
         p_lab, n_p = C.label(region.scatter(pred_xyz, region.pred_index), conn)
-        g_stats = cc3d.statistics(g_lab, no_slice_conversion=True) if n_g else None
-        p_stats = cc3d.statistics(p_lab, no_slice_conversion=True) if n_p else None
-        g_sizes = g_stats["voxel_counts"].astype(np.int64) if n_g else np.zeros(1, np.int64)
-        p_sizes = p_stats["voxel_counts"].astype(np.int64) if n_p else np.zeros(1, np.int64)
+        g_stats = component_stats(g_lab) if n_g else None
+        p_stats = component_stats(p_lab) if n_p else None
+        g_sizes = g_stats.voxel_counts if n_g else np.zeros(1, np.int64)
+        p_sizes = p_stats.voxel_counts if n_p else np.zeros(1, np.int64)
         gid, pid, inter = overlaps(g_lab, p_lab)
         inter_total += int(inter.sum())
         matched, pred_hit = match(n_g, n_p, g_sizes, p_sizes, gid, pid, inter, rule)
@@ -285,7 +285,7 @@ def lesion_report(
                 if is_2d:
                     g_box, p_box = g_box[..., 0], p_box[..., 0]
                 nsd_v = _surface_dice_of_boxes(g_box, p_box, sp[:2] if is_2d else sp, float(tolerance_mm), nsd_mode)
-            centroid = g_stats["centroids"][g] + region.lo
+            centroid = g_stats.centroids[g] + region.lo
             bl = int(bone_of[g])
             lesion_rows.append({
                 "scan_id": scan_id, "lesion_id": g_offset + g, "n_voxels": int(g_sizes[g]),
@@ -298,7 +298,7 @@ def lesion_report(
                 "centroid_z_vox": float(centroid[2]),
             })
         for p in range(1, n_p + 1):
-            centroid = p_stats["centroids"][p] + region.lo
+            centroid = p_stats.centroids[p] + region.lo
             pred_rows.append({
                 "scan_id": scan_id, "pred_id": p_offset + p, "n_voxels": int(p_sizes[p]),
                 "volume_ml": int(p_sizes[p]) * voxel_ml, "large": bool(p_sizes[p] >= large_voxels),

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from sapkit.imaging.components import label_components
 from sapkit.preprocessing.geometry import to_sitk
 
 __all__ = ["body_mask", "n4_field"]
@@ -56,14 +57,12 @@ def body_mask(image: npt.ArrayLike, *, min_fraction: float = 0.02, slice_axis: i
     >>> int(body_mask(img).sum()) == 10 * 10 * 4
     True
     """
-    import cc3d
-
     arr = np.asarray(image, dtype=np.float32)
     logs = np.log1p(np.maximum(arr, 0)).astype(np.float64)
     if not np.any(logs > 0) or logs.max() - logs.min() < 1e-6:
         return np.zeros(arr.shape, bool)
     mask = logs > _otsu(logs.ravel())
-    labels, n = cc3d.connected_components(mask, connectivity=26, return_N=True)
+    labels, n = label_components(mask, connectivity=26)
     if n > 1:
         sizes = np.bincount(labels.ravel())[1:]
         keep = np.flatnonzero(sizes >= min_fraction * sizes.max()) + 1

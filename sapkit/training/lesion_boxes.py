@@ -17,11 +17,11 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-import cc3d
 import numpy as np
 import numpy.typing as npt
 
 from sapkit.errors import ConfigError, SapkitError
+from sapkit.imaging.components import component_stats, label_components
 from sapkit.training.patch_sampler import fit_inside
 from sapkit.validation import check_connectivity, check_roi
 
@@ -39,8 +39,8 @@ class PatchBox:
     start, stop : tuple of 3 int
         Voxel bounds ``[start, stop)`` per axis (X, Y, Z) of the (possibly padded) case grid.
     component : int
-        Lesion component id (1..n within the case, cc3d labelling) for a positive box; 0 for a
-        negative window.
+        Lesion component id (1..n within the case, numbered in file voxel order: see
+        :func:`positive_boxes`) for a positive box; 0 for a negative window.
     """
 
     case_index: int
@@ -102,7 +102,9 @@ def positive_boxes(
     list of PatchBox
         Bounding box + margin, grown symmetrically to at least ``window_size(roi)`` per axis,
         then shifted (never shrunk below the window) to lie inside the volume. Ordered by
-        component id.
+        component id: components are numbered by their first voxel in file voxel order (X fastest,
+        :func:`sapkit.imaging.components.label_components` with ``order="F"``), the memory order of
+        the masks nibabel reads, so the sampler's boxes come in the order they always had.
 
     Examples
     --------
@@ -120,13 +122,13 @@ def positive_boxes(
     window = window_size(roi)
     if any(s < w for s, w in zip(shape, window)):
         raise SapkitError(f"volume shape {shape} is smaller than the IB window {window}; pad it first")
-    labels, n = cc3d.connected_components(np.asarray(lesion) > 0, connectivity=connectivity, return_N=True)
+    labels, n = label_components(lesion, connectivity=connectivity, order="F")
     if n == 0:
         return []
-    stats = cc3d.statistics(labels)
+    stats = component_stats(labels)
     boxes = []
     for comp in range(1, n + 1):
-        bbox = stats["bounding_boxes"][comp]
+        bbox = stats.slices(comp)
         start, stop = [], []
         for ax in range(3):
             lo = bbox[ax].start - margin_voxels

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cc3d
 import nibabel as nib
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +18,7 @@ from sapkit.data.phantom._contrast import Site, make_sites, subject_lut, synthes
 from sapkit.data.phantom._lesions import grow_lesions, lesion_intensities, sample_lesion_count, sample_nodes, sample_volumes_ml
 from sapkit.data.phantom._render import render_body
 from sapkit.data.phantom._shapes import Grid, rotation
+from sapkit.imaging.components import label_components
 
 __all__ = ["Subject", "SynthScan", "make_grid", "make_subject", "make_scan", "generate_cohorts", "is_generated",
            "LESION_COLUMNS"]
@@ -159,7 +159,7 @@ def make_scan(subject: Subject, grid: Grid, *, scan_index: int, site: Site, conf
     pose = _pose(rng, scan_index, config.limb_rotation_deg)
     tissue, fine, _ = render_body(body_parts(subject.params), subject.params, pose, grid,
                                   cortex_id=int(Tissue.CORTEX), marrow_id=int(Tissue.MARROW))
-    nodes, n_nodes = cc3d.connected_components(tissue == Tissue.NODE, connectivity=6, return_N=True)
+    nodes, n_nodes = label_components(tissue == Tissue.NODE, connectivity=6, order="C")  # node k gets values[k]
     instance = nodes.astype(np.uint16)
     values = [np.zeros((1, 2), np.float32), lesion_intensities(rng, int(n_nodes), kind="node")]
     scan_id = f"{subject.subject_id}_s{scan_index}"

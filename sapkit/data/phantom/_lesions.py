@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cc3d
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
 from sapkit.data.phantom._anatomy import Tissue, node_station_centres
+from sapkit.imaging.components import label_components
 from sapkit.data.phantom._shapes import rotation
 
 __all__ = ["LESION_SITE_WEIGHTS", "LesionRecord", "sample_lesion_count", "sample_volumes_ml", "sample_nodes",
@@ -113,7 +113,7 @@ def _grow_one(seed, n_target: int, fine_label, taken, rng, spacing_mm: float):
     mask = np.zeros(dist.shape, bool)
     mask.ravel()[flat] = True
     mask &= cand
-    comp = cc3d.connected_components(mask, connectivity=6)
+    comp, _ = label_components(mask, connectivity=6)
     seed_local = tuple(int(s - a) for s, a in zip(seed, lo))
     lab = comp[seed_local]
     if lab == 0:
