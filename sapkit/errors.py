@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "SapkitError",
     "ConfigError",
+    "OutputPathError",
     "ManifestError",
     "NiftiError",
     "CheckpointError",
@@ -20,6 +21,7 @@ __all__ = [
     "SapkitWarning",
     "GeometryWarning",
     "LesionLabelWarning",
+    "ThresholdGridWarning",
 ]
 
 
@@ -29,6 +31,10 @@ class SapkitError(ValueError):
 
 class ConfigError(SapkitError):
     """A profile, override or parameter is unknown or out of range."""
+
+
+class OutputPathError(ConfigError):
+    """An output path would replace one of the command's inputs or leave its output folder (``sapkit.io.output_paths``)."""
 
 
 class ManifestError(SapkitError):
@@ -69,3 +75,7 @@ class GeometryWarning(SapkitWarning):
 
 class LesionLabelWarning(SapkitWarning):
     """A GT mask holds touching lesions with different labels, which count as one lesion (connected components)."""
+
+
+class ThresholdGridWarning(SapkitWarning):
+    """The tuned threshold lies at the edge of its grid: the best value may lie beyond (docs/metrics.md §11)."""

@@ -1,7 +1,11 @@
 """The ``sapkit`` console script: a thin shell over the functions the notebooks call.
 
-Each sub-command lives in ``sapkit/cli/<name>.py`` and exposes ``add_arguments(parser)`` and
-``run(args) -> int``. Commands are imported lazily so ``sapkit --version`` stays instant.
+Each sub-command lives in ``sapkit/cli/<name>.py`` and exposes ``add_arguments(parser)``,
+``outputs(args)`` and ``run(args) -> int``. ``outputs`` returns the command's
+:class:`~sapkit.io.output_paths.OutputPlan` (what it reads, where it writes; None when it writes
+nothing): it is checked before anything is written (no output onto an input, none leaving its
+folder), its folder is locked, and it stays active while ``run`` writes. Commands are imported
+lazily so ``sapkit --version`` stays instant.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ import contextlib
 import importlib
 import os
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sapkit.io.output_paths import OutputPlan
 
 __all__ = ["main"]
 
@@ -48,48 +55,12 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write_target(name: str, args: argparse.Namespace) -> tuple[Path, str] | None:
-    """The folder a command writes into (locked while it runs) and how the user named it; None if none."""
-    if name == "evaluate" and args.gt:
-        return None  # one case writes only its --json file (atomically)
-    from sapkit.io.run_paths import RunDir, default_run_dir
-
-    def run_dir() -> Path:
-        if getattr(args, "run_dir", None):
-            return Path(args.run_dir)
-        from sapkit.cli._common import config_from_args
-
-        return default_run_dir(config_from_args(args).profile)
-
-    if name == "train":
-        if args.print_slurm or int(os.environ.get("RANK", "0")) != 0:
-            return None  # prints only / a DDP rank other than 0 never writes
-        return run_dir(), "--run-dir"
-    if name == "split":
-        return run_dir(), "--run-dir"
-    if name == "reproduce":
-        return (Path(args.run_dir) if args.run_dir else default_run_dir(args.profile)), "--run-dir"
-    if name == "synth":
-        return (Path(args.out), "--out") if args.out else (RunDir(run_dir()).data, "--run-dir")
-    if name == "prepare":  # refuse an --out over the inputs before the lock file is made there
-        from sapkit.data.prepare import check_out_dir
-
-        check_out_dir(args.manifest, args.out)
-    if name in ("predict", "prepare", "export"):
-        return Path(args.out), "--out"
-    if name == "evaluate":
-        if args.manifest:
-            return (Path(args.out), "--out") if args.out else (RunDir(args.pred_dir).root / "eval", "--pred-dir")
-        return run_dir(), "--run-dir"
-    return None
-
-
-def _check_output_files(args: argparse.Namespace) -> None:
+def _check_output_files(plan: OutputPlan) -> None:
+    """Output files outside any output folder (``--json``, ``--readme``): writable, not a folder."""
     from sapkit.io.atomic import check_output_file
 
-    for attr, flag in (("json_path", "--json"), ("json_out", "--json")):
-        if getattr(args, attr, None):
-            check_output_file(getattr(args, attr), what=flag)
+    for given, flag in plan.single_files():
+        check_output_file(given, what=flag)
 
 
 def _one_line_warnings(command: str) -> None:
@@ -125,12 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     args = cmd_parser.parse_args(argv[1:])
     try:
         with contextlib.ExitStack() as stack:
-            _check_output_files(args)
-            target = _write_target(name, args)
-            if target is not None:
-                from sapkit.io.run_lock import RunLock
+            plan = module.outputs(args)  # declares inputs and outputs; resolves the run folder once
+            if plan is not None:
+                plan.check()  # before anything is written: no output onto an input, none leaving its folder
+                _check_output_files(plan)
+                if plan.lock is not None:
+                    from sapkit.io.run_lock import RunLock
 
-                stack.enter_context(RunLock(target[0], f"sapkit {' '.join(argv)}", what=target[1]))
+                    stack.enter_context(RunLock(plan.lock[0], f"sapkit {' '.join(argv)}", what=plan.lock[1]))
+                stack.enter_context(plan.active())
             return int(module.run(args) or 0)
     except SapkitError as exc:
         print(f"sapkit {name}: error: {exc}", file=sys.stderr)

@@ -7,11 +7,16 @@ import argparse
 from sapkit.io.nifti import orientation_code, read_image, spacing_from_affine
 from sapkit.data.manifest import load_manifest
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "outputs", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="manifest.yaml or the folder holding it")
+
+
+def outputs(args: argparse.Namespace) -> None:
+    """``check`` writes nothing."""
+    return None
 
 
 def run(args: argparse.Namespace) -> int:

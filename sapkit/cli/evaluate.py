@@ -5,9 +5,11 @@ One case::
     sapkit evaluate --gt GT.nii.gz --pred PRED.nii.gz [--prob --threshold T] [--tolerance-mm 2]
                     [--connectivity 26] [--hit any|iou:0.5] [--skeleton S.nii.gz] --json OUT
 
-A cohort (patient scans of a manifest with ``<pred-dir>/<scan_id>_prob.nii.gz``)::
+A cohort (patient scans of a manifest with ``<pred-dir>/<scan_id>_prob.nii.gz``; a scan that
+``<pred-dir>/predictions.csv`` lists without its map is refused, or with ``--allow-missing`` left
+out and counted in the summary and ``table1.md``)::
 
-    sapkit evaluate --manifest MANIFEST --pred-dir DIR --threshold T --out DIR [--jobs N]
+    sapkit evaluate --manifest MANIFEST --pred-dir DIR --threshold T --out DIR [--jobs N] [--allow-missing]
 
 A run folder (threshold tuned on the tuning fold, test folds evaluated, ``eval/`` written)::
 
@@ -28,10 +30,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sapkit.cli._common import add_profile_arguments, config_from_args
-from sapkit.errors import SapkitError
+from sapkit.cli._common import add_profile_arguments, config_from_args, declare_profile, run_dir_from_args
+from sapkit.errors import ConfigError, EvaluationError, SapkitError
+from sapkit.io.output_paths import OutputPlan
 
-__all__ = ["add_arguments", "run", "case_json"]
+__all__ = ["add_arguments", "outputs", "run", "case_json"]
+
+_COHORT_TABLES = ("lesions", "predictions", "patients", "table1")
+_RUN_TABLES = ("lesions", "predictions", "patients", "froc", "comparisons", "table1")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cohort.add_argument("--pred-dir", help="folder of <scan_id>_prob.nii.gz probability maps")
     cohort.add_argument("--out", help="output folder of the cohort tables (default: <pred-dir>/eval)")
     cohort.add_argument("--name", default="model", help="model name used in Table 1 (default: model)")
+    cohort.add_argument("--allow-missing", action="store_true",
+                        help="evaluate although maps listed in <pred-dir>/predictions.csv are missing (they are "
+                             "counted in the summary and table1.md); without it such a folder is refused")
     opts = parser.add_argument_group("options (default: the profile's eval section)")
     opts.add_argument("--threshold", type=float, default=None, help="probability threshold (default 0.5)")
     opts.add_argument("--tolerance-mm", type=float, default=None, help="NSD tolerance in mm")
@@ -56,6 +65,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--precision", choices=("lesion", "prediction"), default=None,
                       help="precision counts detected GT lesions (default) or predicted components hitting one")
     opts.add_argument("--jobs", type=int, default=1, help="worker processes for a cohort or run folder (default 1)")
+
+
+def outputs(args: argparse.Namespace) -> OutputPlan:
+    """What each form reads (masks; manifest and prediction folder; run folder) and writes (--json; tables)."""
+    from sapkit.io.run_paths import EvalDir, PredictionDir, RunDir
+
+    plan = OutputPlan("sapkit evaluate")
+    declare_profile(plan, args)
+    if args.gt:
+        for path, what in ((args.gt, "the --gt mask"), (args.pred, "the --pred map"), (args.skeleton, "the --skeleton map")):
+            plan.reads(path, what)
+        if args.json_out:
+            plan.writes(args.json_out, "--json")
+        return plan  # one case stays light: no pandas (the manifest reader) on its path
+    from sapkit.data.manifest import declare_manifest_inputs
+
+    if args.manifest:
+        if not args.pred_dir:
+            raise SapkitError("--manifest needs --pred-dir (folder of <scan_id>_prob.nii.gz files)")
+        declare_manifest_inputs(plan, args.manifest)
+        pred = PredictionDir(args.pred_dir)
+        plan.reads_folder(pred.path, "prediction folder (--pred-dir)")
+        plan.reads(pred.summary_csv, f"the prediction table {pred.summary_csv.name} of --pred-dir")
+        for scan_id in pred.scan_ids():
+            plan.reads(pred.probability_map(scan_id), "a probability map of --pred-dir")
+        out, flag = (EvalDir(args.out), "--out") if args.out else (pred.eval_dir, "--pred-dir")
+        plan.writes_folder(out.path, flag, lock=True)
+        plan.writes_in(out.path, [out.table(n).name for n in _COHORT_TABLES] + [out.table1_md.name], flag)
+    else:
+        if args.json_out or args.out:
+            raise ConfigError("--json and --out belong to one case (--gt) or a cohort (--manifest); the run-folder "
+                              "form writes RUN_DIR/eval — drop them")
+        rd = RunDir(run_dir_from_args(args))
+        declare_manifest_inputs(plan, rd.data)
+        plan.reads(rd.splits_json, f"the folds {rd.splits_json.name}")
+        for folder in sorted(rd.predictions_dir.glob("*/")):
+            plan.reads_folder(folder, "prediction folder")
+            for scan_id in PredictionDir(folder).scan_ids():
+                plan.reads(PredictionDir(folder).probability_map(scan_id), f"a probability map of {folder}")
+        plan.locks(rd.root, "--run-dir")
+        plan.writes_folder(rd.eval_dir, "--run-dir")
+        plan.writes_in(rd.eval_dir, [rd.eval_table(n).name for n in _RUN_TABLES]
+                       + [rd.table1_md.name, rd.threshold_json.name], "--run-dir")
+    if args.json_out:
+        plan.writes(args.json_out, "--json")
+    return plan
 
 
 def _eval_config(args: argparse.Namespace) -> Any:

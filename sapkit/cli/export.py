@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_arguments", "run"]
+from sapkit.io.output_paths import OutputPlan
+
+__all__ = ["add_arguments", "outputs", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +29,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", dest="bundle_version", default=None, help="bundle version (default: sapkit's)")
     parser.add_argument("--inputs", default=None, metavar="MANIFEST",
                         help="also write MANIFEST's scans as two-channel NIfTI files into BUNDLE/inputs")
+
+
+def outputs(args: argparse.Namespace) -> OutputPlan:
+    """Reads the run's configuration, the model and its card (and ``--inputs``' scans); writes the bundle into ``--out``."""
+    from sapkit.data.manifest import declare_manifest_inputs
+    from sapkit.io.run_paths import RunDir
+    from sapkit.pipeline.bundle_export import BundleDir
+
+    plan = OutputPlan("sapkit export")
+    rd = RunDir(args.run_dir)
+    md = rd.lesion(args.init, args.fold)
+    plan.reads_folder(rd.root, "run folder")
+    plan.reads_folder(md.path, "model folder")
+    for path, what in ((rd.config_yaml, "the run's configuration"), (md.model(args.which), "the model checkpoint"),
+                       (md.model_card, "the model card"), (rd.fingerprint_json, "the dataset fingerprint"),
+                       (rd.threshold_json, "the tuned thresholds")):
+        plan.reads(path, what)
+    bundle = BundleDir(args.out)
+    plan.writes_folder(args.out, "--out", lock=True)
+    names = [bundle.metadata_json, bundle.inference_json, bundle.model_pt, bundle.readme, bundle.license_txt]
+    if args.inputs:
+        manifest = declare_manifest_inputs(plan, args.inputs)
+        ids = [] if manifest is None else list(manifest.scans["scan_id"])
+        names += [bundle.inputs / f"{scan_id}.nii.gz" for scan_id in ids]
+    for path in names:
+        plan.writes(path, "--out", folder=args.out)
+    return plan
 
 
 def run(args: argparse.Namespace) -> int:

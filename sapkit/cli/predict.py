@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from sapkit.cli._common import add_profile_arguments, config_from_args
+from sapkit.cli._common import add_profile_arguments, config_from_args, declare_profile
+from sapkit.io.output_paths import OutputPlan
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "outputs", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu | cuda | auto (default: the profile's device)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_profile_arguments(parser)
+
+
+def outputs(args: argparse.Namespace) -> OutputPlan:
+    """Reads the checkpoints, the manifest and its files; writes the prediction files of each scan into ``--out``."""
+    from sapkit.inference.predict import declare_outputs
+
+    plan = OutputPlan("sapkit predict")
+    declare_profile(plan, args)
+    declare_outputs(plan, args.checkpoint, args.manifest, args.out, threshold=args.threshold, scan_ids=args.scan_ids,
+                    skeleton_checkpoint=args.skeleton_checkpoint)
+    return plan
 
 
 def run(args: argparse.Namespace) -> int:

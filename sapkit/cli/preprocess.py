@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import argparse
 
-from sapkit.cli._common import add_profile_arguments, config_from_args
+from pathlib import Path
 
-__all__ = ["add_arguments", "run"]
+from sapkit.cli._common import add_profile_arguments, config_from_args, declare_profile, run_dir_from_args
+from sapkit.io.output_paths import OutputPlan
+from sapkit.io.run_paths import RunDir
+
+__all__ = ["add_arguments", "outputs", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +31,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_resource_arguments(parser)
 
 
+def _out_dir(args: argparse.Namespace) -> tuple[Path, str]:
+    """``--out``, else ``RUN_DIR/data``, and the option that set it."""
+    return (Path(args.out), "--out") if args.out else (RunDir(run_dir_from_args(args)).data, "--run-dir")
+
+
+def outputs(args: argparse.Namespace) -> OutputPlan:
+    """Reads the input tree (or stations CSV), labels and rules; writes the kit data folder (never inside the input)."""
+    from sapkit.preprocessing.cohort import declare_outputs
+
+    plan = OutputPlan("sapkit preprocess")
+    declare_profile(plan, args)
+    out, flag = _out_dir(args)
+    declare_outputs(plan, args.input, out, labels=args.labels, rules=args.rules, flag=flag)
+    return plan
+
+
 def run(args: argparse.Namespace) -> int:
-    from sapkit.io.run_paths import RunDir, default_run_dir
     from sapkit.preprocessing.cohort import preprocess
 
     from sapkit.errors import ConfigError
@@ -38,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.executor is None:
         raise ConfigError("--resume needs --executor local|slurm (without it, finished scans are reused anyway)")
     config = config_from_args(args)
-    out = args.out or RunDir(args.run_dir or default_run_dir(config.profile)).data
+    out, _ = _out_dir(args)
     result = preprocess(args.input, out, config.raw, jobs=args.jobs, labels=args.labels, rules=args.rules,
                         force=args.force, progress=not args.no_progress, executor=args.executor,
                         resources=resources_from_args(args), resume=args.resume, wait=args.wait)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from sapkit.cli._common import add_profile_arguments
+from sapkit.cli._common import add_profile_arguments, declare_profile, run_dir_from_args
 from sapkit.config import parse_overrides
+from sapkit.io.output_paths import OutputPlan
+from sapkit.io.run_paths import RunDir
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "outputs", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,11 +20,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel", default=None, help="Jupyter kernel (default: 'sapkit' when registered)")
 
 
+def outputs(args: argparse.Namespace) -> OutputPlan:
+    """Reads the profile; writes the run folder (locked by :func:`sapkit.pipeline.reproduce.reproduce` itself)."""
+    plan = OutputPlan("sapkit reproduce")
+    declare_profile(plan, args)
+    rd = RunDir(run_dir_from_args(args))
+    plan.writes_folder(rd.root, "--run-dir")
+    for path in (rd.config_yaml, rd.versions_json, rd.report_html):
+        plan.writes(path, "--run-dir", folder=rd.root)
+    return plan
+
+
 def run(args: argparse.Namespace) -> int:
-    from sapkit.io.run_paths import RunDir, default_run_dir
     from sapkit.pipeline.reproduce import reproduce
 
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.profile)
+    run_dir = run_dir_from_args(args)
     results = reproduce(args.profile, run_dir, parse_overrides(args.overrides), notebooks=args.notebooks,
                         force=args.force, kernel=args.kernel,
                         on_result=lambda r: print(f"  {r.name}: {r.status} ({r.seconds / 60:.1f} min)", flush=True))

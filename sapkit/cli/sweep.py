@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_arguments", "run"]
+from sapkit.io.output_paths import OutputPlan
+
+__all__ = ["add_arguments", "outputs", "run"]
 
 _GRID_FORMAT = """grid file format (YAML; example: examples/label_efficiency_grid.yaml):
   profile: smoke                    # smoke, demo or paper
@@ -37,6 +39,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aggregate", action="store_true",
                         help="only rebuild sweep_summary.csv from the parameter sets that finished")
     add_resource_arguments(parser)
+
+
+def outputs(args: argparse.Namespace) -> OutputPlan:
+    """Reads the grid file, its profile and the ``reuse`` run; writes the grid's ``base_dir``."""
+    from sapkit.config import PROFILES
+    from sapkit.io.run_paths import RunDir
+    from sapkit.pipeline.sweep import load_grid
+
+    plan = OutputPlan("sapkit sweep")
+    plan.reads(args.grid, "the grid file")
+    grid = load_grid(args.grid)
+    if grid.profile not in PROFILES:
+        plan.reads(grid.profile, "the grid's profile")
+    if grid.reuse is not None:
+        rd = RunDir(grid.reuse)
+        plan.reads_folder(rd.root, "reuse run folder")
+        for folder in (rd.data, rd.skeleton.path, rd.ssl.path):
+            plan.reads_folder(folder, "folder of the reuse run", whole=True)
+        plan.reads(rd.splits_json, "the reuse run's folds")
+        plan.reads(rd.fingerprint_json, "the reuse run's fingerprint")
+    flag = f"base_dir of {args.grid}"
+    plan.writes_folder(grid.base_dir, flag)
+    plan.writes_in(grid.base_dir, ["sweep_summary.csv", "label_efficiency.html"], flag)
+    return plan
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from sapkit.cli._common import add_profile_arguments, config_from_args
+from sapkit.cli._common import add_profile_arguments, config_from_args, declare_profile, run_dir_from_args
+from sapkit.io.output_paths import OutputPlan
+from sapkit.io.run_paths import RunDir
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "outputs", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,21 +21,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_profile_arguments(parser)
 
 
+def _out_dir(args: argparse.Namespace) -> tuple[Path, str]:
+    """``--out``, else ``RUN_DIR/data`` (``RUN_DIR/raw`` with ``--raw``), and the option that set it."""
+    if args.out:
+        return Path(args.out), "--out"
+    rd = RunDir(run_dir_from_args(args))
+    return (rd.raw if args.raw else rd.data), "--run-dir"
+
+
+def outputs(args: argparse.Namespace) -> OutputPlan:
+    """Reads the profile; writes the cohort (scans, manifest, tables) into its output folder."""
+    plan = OutputPlan("sapkit synth")
+    declare_profile(plan, args)
+    out, flag = _out_dir(args)
+    plan.writes_folder(out, flag, lock=True)
+    names = ["stations.csv"] if args.raw else ["manifest.yaml", "manifest.csv", "lesions.csv", "synth_config.json"]
+    plan.writes_in(out, names, flag)
+    return plan
+
+
 def run(args: argparse.Namespace) -> int:
     from sapkit.data.phantom import generate_cohorts, make_grid
-    from sapkit.io.run_paths import RunDir, default_run_dir
 
     config = config_from_args(args)
+    out, _ = _out_dir(args)
     if args.raw:
         from sapkit.data.phantom.raw import generate_raw_cohort
 
-        out = args.out or RunDir(args.run_dir or default_run_dir(config.profile)).raw
         start = time.perf_counter()
         generate_raw_cohort(out, config.synth, config.raw.synth, progress=not args.no_progress)
         print(f"raw cohort ({config.raw.synth.n_stations} stations per sequence) in {time.perf_counter() - start:.1f} s: "
               f"{out}/dicom (+ labels.csv), {out}/stations.csv, truth in {out}/truth")
         return 0
-    out = args.out or RunDir(args.run_dir or default_run_dir(config.profile)).data
     start = time.perf_counter()
     manifest = generate_cohorts(out, config.synth, progress=not args.no_progress)
     s = config.synth

@@ -16,9 +16,10 @@ import argparse
 import os
 from pathlib import Path
 
-from sapkit.cli._common import add_profile_arguments, config_from_args
+from sapkit.cli._common import add_profile_arguments, config_from_args, declare_profile, run_dir_from_args
+from sapkit.io.output_paths import OutputPlan
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "outputs", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,15 +40,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_launch_arguments(parser)
 
 
+def outputs(args: argparse.Namespace) -> OutputPlan | None:
+    """Reads the data, the profile, the folds and pretrained weights; writes the task's model folder.
+
+    None with ``--print-slurm`` and on DDP ranks other than 0 (they write nothing).
+    """
+    from sapkit.data.manifest import declare_manifest_inputs
+    from sapkit.io.run_paths import RunDir
+
+    if args.print_slurm or int(os.environ.get("RANK", "0")) != 0:
+        return None
+    plan = OutputPlan("sapkit train")
+    declare_profile(plan, args)
+    run_dir = run_dir_from_args(args)
+    rd = RunDir(run_dir)
+    declare_manifest_inputs(plan, RunDir.data_dir(run_dir, args.data))
+    plan.writes_folder(run_dir, "--run-dir", lock=True)
+    md = rd.skeleton if args.task == "skeleton" else rd.ssl
+    if args.task == "lesion":
+        md = rd.lesion(args.init, args.fold)
+        plan.reads(rd.splits_json, f"the folds {rd.splits_json.name}")
+        if args.init != "scratch":
+            default = (rd.skeleton if args.init == "sap" else rd.ssl).model("final")
+            plan.reads(args.pretrained or default, f"the pretrained {args.init} weights")
+        if args.predict:
+            plan.writes_folder(rd.predictions(args.init), "--run-dir")
+    for path in (md.model("final"), md.model("best"), md.checkpoint_last, md.log_csv, md.transfer_csv, md.model_card):
+        plan.writes(path, "--run-dir", folder=run_dir)
+    return plan
+
+
 def run(args: argparse.Namespace) -> int:
-    from sapkit.io.run_paths import ModelDir, default_run_dir
+    from sapkit.io.run_paths import ModelDir
     from sapkit.training.engine import read_train_result
     from sapkit.training.cross_validation import finetune
     from sapkit.training.skeleton_task import train_skeleton
     from sapkit.training.ssl_task import train_ssl
 
     config = config_from_args(args)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config.profile)
+    run_dir = run_dir_from_args(args)
     if args.print_slurm:
         from sapkit.training.launch import script_from_args
 

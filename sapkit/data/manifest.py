@@ -35,12 +35,16 @@ __all__ = [
     "resolve_manifest_path",
     "validate_files",
     "lesion_counts",
+    "ID_COLUMNS",
+    "declare_manifest_inputs",
 ]
 
 REQUIRED_COLUMNS = ("scan_id", "subject_id", "site", "cohort", "t1", "b1000", "skeleton_label", "lesion_label")
 PATH_COLUMNS = ("t1", "b1000", "skeleton_label", "lesion_label")
 OPTIONAL_PATH_COLUMNS = ("fine_label",)
 CHANNELS = ("t1", "b1000")
+#: Columns whose values become parts of file names (``<scan_id>_prob.nii.gz`` …): safe file-name stems only.
+ID_COLUMNS = ("scan_id", "subject_id")
 _COHORTS = ("healthy", "patient")
 
 
@@ -69,6 +73,7 @@ class Manifest:
     channels: tuple[str, ...]
     label_maps: dict[str, dict[int, str]]
     scans: pd.DataFrame = field(repr=False)
+    csv_path: Path | None = None
 
     def healthy(self) -> pd.DataFrame:
         """Rows of the healthy (skeleton-labelled) cohort."""
@@ -89,6 +94,18 @@ class Manifest:
         n_h = int((self.scans["cohort"] == "healthy").sum())
         n_p = int((self.scans["cohort"] == "patient").sum())
         return f"Manifest(name: {self.name!r}; healthy scans: {n_h}; patient scans: {n_p}; root: {self.data_root})"
+
+    def files(self) -> dict[Path, str]:
+        """Every file the manifest is made of: the YAML, its CSV and each file a row names → what it is."""
+        files = {self.path: f"the manifest {self.path.name}"}
+        if self.csv_path is not None:
+            files[self.csv_path] = f"the CSV of the manifest {self.path}"
+        columns = PATH_COLUMNS + tuple(c for c in OPTIONAL_PATH_COLUMNS if c in self.scans.columns)
+        for row in self.scans.to_dict("records"):
+            for col in columns:
+                if row[col]:
+                    files.setdefault(Path(row[col]), f"{col} of scan {row['scan_id']} named by the manifest {self.path}")
+        return files
 
 
 def resolve_manifest_path(path: str | Path) -> Path:
@@ -199,7 +216,7 @@ def load_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
     manifest = Manifest(
         path=yaml_path, data_root=data_root, name=str(meta.get("name", yaml_path.parent.name)),
         description=str(meta.get("description", "")), licence=str(meta.get("licence", "unknown")),
-        source=str(meta.get("source", "")), channels=channels, label_maps=label_maps, scans=scans,
+        source=str(meta.get("source", "")), channels=channels, label_maps=label_maps, scans=scans, csv_path=csv_path,
     )
     if check_files:
         problems = validate_files(manifest)
@@ -227,6 +244,11 @@ def _check_table(scans: pd.DataFrame, csv_path: Path, data_root: Path) -> list[s
         sid = row["scan_id"] or f"row {i + 2}"
         if not row["scan_id"] or not row["subject_id"]:
             problems.append(f"{sid}: empty scan_id or subject_id; fill both")
+        for col in ID_COLUMNS:
+            why = file_stem_problem(row[col]) if row[col] else None
+            if why:
+                problems.append(f"row {i + 2}: {col} {row[col]!r} {why}; ids become file names (<scan_id>_prob.nii.gz "
+                                "…) — use letters, digits, '_', '-' and '.' (not first)")
         if row["cohort"] not in _COHORTS:
             problems.append(f"{sid}: cohort '{row['cohort']}' must be 'healthy' or 'patient'")
         for col in ("t1", "b1000"):
@@ -323,6 +345,35 @@ def write_manifest(
     table = table[[c for c in REQUIRED_COLUMNS] + [c for c in table.columns if c not in REQUIRED_COLUMNS]]
     atomic_write_text(out_dir / csv_name, table.to_csv(index=False))
     return atomic_write_text(out_dir / "manifest.yaml", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+
+
+def declare_manifest_inputs(plan: OutputPlan, manifest: str | Path | Manifest, *, label: str = "data") -> Manifest | None:
+    """Declare a manifest's files and folders as inputs of ``plan`` (:mod:`sapkit.io.output_paths`).
+
+    The YAML, its CSV and every file a row names become input files; the manifest's folder and
+    ``data_root`` input folders (``label`` names them: ``"data"`` → "data folder"). The table is
+    read (not the NIfTI files), so invalid rows — ids that would leave an output folder among them —
+    are refused here, before anything is written. Returns the manifest, or None when there is none
+    at ``manifest`` (the command reports that itself).
+
+    Raises
+    ------
+    ManifestError
+        The manifest's table is invalid (:func:`load_manifest` with ``check_files=False``).
+    """
+    if not isinstance(manifest, Manifest):
+        given = Path(manifest)
+        yaml_path = given / "manifest.yaml" if given.is_dir() else given
+        if not yaml_path.is_file():
+            return None  # nothing there to protect; the command says what is missing
+        plan.reads(yaml_path, f"the manifest {yaml_path}")
+        plan.reads_folder(yaml_path.parent, f"{label} folder (it holds {yaml_path.name} or the scans)")
+        manifest = load_manifest(given, check_files=False)
+    for path, what in manifest.files().items():
+        plan.reads(path, what)
+    for folder in (manifest.path.parent, manifest.data_root):
+        plan.reads_folder(folder, f"{label} folder (it holds {manifest.path.name} or the scans)")
+    return manifest
 
 
 def lesion_counts(manifest: Manifest, *, connectivity: int = 26) -> dict[str, int]:

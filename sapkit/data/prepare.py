@@ -17,10 +17,11 @@ import pandas as pd
 from scipy import ndimage
 
 from sapkit.errors import ConfigError, SapkitError
-from sapkit.data.manifest import PATH_COLUMNS, Manifest, load_manifest, write_manifest
+from sapkit.data.manifest import PATH_COLUMNS, Manifest, declare_manifest_inputs, load_manifest, write_manifest
+from sapkit.io.output_paths import OutputPlan
 from sapkit.io.nifti import nifti_header, read_image, read_label, reorient_to_ras, save_nifti, spacing_from_affine
 
-__all__ = ["resample_to_grid", "target_grid", "check_out_dir", "prepare_manifest"]
+__all__ = ["resample_to_grid", "target_grid", "declare_outputs", "check_out_dir", "prepare_manifest"]
 
 
 def resample_to_grid(
@@ -59,33 +60,14 @@ def target_grid(shape: Sequence[int], affine: npt.ArrayLike, spacing_mm: Sequenc
     return new_shape, new_affine
 
 
-def _refuse_overwriting_inputs(manifest: Manifest, out_dir: Path, outputs: Sequence[str]) -> None:
-    """Raise unless writing ``outputs`` (names) into ``out_dir`` leaves every input untouched."""
-    out = out_dir.resolve()
-    yaml_dir = manifest.path.parent.resolve()
-    csv_path = _csv_path(manifest)
-    if out == manifest.data_root.resolve() or out == yaml_dir:
-        raise ConfigError(
-            f"--out {out_dir} is the input data folder (it holds {manifest.path.name} or the scans); "
-            "choose a new folder (inputs are never overwritten)"
-        )
-    inputs = {Path(p).resolve() for col in PATH_COLUMNS for p in manifest.scans[col] if p}
-    inputs |= {manifest.path.resolve(), csv_path.resolve()}
-    if out in inputs:
-        raise ConfigError(f"--out {out_dir} is an input file of the manifest; choose a new folder")
-    clashes = sorted(str(out / name) for name in outputs if (out / name).resolve() in inputs)
-    if clashes:
-        raise ConfigError(
-            f"--out {out_dir} would overwrite input file(s) {clashes[:3]}{' …' if len(clashes) > 3 else ''} "
-            "named by the manifest; choose a new folder (inputs are never overwritten)"
-        )
-
-
-def _csv_path(manifest: Manifest) -> Path:
-    from sapkit.io.yaml_io import load_yaml_file
-
-    meta = load_yaml_file(manifest.path) or {}
-    return manifest.path.parent / str(meta.get("csv", "manifest.csv"))
+def declare_outputs(plan: OutputPlan, manifest: str | Path | Manifest, out_dir: str | Path, *,
+                    flag: str = "--out") -> None:
+    """Declare what :func:`prepare_manifest` reads (the manifest and its files) and writes into ``out_dir``."""
+    man = declare_manifest_inputs(plan, manifest)
+    plan.writes_folder(out_dir, flag, lock=True)
+    rows = [] if man is None else man.scans.to_dict("records")
+    names = [f"{row['scan_id']}_{col}.nii.gz" for row in rows for col in PATH_COLUMNS if row[col]]
+    plan.writes_in(out_dir, [*names, "manifest.yaml", "manifest.csv"], flag)
 
 
 def _check_headers(manifest: Manifest) -> None:
@@ -97,10 +79,17 @@ def _check_headers(manifest: Manifest) -> None:
 
 
 def check_out_dir(manifest_path: str | Path, out_dir: str | Path) -> Manifest:
-    """Load the manifest and refuse an ``out_dir`` whose outputs would replace an input; return the manifest."""
+    """Load the manifest and refuse an ``out_dir`` whose outputs would replace an input; return the manifest.
+
+    Raises
+    ------
+    OutputPathError
+        ``out_dir`` is the data folder or the manifest's folder, or would receive a file the manifest names.
+    """
     manifest = load_manifest(manifest_path, check_files=False)
-    outputs = [f"{sid}_{col}.nii.gz" for sid in manifest.scans["scan_id"] for col in PATH_COLUMNS]
-    _refuse_overwriting_inputs(manifest, Path(out_dir), outputs + ["manifest.yaml", "manifest.csv"])
+    plan = OutputPlan("sapkit prepare")
+    declare_outputs(plan, manifest, out_dir)
+    plan.check()
     return manifest
 
 

@@ -24,7 +24,7 @@ from sapkit.errors import CheckpointError, ConfigError
 from sapkit.inference.sliding_window import body_mask, count_windows, lesion_probability, predict_probabilities, resolve_device, skeleton_labels
 from sapkit.inference.postprocess import lesion_components
 
-__all__ = ["load_model", "predict_manifest"]
+__all__ = ["load_model", "declare_outputs", "predict_manifest"]
 
 #: Columns of ``predictions.csv`` (one row per scan).
 _SUMMARY_COLUMNS = ["scan_id", "prob_path", "mask_path", "lesions_path", "n_lesions", "n_windows",
@@ -86,6 +86,31 @@ def load_model(checkpoint: str | Path | nn.Module, model_config: Any, *, out_cha
     return model
 
 
+def declare_outputs(plan: Any, checkpoint: Any, manifest: Any, out_dir: str | Path, *, threshold: float | None = None,
+                    scan_ids: Sequence[str] | None = None, skeleton_checkpoint: Any = None, flag: str = "--out") -> None:
+    """Declare in ``plan`` (:class:`sapkit.io.output_paths.OutputPlan`) what :func:`predict_manifest` reads and writes.
+
+    Reads the checkpoints (when given as files) and the manifest with every file it names; writes
+    ``out_dir`` (locked), each scan's ``<scan_id>_prob.nii.gz`` (with ``threshold`` also its mask and
+    lesion table) and ``predictions.csv``.
+    """
+    from sapkit.data.manifest import declare_manifest_inputs
+    from sapkit.io.run_paths import PredictionDir
+
+    for path, what in ((checkpoint, "the lesion model checkpoint"), (skeleton_checkpoint, "the skeleton model checkpoint")):
+        if isinstance(path, (str, Path)):
+            plan.reads(path, what)
+    man = declare_manifest_inputs(plan, manifest)
+    plan.writes_folder(out_dir, flag, lock=True)
+    ids = list(scan_ids) if scan_ids is not None else [] if man is None else list(man.scans["scan_id"])
+    files = PredictionDir(out_dir)
+    names = [files.probability_map(i) for i in ids] + [files.summary_csv]
+    if threshold is not None:
+        names += [files.mask(i) for i in ids] + [files.lesion_table(i) for i in ids]
+    for path in names:
+        plan.writes(path, flag, folder=out_dir)
+
+
 def predict_manifest(
     checkpoint: str | Path | nn.Module,
     manifest: Any,
@@ -115,7 +140,9 @@ def predict_manifest(
       ``skeleton_checkpoint`` when given);
 
     and ``predictions.csv`` with one row per scan (rows of other scans already in the file are
-    kept, so folds can predict into one folder). Every file is written atomically.
+    kept, so folds can predict into one folder). Every file is written atomically. Before the
+    first, an output that would replace an input (a file the manifest names, the checkpoint) or
+    leave ``out_dir`` is refused (:func:`declare_outputs`, :mod:`sapkit.io.output_paths`).
 
     Parameters
     ----------
@@ -151,9 +178,14 @@ def predict_manifest(
     from sapkit.data.cases import load_case
     from sapkit.io.atomic import atomic_path
     from sapkit.data.manifest import Manifest, load_manifest
+    from sapkit.io.output_paths import OutputPlan
     from sapkit.io.run_paths import PredictionDir
 
     man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    plan = OutputPlan("predict_manifest")
+    declare_outputs(plan, checkpoint, man, out_dir, threshold=threshold, scan_ids=scan_ids,
+                    skeleton_checkpoint=skeleton_checkpoint, flag="out_dir")
+    plan.check()
     dev = resolve_device(device if device is not None else config.device)
     model = load_model(checkpoint, config.model, out_channels=2)
     skel_model = None if skeleton_checkpoint is None else load_model(skeleton_checkpoint, config.model, out_channels=10)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sapkit.errors import SapkitError
+from sapkit.io.output_paths import check_write
 
 __all__ = [
     "STAGING_DIR", "staging_dir", "atomic_path", "atomic_write_text", "atomic_write_csv", "remove_stale_temporaries",
@@ -63,9 +64,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     system, so the rename is atomic; folder globs like ``*.json`` never see half-written files)
     and keeps the final suffix (``.nii.gz``) so writers that infer the format from the name work.
     On error the temporary file is removed and ``path`` is untouched. The file gets the usual
-    permissions (0666 minus the umask), not ``mkstemp``'s private 0600.
+    permissions (0666 minus the umask), not ``mkstemp``'s private 0600. While a command's output
+    plan is active, a ``path`` it does not allow is refused first (:func:`sapkit.io.output_paths.check_write`).
     """
     path = Path(path)
+    check_write(path)  # the running command's output plan (sapkit.io.output_paths), if any
     suffix = "".join(path.suffixes) or ".tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

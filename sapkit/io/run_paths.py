@@ -355,9 +355,16 @@ class RunDir:
         return {p.name[: -len(suffix)]: p for p in sorted(self.notebooks_dir.glob(f"*{suffix}"))}
 
 
-def default_run_dir(profile: str) -> Path:
-    """``runs/<profile>`` relative to the current folder."""
-    return Path("runs") / profile
+def default_run_dir(profile: str | Path) -> Path:
+    """``runs/<profile>`` relative to the current folder; for a profile YAML file, ``runs/<file name stem>``.
+
+    Examples
+    --------
+    >>> default_run_dir("demo").as_posix(), default_run_dir("/lab/profiles/big.yaml").as_posix()
+    ('runs/demo', 'runs/big')
+    """
+    name = str(profile)
+    return Path("runs") / (Path(name).stem if name.endswith((".yaml", ".yml")) else name)
 
 
 def notebook_run_dir(run_dir: str | Path) -> Path:

@@ -30,10 +30,11 @@ import pandas as pd
 from sapkit.config import RawConfig, check_raw_config
 from sapkit.errors import SapkitError
 from sapkit.io.atomic import STAGING_DIR, atomic_write_text
+from sapkit.io.output_paths import OutputPlan
 from sapkit.preprocessing.layout import PreprocessDir
 from sapkit.preprocessing.stations import ScanSource
 
-__all__ = ["PreprocessResult", "SCAN_COLUMNS", "discover_scans", "scan_digest", "run_scan", "preprocess"]
+__all__ = ["PreprocessResult", "SCAN_COLUMNS", "discover_scans", "scan_digest", "run_scan", "declare_outputs", "preprocess"]
 
 SCAN_COLUMNS = ("scan_id", "subject_id", "site", "cohort", "status", "error", "n_t1_stations", "n_dwi_stations",
                 "b_values", "shape", "spacing_mm", "dwi_body_coverage", "max_shift_mm", "seconds", "warnings")
@@ -244,6 +245,26 @@ def _scan_row(record: dict) -> dict:
     return row
 
 
+def declare_outputs(plan: OutputPlan, input_path: str | Path, out_dir: str | Path, *, labels: str | Path | None = None,
+                    rules: str | Path | None = None, flag: str = "--out") -> None:
+    """Declare what :func:`preprocess` reads (the input tree or stations CSV, labels, rules) and writes.
+
+    The input folder (the DICOM tree, or the stations CSV's folder) is read as a whole: the output
+    folder may not lie inside it.
+    """
+    input_path = Path(input_path)
+    if input_path.is_file():
+        plan.reads(input_path, "the stations CSV")
+    root = input_path if input_path.is_dir() else input_path.parent
+    plan.reads_folder(root, "folder" if input_path.is_dir() else "folder of the stations CSV", whole=True)
+    plan.reads(labels, "the labels CSV")
+    plan.reads(rules, "the rules file")
+    out = PreprocessDir(out_dir)
+    plan.writes_folder(out.root, flag)
+    for path in (out.manifest_yaml, out.manifest_yaml.with_name("manifest.csv"), out.table("scans"), out.nyul_json):
+        plan.writes(path, flag, folder=out.root)
+
+
 def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | None = None, *,
                jobs: int | None = None, labels: str | Path | None = None, rules: str | Path | None = None,
                force: bool = False, progress: bool = True, executor: str | None = None, resources: Any = None,
@@ -293,10 +314,9 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
     input_path, out = Path(input_path), PreprocessDir(Path(out_dir))
     if not input_path.is_dir() and not (input_path.is_file() and input_path.suffix.lower() == ".csv"):
         raise SapkitError(f"input {input_path} is neither a DICOM folder nor a stations CSV (.csv); pass one of them")
-    root = (input_path if input_path.is_dir() else input_path.parent).resolve()
-    if out.root.resolve() == root or root in out.root.resolve().parents:
-        raise SapkitError(f"output folder {out.root} lies inside the input {root}; sapkit never writes into its "
-                          "input — choose an output folder outside it")
+    plan = OutputPlan("preprocess")
+    declare_outputs(plan, input_path, out.root, labels=labels, rules=rules, flag="output folder")
+    plan.check()
     scans, series, skipped, rules_text = discover_scans(input_path, config, labels=labels, rules=rules, progress=progress)
     if not scans:
         raise SapkitError(f"no scan with T1 and DWI series found in {input_path}"

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from sapkit.errors import ManifestError
+from sapkit.io.output_paths import file_stem_problem
 
 __all__ = ["LABEL_COLUMNS", "STATION_COLUMNS", "StationSource", "ScanSource", "load_stations_csv",
            "load_labels_csv", "attach_labels"]
@@ -102,6 +103,11 @@ def _check_columns(table: pd.DataFrame, path: Path) -> list[str]:
         where = f"row {i + 2}"
         if not row["subject_id"]:
             problems.append(f"{where}: empty subject_id; fill it")
+        for col in ("scan_id", "subject_id"):
+            why = file_stem_problem(row[col]) if row.get(col, "") else None
+            if why:
+                problems.append(f"{where}: {col} {row[col]!r} {why}; ids become folder and file names (scans/<scan_id>/) "
+                                "— use letters, digits, '_', '-' and '.' (not first)")
         if row["sequence"] not in ("t1", "dwi"):
             problems.append(f"{where}: sequence '{row['sequence']}' must be t1 or dwi")
         if row["sequence"] == "dwi" and _b_value(row["b_value"]) is None:
