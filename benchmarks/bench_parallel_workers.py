@@ -1,7 +1,7 @@
 """Two training processes sharing the cores: OpenMP's default spinning vs ``OMP_WAIT_POLICY=PASSIVE``.
 
 What ``sapkit sweep --jobs N``, local job arrays and ``sapkit preprocess --jobs N`` do to their workers
-(:mod:`sapkit.pipeline.threads`). Each worker runs ``--steps`` Adam steps of the demo profile's UNet on
+(:mod:`sapkit.jobs.threads`). Each worker runs ``--steps`` Adam steps of the demo profile's UNet on
 a fixed batch (4 × 2 × 32³) with torch's default thread count. Printed: seconds of one worker alone
 (the peer), of two at once with the default wait policy and with the passive one, the slowdowns, and
 whether every run ends with the same weights (thread counts are untouched, so they must).

@@ -9,6 +9,7 @@ import argparse
 
 from pathlib import Path
 
+from sapkit.cli._cluster import add_cluster_arguments, resources_from_args
 from sapkit.cli._common import add_profile_arguments, config_from_args, declare_profile, run_dir_from_args
 from sapkit.io.output_paths import OutputPlan
 from sapkit.io.run_paths import RunDir
@@ -26,9 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="recompute scans whose outputs are up to date")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     add_profile_arguments(parser)
-    from sapkit.pipeline.executors import add_resource_arguments
-
-    add_resource_arguments(parser)
+    add_cluster_arguments(parser, array=True)
 
 
 def _out_dir(args: argparse.Namespace) -> tuple[Path, str]:
@@ -51,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
     from sapkit.preprocessing.cohort import preprocess
 
     from sapkit.errors import ConfigError
-    from sapkit.pipeline.executors import resources_from_args
     from sapkit.preprocessing.layout import PreprocessDir
 
     if args.resume and args.executor is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from sapkit.cli._cluster import add_cluster_arguments, resources_from_args
 from sapkit.io.output_paths import OutputPlan
 
 __all__ = ["add_arguments", "outputs", "run"]
@@ -28,8 +29,6 @@ Writes base_dir/sweep_summary.csv and label_efficiency.html (median F2 and Dice 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sapkit.pipeline.executors import add_resource_arguments
-
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _GRID_FORMAT
     parser.add_argument("grid", help="grid YAML (profile, base_dir, grid, fixed, notebooks, reuse, resources)")
@@ -38,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel", default=None, help="Jupyter kernel (default: 'sapkit' when registered)")
     parser.add_argument("--aggregate", action="store_true",
                         help="only rebuild sweep_summary.csv from the parameter sets that finished")
-    add_resource_arguments(parser)
+    add_cluster_arguments(parser, array=True)
 
 
 def outputs(args: argparse.Namespace) -> OutputPlan:
@@ -68,7 +67,7 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
 def run(args: argparse.Namespace) -> int:
     from sapkit.errors import ConfigError
     from sapkit.io.run_paths import RunDir
-    from sapkit.pipeline.executors import JobsDir, Resources, resources_from_args
+    from sapkit.jobs.executors import JobsDir, Resources
     from sapkit.pipeline.sweep import load_grid, summarize_sweep, sweep
 
     if args.resume and args.executor is None:

@@ -16,6 +16,7 @@ import argparse
 import os
 from pathlib import Path
 
+from sapkit.cli._cluster import add_cluster_arguments
 from sapkit.cli._common import add_profile_arguments, config_from_args, declare_profile, run_dir_from_args
 from sapkit.io.output_paths import OutputPlan
 
@@ -35,9 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "any layout: sapkit, {'state_dict': ...}, bare state_dict, module./swin_vit. prefixes")
     parser.add_argument("--predict", action="store_true",
                         help="lesion: also write the held-out fold's probability maps to RUN_DIR/predictions/INIT")
-    from sapkit.training.launch import add_launch_arguments
-
-    add_launch_arguments(parser)
+    add_cluster_arguments(parser, array=False)
 
 
 def outputs(args: argparse.Namespace) -> OutputPlan | None:

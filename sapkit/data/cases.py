@@ -17,6 +17,7 @@ import numpy.typing as npt
 from sapkit.io.nifti import read_label, read_scan, spacing_from_affine
 from sapkit.data.manifest import Manifest
 from sapkit.data.intensity import scale_intensity
+from sapkit.jobs.progress import progress_bar
 
 __all__ = ["Case", "load_case", "load_cases"]
 
@@ -96,7 +97,5 @@ def load_cases(
         table = table[table["subject_id"].isin(wanted)]
     ids = list(table["scan_id"]) if scan_ids is None else [s for s in scan_ids if s in set(table["scan_id"])]
     if progress:
-        from tqdm.auto import tqdm
-
-        ids = tqdm(ids, desc="loading scans", unit="scan")
+        ids = progress_bar(ids, desc="loading scans", unit="scan")
     return [load_case(manifest, sid, percentiles=percentiles) for sid in ids]

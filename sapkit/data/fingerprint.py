@@ -16,6 +16,7 @@ import numpy as np
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.nifti import orientation_code, read_label, read_scan, spacing_from_affine
 from sapkit.data.manifest import Manifest
+from sapkit.jobs.progress import progress_bar
 
 __all__ = ["fingerprint_scan", "fingerprint_manifest", "save_fingerprint"]
 
@@ -56,9 +57,7 @@ def fingerprint_manifest(manifest: Manifest, *, progress: bool = False) -> dict[
     """
     rows = list(manifest.scans.iterrows())
     if progress:
-        from tqdm.auto import tqdm
-
-        rows = tqdm(rows, desc="fingerprint", unit="scan")
+        rows = progress_bar(rows, desc="fingerprint", unit="scan")
     scans = [fingerprint_scan(row, manifest.label_maps) for _, row in rows]
     spacings = np.array([s["spacing_mm"] for s in scans])
     shapes = np.array([s["shape"] for s in scans])

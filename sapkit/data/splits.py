@@ -33,6 +33,7 @@ __all__ = [
     "test_folds",
     "fold_subjects",
     "training_subjects",
+    "resolve_folds",
 ]
 
 
@@ -196,3 +197,25 @@ def training_subjects(splits: Mapping[str, Any], fold: str | int) -> list[str]:
     """
     held_out = set(fold_subjects(splits, fold))
     return sorted(s for subjects in splits["folds"].values() for s in subjects if s not in held_out)
+
+
+def resolve_folds(splits: Mapping[str, Any], folds: Sequence[Any]) -> list[str]:
+    """Expand the ``lesion.folds`` parameter: ``["all"]`` = every test fold plus ``tune``.
+
+    Examples
+    --------
+    >>> s = {"k": 3, "tuning_fold": 2, "folds": {"0": ["a"], "1": ["b"], "2": ["c"]}}
+    >>> resolve_folds(s, ["all"]), resolve_folds(s, [1, "tune"])
+    (['0', '1', 'tune'], ['1', 'tune'])
+    """
+    if list(map(str, folds)) == ["all"]:
+        return test_folds(splits) + ["tune"]
+    out = []
+    for f in map(str, folds):
+        if f != "tune" and f not in test_folds(splits):
+            raise ConfigError(
+                f"lesion.folds entry '{f}' is not a test fold {test_folds(splits)} or 'tune' "
+                f"(fold {splits['tuning_fold']} is the tuning fold: its predictions come from fold 'tune')"
+            )
+        out.append(f)
+    return out

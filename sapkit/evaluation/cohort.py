@@ -21,11 +21,14 @@ import numpy as np
 import pandas as pd
 
 from sapkit.config import Config, EvalConfig
+from sapkit.data.manifest import load_manifest
+from sapkit.data.splits import load_splits, resolve_folds
 from sapkit.errors import ConfigError, EvaluationError
 from sapkit.io.atomic import atomic_write_csv, atomic_write_text
 from sapkit.evaluation.readers import read_mask, read_prob_map
 from sapkit.io.nifti import check_same_grid, spacing_from_affine
 from sapkit.io.run_paths import PredictionDir, RunDir
+from sapkit.jobs.progress import progress_bar
 from sapkit.metrics import (
     LESION_COLUMNS,
     PREDICTION_COLUMNS,
@@ -74,9 +77,7 @@ def _check_cases(cases: pd.DataFrame) -> pd.DataFrame:
 def _progress(items: Iterable, enabled: bool, desc: str) -> Iterable:
     if not enabled:
         return items
-    from tqdm.auto import tqdm
-
-    return tqdm(list(items), desc=desc, leave=False)
+    return progress_bar(list(items), desc=desc, leave=False)
 
 
 def cohort_counts(cases: pd.DataFrame, *, eval_config: EvalConfig = EvalConfig(), progress: bool = False,
@@ -288,10 +289,6 @@ def evaluate_run(run_dir: str | Path, config: Config, *, inits: Sequence[str] | 
     NiftiError
         A probability map is not a 3D map of probabilities.
     """
-    from sapkit.data.manifest import load_manifest
-    from sapkit.training.cross_validation import resolve_folds
-    from sapkit.data.splits import load_splits
-
     rd = RunDir(run_dir)
     e = config.eval
     manifest = load_manifest(rd.data, check_files=False)

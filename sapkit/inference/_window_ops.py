@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from sapkit.imaging.components import label_components
+from sapkit.jobs.progress import progress_bar
 from sapkit.networks.factory import memory_format_for
 
 __all__: list[str] = []
@@ -147,9 +148,7 @@ def run_skip(model: nn.Module, x: torch.Tensor, body: npt.NDArray[np.bool_], *,
     count = torch.zeros(x.shape[1:], dtype=torch.float32)
     batches = range(0, len(todo), sw_batch_size)
     if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc="windows", unit="batch", leave=False)
+        batches = progress_bar(batches, desc="windows", unit="batch", leave=False)
     with torch.no_grad():
         for b in batches:
             group = todo[b:b + sw_batch_size]

@@ -23,6 +23,10 @@ from torch import nn
 from sapkit.errors import CheckpointError, ConfigError
 from sapkit.inference.sliding_window import body_mask, count_windows, lesion_probability, predict_probabilities, resolve_device, skeleton_labels
 from sapkit.inference.postprocess import lesion_components
+from sapkit.io.checkpoints import load_checkpoint
+from sapkit.networks.factory import build_model
+from sapkit.networks.finite import first_nonfinite
+from sapkit.jobs.progress import progress_bar
 
 __all__ = ["load_model", "declare_outputs", "predict_manifest"]
 
@@ -52,9 +56,6 @@ def load_model(checkpoint: str | Path | nn.Module, model_config: Any, *, out_cha
     """
     if isinstance(checkpoint, nn.Module):
         return checkpoint
-    from sapkit.io.checkpoints import load_checkpoint
-    from sapkit.networks.factory import build_model
-    from sapkit.training.divergence import first_nonfinite
 
     payload = load_checkpoint(checkpoint)
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
@@ -194,9 +195,7 @@ def predict_manifest(
     out.mkdir(parents=True, exist_ok=True)
     iterator: Iterable[str] = ids
     if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(ids, desc="predict", unit="scan")
+        iterator = progress_bar(ids, desc="predict", unit="scan")
     rows = []
     for scan_id in iterator:
         t0 = time.perf_counter()

@@ -1,13 +1,14 @@
-"""Progress a person can trust: terminal lines from ``sapkit reproduce``, text bars in headless kernels.
-
-Two pieces:
+"""Progress a person can trust: terminal lines from ``sapkit reproduce``, and the series plan checked first.
 
 - :class:`RunMonitor` watches a run folder while a notebook executes and prints one line per
   finished epoch of any model (``log.csv`` rows, see :class:`sapkit.io.run_paths.ModelDir`):
   which notebook, which model, epoch k/n, seconds per epoch and an ETA measured from those
   seconds; between epochs it prints a heartbeat at least every ``heartbeat_s`` seconds.
-- :func:`use_text_progress` makes ``tqdm.auto`` bars plain text in a kernel no browser watches
-  (papermill), so an executed notebook never stores a frozen "0 %" widget bar.
+- :func:`check_series_plan` refuses, before any training, a plan notebook 05 cannot finish, and
+  :func:`planned_models` counts the models notebook 04 trains (for the notebook ETA).
+
+The progress *bars* have their own home below every stage, :mod:`sapkit.jobs.progress`; the
+notebooks import :func:`~sapkit.jobs.progress.use_text_progress` from here, which re-exports it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Callable, Sequence, TextIO
 
+from sapkit.config import Config
+from sapkit.data.splits import load_splits, resolve_folds
+from sapkit.errors import ConfigError
 from sapkit.io.run_paths import RunDir
+from sapkit.jobs.progress import use_text_progress
 
 __all__ = ["RunMonitor", "check_series_plan", "model_epochs", "planned_models", "format_seconds", "use_text_progress"]
 
@@ -39,7 +44,7 @@ def format_seconds(seconds: float) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
-def model_epochs(config: Any, model: str) -> int | None:
+def model_epochs(config: Config, model: str) -> int | None:
     """Planned epochs of a model folder name (``skeleton``, ``ssl``, ``lesion/<init>/fold_<k>``); None if unknown."""
     section = model.split("/")[0]
     part = getattr(config, section, None)
@@ -106,7 +111,7 @@ class RunMonitor:
     True
     """
 
-    def __init__(self, run_dir: str | Path, notebook: str, *, config: Any = None, n_models: int | None = None,
+    def __init__(self, run_dir: str | Path, notebook: str, *, config: Config | None = None, n_models: int | None = None,
                  heartbeat_s: float = 50.0, poll_s: float = 2.0, stream: TextIO | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.rd = RunDir(run_dir)
@@ -207,57 +212,15 @@ class RunMonitor:
         self._safe_poll()
 
 
-def _text_tqdm() -> type:
-    from tqdm.std import tqdm as _std
-
-    class _TextTqdm(_std):  # a text bar that refreshes at most every 10 s (small stored outputs)
-        def __init__(self, *args: Any, **kwargs: Any):
-            kwargs.setdefault("mininterval", 10.0)
-            kwargs.setdefault("ascii", True)
-            super().__init__(*args, **kwargs)
-
-    return _TextTqdm
-
-
-def use_text_progress(headless: bool | None = None) -> bool:
-    """Make ``tqdm.auto`` bars plain text when no browser is attached; return whether it did.
-
-    A widget bar drawn in a papermill kernel is stored in the executed notebook at "0 %"
-    (the widget state is not saved), as if nothing ran. Called in each notebook's setup cell;
-    in a live JupyterLab (``headless`` False) the widget bars are kept.
-
-    Parameters
-    ----------
-    headless : bool, optional
-        Default :func:`sapkit.plotting.viewers.is_headless`.
-    """
-    if headless is None:
-        from sapkit.plotting.viewers import is_headless
-
-        headless = is_headless()
-    if not headless:
-        return False
-    import tqdm.auto
-    import tqdm.autonotebook
-
-    text = _text_tqdm()
-    tqdm.auto.tqdm = text
-    tqdm.autonotebook.tqdm = text
-    return True
-
-
-def planned_models(run_dir: str | Path, config: Any, notebook: str) -> int | None:
+def planned_models(run_dir: str | Path, config: Config, notebook: str) -> int | None:
     """Models notebook 04 trains (inits × folds incl. ``tune``) once ``splits.json`` exists; else None."""
     rd = RunDir(run_dir)
     if not notebook.startswith("04") or not rd.splits_json.is_file():
         return None
-    from sapkit.data.splits import load_splits
-    from sapkit.training.cross_validation import resolve_folds
-
     return len(config.lesion.inits) * len(resolve_folds(load_splits(rd.root), config.lesion.folds))
 
 
-def check_series_plan(config: Any, notebooks: Any) -> None:
+def check_series_plan(config: Config, notebooks: Sequence[str]) -> None:
     """Refuse, before any training, a plan notebook 05 cannot finish.
 
     Notebook 05 tunes the threshold on the predictions of the ``tune`` models; a ``lesion.folds``
@@ -274,8 +237,6 @@ def check_series_plan(config: Any, notebooks: Any) -> None:
     >>> check_series_plan(load_config("smoke", {"lesion.folds": [0, "tune"]}), ["04_lesion_finetuning", "05_lesion_analysis"])
     >>> check_series_plan(load_config("smoke", {"lesion.folds": [0, 1]}), ["04_lesion_finetuning"])
     """
-    from sapkit.errors import ConfigError
-
     folds = [str(f) for f in config.lesion.folds]
     if any(str(n).startswith("05") for n in notebooks) and folds != ["all"] and "tune" not in folds:
         raise ConfigError(

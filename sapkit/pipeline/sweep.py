@@ -16,7 +16,7 @@ Each run folder gets the series (or the chosen notebooks); afterwards the per-pa
 of every run are aggregated into ``base_dir/sweep_summary.csv`` and a label-efficiency plot
 (median F2 and per-patient Dice vs fraction of labelled patients, per init). With
 ``executor="local"|"slurm"`` every parameter set is one element of a submitit job array
-(:mod:`sapkit.pipeline.executors`; states and logs in ``base_dir/jobs/sweep``).
+(:mod:`sapkit.jobs.executors`; states and logs in ``base_dir/jobs/sweep``).
 """
 
 from __future__ import annotations
@@ -31,9 +31,15 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from sapkit.config import load_config
 from sapkit.errors import ConfigError, SapkitError
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.run_paths import RunDir
+from sapkit.io.yaml_io import load_yaml_file
+from sapkit.jobs.executors import JobsDir, Resources, run_array
+from sapkit.jobs.progress import progress_bar
+from sapkit.jobs.threads import shared_cores
+from sapkit.pipeline.reproduce import reproduce
 from sapkit.plotting.figures import label_efficiency_figure
 
 __all__ = ["SweepGrid", "load_grid", "expand_grid", "run_name", "sweep", "summarize_sweep", "aggregate_runs"]
@@ -67,8 +73,6 @@ def load_grid(path: str | Path) -> SweepGrid:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"grid file {path} does not exist; see `sapkit sweep --help` for its format")
-    from sapkit.io.yaml_io import load_yaml_file
-
     raw = load_yaml_file(path, what=f"grid file {path}") or {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"grid file {path} must be a YAML mapping with keys profile, base_dir, grid, fixed, "
@@ -77,14 +81,10 @@ def load_grid(path: str | Path) -> SweepGrid:
     if unknown:
         raise ConfigError(f"grid file {path}: unknown key(s) {sorted(unknown)}; use profile, base_dir, grid, fixed, "
                           "notebooks, reuse, resources")
-    from sapkit.pipeline.executors import Resources
-
     Resources.from_mapping(raw.get("resources"), where=f"grid file {path}: resources")
     grid = raw.get("grid") or {}
     if not isinstance(grid, Mapping) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"grid file {path}: 'grid' must map override keys to non-empty lists, e.g. seed: [1, 2]")
-    from sapkit.config import load_config
-
     for key in grid:  # fail now, naming the file, rather than when the first run starts
         try:
             load_config(str(raw.get("profile", "smoke")), {**(raw.get("fixed") or {}), key: grid[key][0]})
@@ -135,8 +135,6 @@ def _link_reused(source: Path, run_dir: Path) -> None:
 
 
 def _run_one(args: tuple[str, str, dict[str, Any], tuple[str, ...] | None, bool, str | None, str | None]) -> str:
-    from sapkit.pipeline.reproduce import reproduce
-
     profile, run_dir, overrides, notebooks, force, kernel, reuse = args
     if reuse:
         _link_reused(Path(reuse), Path(run_dir))
@@ -145,7 +143,7 @@ def _run_one(args: tuple[str, str, dict[str, Any], tuple[str, ...] | None, bool,
 
 
 def sweep(grid_path: str | Path, *, jobs: int = 1, force: bool = False, kernel: str | None = None,
-          progress: bool = True, executor: str | None = None, resources: Any = None, resume: bool = False,
+          progress: bool = True, executor: str | None = None, resources: Resources | None = None, resume: bool = False,
           wait: bool = True) -> pd.DataFrame:
     """Run every parameter set of a grid, then aggregate; returns the summary table.
 
@@ -154,8 +152,8 @@ def sweep(grid_path: str | Path, *, jobs: int = 1, force: bool = False, kernel: 
     jobs : int
         Parameter sets run in parallel processes (1 = sequential); without ``executor``.
     executor : {"local", "slurm"}, optional
-        One submitit job-array element per parameter set (:func:`sapkit.pipeline.executors.run_array`).
-    resources : sapkit.pipeline.executors.Resources, optional
+        One submitit job-array element per parameter set (:func:`sapkit.jobs.executors.run_array`).
+    resources : sapkit.jobs.executors.Resources, optional
         Per-element resources (default: the grid file's ``resources`` section).
     resume : bool
         With ``executor``: resubmit only the parameter sets that failed or never ran.
@@ -178,22 +176,11 @@ def sweep(grid_path: str | Path, *, jobs: int = 1, force: bool = False, kernel: 
         return _sweep_array(grid, runs, tasks, executor=executor, resources=resources, resume=resume, wait=wait,
                             progress=progress)
     if jobs > 1:
-        from sapkit.pipeline.threads import shared_cores
-
         with shared_cores(jobs), ProcessPoolExecutor(max_workers=jobs) as pool:
-            done = pool.map(_run_one, tasks)
-            if progress:
-                from tqdm.auto import tqdm
-
-                done = tqdm(done, total=len(tasks), desc="sweep", unit="run")
-            list(done)
+            list(progress_bar(pool.map(_run_one, tasks), total=len(tasks), desc="sweep", unit="run",
+                              disable=not progress))
     else:
-        iterator: Any = tasks
-        if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(tasks, desc="sweep", unit="run")
-        for task in iterator:
+        for task in progress_bar(tasks, desc="sweep", unit="run", disable=not progress):
             _run_one(task)
     return _write_summary(grid, runs)
 
@@ -209,10 +196,8 @@ def _write_summary(grid: SweepGrid, runs: Mapping[str, tuple[Mapping[str, Any], 
 
 
 def _sweep_array(grid: SweepGrid, runs: Mapping[str, tuple[Mapping[str, Any], Path]], tasks: list[tuple[Any, ...]], *,
-                 executor: str, resources: Any, resume: bool, wait: bool, progress: bool) -> pd.DataFrame:
+                 executor: str, resources: Resources | None, resume: bool, wait: bool, progress: bool) -> pd.DataFrame:
     """:func:`sweep` through a submitit job array: one element per parameter set."""
-    from sapkit.pipeline.executors import JobsDir, Resources, run_array
-
     folder = RunDir(grid.base_dir).jobs("sweep")
     states = run_array({name: (_run_one, (task,)) for name, task in zip(runs, tasks)}, folder, executor=executor,
                        resources=resources or Resources.from_mapping(grid.resources), resume=resume, wait=wait,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import socket
-import sys
 import threading
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -33,10 +32,11 @@ import numpy as np
 import numpy.typing as npt
 
 from sapkit.errors import ConfigError
+from sapkit.jobs.progress import is_headless
 from sapkit.plotting.colors import PREDICTION_COLOR, REFERENCE_COLOR, label_color
 from sapkit.plotting.slices import _check_inputs, slice_figure
 
-__all__ = ["BACKENDS", "is_headless", "select_backend", "view", "nifti_bytes", "focus_fraction"]
+__all__ = ["BACKENDS", "select_backend", "view", "nifti_bytes", "focus_fraction"]
 
 BACKENDS = ("ipyniivue", "itkwidgets", "plotly")
 
@@ -49,47 +49,6 @@ _ITK_VIEWER_HOST = "ipfs.dweb.link"
 
 
 # ----------------------------------------------------------------------------- backend choice
-def is_headless() -> bool:
-    """Whether no person's browser is attached to the code running now.
-
-    Returns
-    -------
-    bool
-        ``True`` when no IPython kernel is running (plain Python, pytest, a script), or when the
-        request the kernel is executing carries no ``metadata.cellId``. JupyterLab 4 and
-        Notebook 7 send the id of the cell they run (checked by ``tests/notebooks/test_browser.py``);
-        nbclient, and therefore papermill and ``sapkit reproduce``, do not (checked by a real
-        papermill run in ``tests/plotting/test_viewers.py``).
-
-    Notes
-    -----
-    Whether ``papermill``/``nbclient`` is *imported* says nothing: they always drive a kernel in
-    another process, and a person may import them in a live notebook. The rule errs towards
-    ``True``: a frontend that omits the cell id (Voilà, some IDEs) gets the static plotly view,
-    which is safe; a wrong ``False`` could hang a headless run.
-    """
-    parent = _kernel_parent()
-    if parent is None:
-        return True
-    metadata = parent.get("metadata") or {}
-    return not metadata.get("cellId")
-
-
-def _kernel_parent() -> dict[str, Any] | None:
-    """The message the kernel is answering now, or ``None`` outside an IPython kernel."""
-    ipython_mod = sys.modules.get("IPython")
-    if ipython_mod is None:
-        return None
-    shell = ipython_mod.get_ipython()
-    kernel = getattr(shell, "kernel", None)
-    if kernel is None or not hasattr(kernel, "get_parent"):
-        return None
-    try:
-        return kernel.get_parent("shell") or {}
-    except TypeError:  # ipykernel < 6.0 had no channel argument
-        return kernel.get_parent() or {}
-
-
 def _network_reachable(host: str = _ITK_VIEWER_HOST, *, timeout_s: float = 1.5) -> bool:
     """Whether a TCP connection to ``host:443`` opens within ``timeout_s`` (DNS included)."""
     result: list[bool] = []
@@ -128,7 +87,7 @@ def select_backend(backend: str = "auto", *, headless: bool | None = None, netwo
     backend : {"auto", "ipyniivue", "itkwidgets", "plotly"}
         A named backend is returned as is (after checking it is installed).
     headless : bool, optional
-        Whether no browser is attached; detected with :func:`is_headless` when ``None``.
+        Whether no browser is attached; detected with :func:`sapkit.jobs.progress.is_headless` when ``None``.
     network : bool, optional
         Whether the internet is reachable; probed (≤ 2 s) only when ``auto`` would need it.
     installed : iterable of str, optional

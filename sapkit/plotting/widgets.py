@@ -16,6 +16,7 @@ import pandas as pd
 
 from sapkit.errors import ConfigError
 from sapkit.inference.postprocess import LESION_COLUMNS, lesion_components
+from sapkit.jobs.progress import is_headless, progress_bar
 from sapkit.validation import check_spacing
 from sapkit.metrics import dice
 from sapkit.plotting.colors import init_label, sorted_inits
@@ -163,8 +164,6 @@ class LesionExplorer:
         return fig
 
     def _repr_mimebundle_(self, **kwargs):
-        from sapkit.plotting.viewers import is_headless
-
         if is_headless():  # papermill: a widget would be stored without its state; show what it would show
             from IPython.display import display
 
@@ -264,8 +263,6 @@ def explorer_from_run(run_dir, evaluation, config, *, init: str = "sap", max_cas
     progress : bool
         A bar over the scans read (reading takes seconds per scan).
     """
-    from tqdm.auto import tqdm
-
     from sapkit.data.cases import load_cases
     from sapkit.data.manifest import load_manifest
     from sapkit.io.nifti import read_image
@@ -278,7 +275,7 @@ def explorer_from_run(run_dir, evaluation, config, *, init: str = "sap", max_cas
                       key=lambda s: (-int(counts.get(s, 0)), s))[:max_cases]
     manifest = load_manifest(rd.data)
     images, masks, spacing, probs = {}, {}, {}, {i: {} for i in inits}
-    for sid in tqdm(scan_ids, desc="explorer: reading test scans", unit="scan", disable=not progress):
+    for sid in progress_bar(scan_ids, desc="explorer: reading test scans", unit="scan", disable=not progress):
         case = load_cases(manifest, [sid], percentiles=config.preprocess.clip_percentiles)[0]
         images[sid], masks[sid], spacing[sid] = case.image, case.lesion, case.spacing_mm
         for i in inits:

@@ -12,33 +12,38 @@ and applied last. The manifest (``manifest.yaml`` + ``manifest.csv``, written wi
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import os
-import shutil
-import time
-import traceback
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from sapkit.config import RawConfig, check_raw_config
+from sapkit.config import RawConfig, check_raw_config
+from sapkit.data.manifest import write_manifest
 from sapkit.errors import SapkitError
-from sapkit.io.atomic import STAGING_DIR, atomic_write_text
+from sapkit.io.atomic import atomic_write_text
+from sapkit.io.nifti import read_image, save_nifti
+from sapkit.jobs.executors import Resources
+from sapkit.jobs.progress import progress_bar
+from sapkit.jobs.threads import shared_cores
+from sapkit.label_maps import FINE_ATLAS
 from sapkit.io.output_paths import OutputPlan
 from sapkit.preprocessing.layout import PreprocessDir
-from sapkit.preprocessing.stations import ScanSource
+from sapkit.preprocessing.dicom import scan_dicom_tree
+from sapkit.preprocessing.jobs import run_scans_as_array
+from sapkit.preprocessing.nyul import apply_standard_scale, fit_standard_scale
+from sapkit.preprocessing.qc import write_summary_html
+from sapkit.preprocessing.rules import load_rules
+from sapkit.preprocessing.scan_job import reusable_record, run_scan, scan_digest
+from sapkit.preprocessing.stations import ScanSource, attach_labels, load_labels_csv, load_stations_csv
 
-__all__ = ["PreprocessResult", "SCAN_COLUMNS", "discover_scans", "scan_digest", "run_scan", "declare_outputs", "preprocess"]
+__all__ = ["PreprocessResult", "SCAN_COLUMNS", "discover_scans", "declare_outputs", "preprocess"]
 
 SCAN_COLUMNS = ("scan_id", "subject_id", "site", "cohort", "status", "error", "n_t1_stations", "n_dwi_stations",
                 "b_values", "shape", "spacing_mm", "dwi_body_coverage", "max_shift_mm", "seconds", "warnings")
-_OUTPUT_KEYS = {"skeleton_label": "skeleton", "lesion_label": "lesion", "fine_label": "fine"}
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,6 @@ def discover_scans(input_path: str | Path, config: RawConfig, *, labels: str | P
     SapkitError
         ``input_path`` is neither a folder nor a ``.csv`` file; bad stations/labels CSV or rules.
     """
-    from sapkit.preprocessing.dicom import scan_dicom_tree
-    from sapkit.preprocessing.rules import load_rules
-    from sapkit.preprocessing.stations import attach_labels, load_labels_csv, load_stations_csv
-
     path = Path(input_path)
     if path.is_file() and path.suffix.lower() == ".csv":
         return load_stations_csv(path), None, None, ""
@@ -93,121 +94,10 @@ def discover_scans(input_path: str | Path, config: RawConfig, *, labels: str | P
     return scans, inventory.series, inventory.skipped, Path(loaded.source).read_text()
 
 
-def scan_digest(source: ScanSource, config: RawConfig, rules_text: str = "") -> str:
-    """SHA-256 of a scan's inputs (files, sizes, modification times), identity and shaping settings.
-
-    Descriptions (where a station came from) do not count, so the same files listed by another
-    CSV give the same digest; ``jobs`` and the other settings that do not change a scan do not either.
-    """
-    from sapkit import __version__
-
-    files = [f for st in source.stations for _, fs in st.images for f in fs]
-    files += [p for st in source.stations for _, p in st.labels] + [p for _, p in source.labels]
-    stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) if os.path.exists(f) else (f, -1, -1) for f in files]
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("input", "synthetic", "labels", "jobs", "synth")}
-    identity = [source.scan_id, source.subject_id, source.site, source.cohort, list(source.labels), list(source.problems),
-                [(st.sequence, st.station, st.kind, st.images, st.labels) for st in source.stations]]  # not descriptions
-    blob = json.dumps([identity, stats, settings, hashlib.sha256(rules_text.encode()).hexdigest(), __version__],
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _write_outputs(processed, source: ScanSource, out: PreprocessDir, config: RawConfig) -> tuple[Path, dict[str, str]]:
-    """Write one scan's files into a fresh staging folder; return it and the manifest paths."""
-    from sapkit.io.nifti import save_nifti
-    from sapkit.preprocessing.qc import seam_montage, write_png
-
-    staging = out.scans_dir / STAGING_DIR / f"{source.scan_id}-{uuid.uuid4().hex[:8]}"
-    files = {"t1": ("t1", processed.t1, np.float32), "b1000": ("b1000", processed.b1000, np.float32)}
-    if processed.adc is not None and config.write_adc:
-        files["adc"] = ("adc", processed.adc, np.float32)
-    for name, array in processed.labels.items():
-        small = array.size == 0 or (array.min() >= 0 and array.max() < 256)
-        files[name] = (_OUTPUT_KEYS.get(name, name), array, np.uint8 if small else np.int16)
-    rel = {}
-    for column, (key, array, dtype) in files.items():
-        final = out.scan_file(source.scan_id, key)
-        save_nifti(array, processed.affine, staging / final.name, dtype=dtype)
-        rel[column] = final.relative_to(out.root).as_posix()
-    write_png(staging / out.scan_qc_png(source.scan_id).name, seam_montage(processed))
-    return staging, rel
-
-
-def _commit(staging: Path, final: Path) -> None:
-    if final.exists():
-        old = staging.parent / f"{final.name}-old-{uuid.uuid4().hex[:8]}"
-        os.replace(final, old)
-        os.replace(staging, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, final)
-    try:
-        staging.parent.rmdir()
-    except OSError:
-        pass
-
-
-def run_scan(source: ScanSource, config: RawConfig, out_dir: str | Path, digest: str) -> dict[str, Any]:
-    """Preprocess and write one scan; never raises (a failure is returned as ``status: failed``).
-
-    Returns the scan's QC record: ``summary`` (a row of ``qc/scans.csv``), ``stations`` (rows of
-    ``qc/stations.csv``), ``files`` (manifest columns → paths relative to ``out_dir``).
-    """
-    from sapkit.preprocessing.bias import body_mask
-    from sapkit.preprocessing.nyul import landmarks
-    from sapkit.preprocessing.pipeline import preprocess_scan
-
-    out = PreprocessDir(out_dir)
-    start = time.perf_counter()
-    base = {"scan_id": source.scan_id, "subject_id": source.subject_id, "site": source.site, "cohort": source.cohort}
-    try:
-        processed = preprocess_scan(source, config)
-        record: dict[str, Any] = {"status": "ok", "digest": digest, "summary": {**processed.summary, "status": "ok"},
-                                  "stations": processed.stations.to_dict(orient="records")}
-        if config.nyul.enabled:
-            mask = body_mask(processed.t1)
-            record["landmarks"] = {ch: landmarks(getattr(processed, ch), mask, config.nyul.percentiles).tolist()
-                                   for ch in ("t1", "b1000")}
-        staging, record["files"] = _write_outputs(processed, source, out, config)
-        record["summary"]["seconds_total"] = round(time.perf_counter() - start, 2)
-        atomic_write_text(staging / "qc.json", json.dumps(record, indent=1, default=_json_default))
-        _commit(staging, out.scan_dir(source.scan_id))
-        return record
-    except Exception as exc:  # noqa: BLE001 - one failed scan must not stop the cohort
-        shutil.rmtree(out.scan_dir(source.scan_id), ignore_errors=True)
-        message = str(exc) if isinstance(exc, SapkitError) else f"{type(exc).__name__}: {exc}"
-        detail = "" if isinstance(exc, SapkitError) else traceback.format_exc(limit=3)
-        return {"status": "failed", "summary": {**base, "status": "failed", "error": message,
-                                                "seconds_total": round(time.perf_counter() - start, 2)},
-                "stations": [], "files": {}, "traceback": detail}
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return str(value)
-
-
-def _reusable(source: ScanSource, out: PreprocessDir, digest: str) -> dict | None:
-    path = out.scan_qc_json(source.scan_id)
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    files_ok = all((out.root / p).is_file() for p in record.get("files", {}).values())
-    return record if record.get("digest") == digest and record.get("status") == "ok" and files_ok else None
-
-
 def _run_all(todo: list[tuple[ScanSource, str]], config: RawConfig, out: PreprocessDir, jobs: int,
              progress: bool) -> list[dict]:
-    from tqdm.auto import tqdm
-
     results: list[dict] = []
-    bar = tqdm(total=len(todo), desc="preprocess scans", unit="scan", disable=not progress)
+    bar = progress_bar(total=len(todo), desc="preprocess scans", unit="scan", disable=not progress)
     if jobs <= 1 or len(todo) <= 1:
         for source, digest in todo:
             results.append(run_scan(source, config, out.root, digest))
@@ -217,8 +107,6 @@ def _run_all(todo: list[tuple[ScanSource, str]], config: RawConfig, out: Preproc
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
-
-    from sapkit.pipeline.threads import shared_cores
 
     with shared_cores(min(jobs, len(todo))), \
             ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -267,7 +155,7 @@ def declare_outputs(plan: OutputPlan, input_path: str | Path, out_dir: str | Pat
 
 def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | None = None, *,
                jobs: int | None = None, labels: str | Path | None = None, rules: str | Path | None = None,
-               force: bool = False, progress: bool = True, executor: str | None = None, resources: Any = None,
+               force: bool = False, progress: bool = True, executor: str | None = None, resources: Resources | None = None,
                resume: bool = False, wait: bool = True) -> PreprocessResult | None:
     """Preprocess every scan of a DICOM folder or stations CSV into a kit data folder.
 
@@ -292,7 +180,7 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
     executor : {"local", "slurm"}, optional
         One submitit job-array element per scan instead of ``jobs`` local processes
         (:mod:`sapkit.preprocessing.jobs`; logs and states in ``OUT/jobs/preprocess``).
-    resources : sapkit.pipeline.executors.Resources, optional
+    resources : sapkit.jobs.executors.Resources, optional
         With ``executor``: per-scan resources and array parallelism.
     resume, wait : bool
         With ``executor``: resubmit only failed / never-run scans; ``wait=False`` (SLURM) returns
@@ -307,8 +195,6 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
     SapkitError
         Bad input path, output inside the input, invalid CSV/rules/settings, or no scan found.
     """
-    from sapkit.preprocessing.qc import write_summary_html
-
     config = check_raw_config(config or RawConfig())
     jobs = int(jobs or config.jobs)
     input_path, out = Path(input_path), PreprocessDir(Path(out_dir))
@@ -328,14 +214,12 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
     digests = {s.scan_id: scan_digest(s, config, rules_text) for s in scans}
     records, todo = {}, []
     for source in scans:
-        reused = None if force else _reusable(source, out, digests[source.scan_id])
+        reused = None if force else reusable_record(source, out, digests[source.scan_id])
         if reused is not None:
             records[source.scan_id] = {**reused, "reused": True}
         else:
             todo.append((source, digests[source.scan_id]))
     if executor is not None:
-        from sapkit.preprocessing.jobs import run_scans_as_array
-
         done = run_scans_as_array(todo, config, out, executor=executor, resources=resources, resume=resume,
                                   wait=wait, progress=progress)
         if done is None:
@@ -345,8 +229,6 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
     for record in done:
         records[record["summary"]["scan_id"]] = record
     if config.nyul.enabled:
-        from sapkit.preprocessing.nyul import standardise_cohort
-
         records = standardise_cohort(records, scans, config, out.root, digests)
     ordered = [records[s.scan_id] for s in scans]
     scan_table = pd.DataFrame([_scan_row(r) for r in ordered], columns=list(SCAN_COLUMNS))
@@ -360,9 +242,6 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
 
 def _write_manifest(records: list[dict], scans: list[ScanSource], out: PreprocessDir, input_path: Path,
                     config: RawConfig) -> Path | None:
-    from sapkit.data.manifest import write_manifest
-    from sapkit.label_maps import FINE_ATLAS
-
     rows = []
     for record, source in zip(records, scans):
         if record.get("status") != "ok":
@@ -386,3 +265,47 @@ def _write_manifest(records: list[dict], scans: list[ScanSource], out: Preproces
                                       f"({steps}); T1 and b1000 on the stitched T1 grid",
                           licence="unknown", source=str(input_path.resolve()),
                           label_maps={"fine": dict(FINE_ATLAS)} if any("fine_label" in r for r in rows) else None)
+
+
+def standardise_cohort(records: dict, scans: Sequence[ScanSource], config: RawConfig, out_dir: str | Path,
+                       digests: dict[str, str]) -> dict:
+    """Learn the standard scale on the finished scans of the fit cohort and apply it to every scan.
+
+    ``records`` are the per-scan QC records of :func:`sapkit.preprocessing.scan_job.run_scan` (with
+    the native ``landmarks`` of T1 and b1000); each scan's ``t1``/``b1000`` files are rewritten
+    (atomically) and its ``qc.json`` records the digest of the standard applied. A scan already
+    standardised with another standard is first recomputed from its inputs. The standard goes to
+    ``qc/nyul.json``. Returns the updated records.
+    """
+    out = PreprocessDir(out_dir)
+    by_id = {s.scan_id: s for s in scans}
+    ok = {k: r for k, r in records.items() if r.get("status") == "ok" and "landmarks" in r}
+    fit = [r for r in ok.values() if config.nyul.fit_on == "all" or r["summary"].get("cohort") == "healthy"]
+    if not fit:
+        atomic_write_text(out.nyul_json, json.dumps({"applied": False, "reason": f"no finished scan in the fit cohort "
+                                                     f"'{config.nyul.fit_on}'; set raw.nyul.fit_on=all"}, indent=1))
+        return records
+    standard = {ch: fit_standard_scale([r["landmarks"][ch] for r in fit], scale=config.nyul.scale).tolist()
+                for ch in ("t1", "b1000")}
+    digest = hashlib.sha256(json.dumps(standard).encode()).hexdigest()[:16]
+    for scan_id, record in ok.items():
+        if record.get("nyul_digest") == digest:
+            continue
+        if record.get("nyul_digest") is not None:  # standardised with an older standard: start from the inputs again
+            record = run_scan(by_id[scan_id], config, out.root, digests[scan_id])
+            if record.get("status") != "ok":
+                records[scan_id] = record
+                continue
+        for ch in ("t1", "b1000"):
+            path = out.root / record["files"][ch]
+            image, affine, header = read_image(path, what=ch)
+            save_nifti(apply_standard_scale(image, record["landmarks"][ch], standard[ch]), affine, path, header=header,
+                       dtype=np.float32)
+        record = {**record, "nyul_digest": digest}
+        atomic_write_text(out.scan_qc_json(scan_id), json.dumps({k: v for k, v in record.items() if k != "reused"},
+                                                                 indent=1, default=str))
+        records[scan_id] = {**record, "reused": records[scan_id].get("reused", False)}
+    atomic_write_text(out.nyul_json, json.dumps({"applied": True, "digest": digest, "fit_on": config.nyul.fit_on,
+                                                 "percentiles": list(config.nyul.percentiles), "standard": standard,
+                                                 "fit_scans": sorted(r["summary"]["scan_id"] for r in fit)}, indent=1))
+    return records

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sapkit.jobs.progress import progress_bar
 from sapkit.preprocessing.rules import Rules
 from sapkit.preprocessing.stations import ScanSource, StationSource
 
@@ -249,13 +250,11 @@ def scan_dicom_tree(root: str | Path, rules: Rules, *, progress: bool = False) -
 
 
 def _scan(root: Path, rules: Rules, *, progress: bool) -> DicomInventory:
-    from tqdm.auto import tqdm
-
     root = Path(root)
     files = sorted(Path(d) / f for d, dirs, names in os.walk(root) for f in names if not f.startswith("."))
     tags = _TAGS + rules.tags_to_read()
     series, skipped, headers = defaultdict(list), [], {}
-    for path in tqdm(files, desc="DICOM headers", disable=not progress, unit="file"):
+    for path in progress_bar(files, desc="DICOM headers", disable=not progress, unit="file"):
         ds, reason = _read_header(path, tags)
         try:
             record = _slice_record(path, ds, rules) if ds is not None else None

@@ -1,6 +1,6 @@
 """``sapkit preprocess --executor local|slurm``: one submitit job-array element per scan.
 
-Each element runs :func:`sapkit.preprocessing.cohort.run_scan` for one scan on a cluster node (or
+Each element runs :func:`sapkit.preprocessing.scan_job.run_scan` for one scan on a cluster node (or
 as a submitit local job) and writes the scan folder exactly as the in-process path does; the
 submitter reads every finished scan's ``qc.json`` back. A scan that fails marks its element
 ``failed`` (its error in ``OUT/jobs/preprocess/states.csv`` and ``qc/scans.csv``), so ``--resume``
@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from sapkit.config import RawConfig
+from sapkit.config import RawConfig
 from sapkit.errors import SapkitError
+from sapkit.jobs.executors import Resources, run_array
 from sapkit.preprocessing.layout import PreprocessDir
+from sapkit.preprocessing.scan_job import run_scan
 from sapkit.preprocessing.stations import ScanSource
 
 __all__ = ["scan_element", "run_scans_as_array"]
@@ -28,8 +31,6 @@ def scan_element(source: ScanSource, config: RawConfig, out_dir: str, digest: st
 
     Returns the scan's ``qc.json`` path (relative paths are resolved on the submitting side).
     """
-    from sapkit.preprocessing.cohort import run_scan
-
     record = run_scan(source, config, out_dir, digest)
     if record["status"] != "ok":
         raise SapkitError(record["summary"].get("error") or "failed")
@@ -44,7 +45,7 @@ def _failed_record(source: ScanSource, error: str) -> dict[str, Any]:
 
 
 def run_scans_as_array(todo: list[tuple[ScanSource, str]], config: RawConfig, out: PreprocessDir, *,
-                       executor: str, resources: Any = None, resume: bool = False, wait: bool = True,
+                       executor: str, resources: Resources | None = None, resume: bool = False, wait: bool = True,
                        progress: bool = True) -> list[dict] | None:
     """Run the scans of ``todo`` as a job array; their QC records, or None when not waiting.
 
@@ -58,7 +59,7 @@ def run_scans_as_array(todo: list[tuple[ScanSource, str]], config: RawConfig, ou
         Output folder; the array lives in ``out.jobs``.
     executor : {"local", "slurm"}
         submitit's local executor or a SLURM job array.
-    resources : sapkit.pipeline.executors.Resources, optional
+    resources : sapkit.jobs.executors.Resources, optional
         Per-element resources and array parallelism.
     resume : bool
         Resubmit only elements that failed or never ran.
@@ -67,8 +68,6 @@ def run_scans_as_array(todo: list[tuple[ScanSource, str]], config: RawConfig, ou
     progress : bool
         Progress bar over finished elements.
     """
-    from sapkit.pipeline.executors import run_array
-
     out.root.mkdir(parents=True, exist_ok=True)
     root = str(out.root.resolve())
     elements = {source.scan_id: (scan_element, (source, config, root, digest)) for source, digest in todo}

@@ -24,8 +24,9 @@ from sapkit.config import Config
 from sapkit.errors import ConfigError, SapkitError
 from sapkit.data.manifest import load_manifest
 from sapkit.io.run_paths import RunDir
-from sapkit.data.splits import fold_subjects, load_splits, test_folds, training_subjects
+from sapkit.data.splits import fold_subjects, load_splits, resolve_folds, training_subjects
 
+# resolve_folds (now sapkit.data.splits) stays importable from here: notebook 04 imports it from this module
 __all__ = ["FoldResult", "resolve_folds", "label_subset", "validation_subjects", "fold_patients", "finetune", "finetune_all",
            "folds_table"]
 
@@ -40,28 +41,6 @@ class FoldResult:
     predictions: tuple[Path, ...]
     n_train_subjects: int
     status: str = "trained"  #: "trained", "resumed" (continued from a checkpoint) or "reused" (finished earlier)
-
-
-def resolve_folds(splits: dict[str, Any], folds: Sequence[Any]) -> list[str]:
-    """Expand the ``lesion.folds`` parameter: ``["all"]`` = every test fold plus ``tune``.
-
-    Examples
-    --------
-    >>> s = {"k": 3, "tuning_fold": 2, "folds": {"0": ["a"], "1": ["b"], "2": ["c"]}}
-    >>> resolve_folds(s, ["all"]), resolve_folds(s, [1, "tune"])
-    (['0', '1', 'tune'], ['1', 'tune'])
-    """
-    if list(map(str, folds)) == ["all"]:
-        return test_folds(splits) + ["tune"]
-    out = []
-    for f in map(str, folds):
-        if f != "tune" and f not in test_folds(splits):
-            raise ConfigError(
-                f"lesion.folds entry '{f}' is not a test fold {test_folds(splits)} or 'tune' "
-                f"(fold {splits['tuning_fold']} is the tuning fold: its predictions come from fold 'tune')"
-            )
-        out.append(f)
-    return out
 
 
 def label_subset(subjects: Sequence[str], fraction: float, *, seed: int) -> list[str]:

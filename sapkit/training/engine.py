@@ -48,6 +48,7 @@ from sapkit.training.distributed import DistContext, all_mean, barrier, setup_di
 from sapkit.errors import ConfigError
 from sapkit.io.atomic import atomic_write_text, remove_stale_temporaries
 from sapkit.io.run_paths import ModelDir
+from sapkit.jobs.progress import progress_bar
 from sapkit.training.model_card import write_model_card
 from sapkit.training.resume import load_resume_checkpoint
 from sapkit.networks.factory import memory_format_for, unwrap
@@ -239,8 +240,6 @@ def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.
          sampler: Any, step: StepFn, validate: ValFn | None, tc: Any, augment_samples: bool, card: dict[str, Any],
          resume: bool, stop_after: int | None, progress: bool, transfer: pd.DataFrame | None,
          unused_parameters: bool) -> TrainResult:
-    from tqdm.auto import tqdm
-
     layout = memory_format_for(d.device)
     model.to(d.device, memory_format=layout)
     optimizer = torch.optim.Adam(groups, lr=groups[0]["lr"], weight_decay=tc.weight_decay)
@@ -298,8 +297,8 @@ def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.
         log_row(0, {}, [float("nan")] * len(names), val0, 0.0)
         barrier(d)
     end = tc.epochs if stop_after is None else min(tc.epochs, int(stop_after))
-    bar = tqdm(range(start, end), desc=task, unit="epoch", disable=not (progress and d.is_main),
-               initial=start, total=tc.epochs)
+    bar = progress_bar(range(start, end), desc=task, unit="epoch", disable=not (progress and d.is_main),
+                       initial=start, total=tc.epochs)
     for epoch in bar:
         t0 = time.perf_counter()
         torch.manual_seed(seed_from(config.seed, _STREAM_DROPOUT, epoch, d.rank))

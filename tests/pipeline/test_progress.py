@@ -1,4 +1,4 @@
-"""Progress lines of sapkit reproduce, text bars in headless kernels, and the up-front fold check."""
+"""Progress lines of sapkit reproduce and the up-front fold check (the bars: tests/jobs/test_progress_bars.py)."""
 
 import io
 import time
@@ -8,7 +8,7 @@ import pytest
 from sapkit.config import load_config
 from sapkit.errors import ConfigError
 from sapkit.io.run_paths import RunDir
-from sapkit.pipeline.progress import RunMonitor, check_series_plan, format_seconds, use_text_progress
+from sapkit.pipeline.progress import RunMonitor, check_series_plan, format_seconds
 from sapkit.pipeline.reproduce import reproduce
 
 
@@ -76,22 +76,6 @@ def test_folders_vanishing_under_the_monitor_never_stop_it(tmp_path, monkeypatch
 
 def test_format_seconds():
     assert [format_seconds(s) for s in (0, 59.6, 60, 3599, 7260)] == ["0s", "1m00s", "1m00s", "59m59s", "2h01m"]
-
-
-def test_text_bars_only_when_headless():
-    import tqdm.auto as auto
-    import tqdm.autonotebook as autonotebook
-
-    before = auto.tqdm, autonotebook.tqdm
-    try:
-        assert use_text_progress(headless=False) is False and auto.tqdm is before[0]
-        assert use_text_progress(headless=True) is True
-        from tqdm.auto import tqdm as bar  # what every sapkit module imports at call time
-
-        assert bar.__module__ == "sapkit.pipeline.progress"
-        assert bar(range(3), file=io.StringIO()).mininterval == 10.0
-    finally:
-        auto.tqdm, autonotebook.tqdm = before
 
 
 def test_a_fold_list_without_the_tuning_fold_is_refused_at_once(tmp_path):

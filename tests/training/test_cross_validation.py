@@ -1,8 +1,8 @@
 import pytest
 
 from sapkit.errors import ConfigError
-from sapkit.training.cross_validation import label_subset, resolve_folds
-from sapkit.data.splits import make_splits
+from sapkit.data.splits import make_splits, resolve_folds
+from sapkit.training.cross_validation import label_subset
 
 SPLITS = make_splits({f"p{i}": i % 4 for i in range(9)}, k=3, tuning_fold=2)
 

@@ -15,7 +15,7 @@ from sapkit.inference.predict import load_model
 from sapkit.inference.sliding_window import predict_probabilities
 from sapkit.io.run_paths import RunDir
 from sapkit.networks.factory import build_model
-from sapkit.training.divergence import first_nonfinite
+from sapkit.networks.finite import first_nonfinite
 from sapkit.training.engine import fit
 from sapkit.training.segmentation import dice_ce_step
 from sapkit.training.skeleton_task import train_skeleton

@@ -18,6 +18,9 @@ from sapkit.data.phantom._contrast import Site, make_sites, subject_lut, synthes
 from sapkit.data.phantom._lesions import grow_lesions, lesion_intensities, sample_lesion_count, sample_nodes, sample_volumes_ml
 from sapkit.data.phantom._render import render_body
 from sapkit.data.phantom._shapes import Grid, rotation
+from sapkit.data.manifest import write_manifest
+from sapkit.io.atomic import atomic_write_text
+from sapkit.jobs.progress import progress_bar
 from sapkit.imaging.components import label_components
 
 __all__ = ["Subject", "SynthScan", "make_grid", "make_subject", "make_scan", "generate_cohorts", "is_generated",
@@ -252,11 +255,6 @@ def generate_cohorts(out_dir: str | Path, config: SynthConfig, *, progress: bool
     ConfigError
         Sizes, spacing or distributions out of range.
     """
-    from tqdm.auto import tqdm
-
-    from sapkit.io.atomic import atomic_write_text
-    from sapkit.data.manifest import write_manifest
-
     _check_config(config)
     out_dir = Path(out_dir)
     grid = make_grid(config)
@@ -265,7 +263,7 @@ def generate_cohorts(out_dir: str | Path, config: SynthConfig, *, progress: bool
             for k in range(config.scans_per_subject)]
     jobs += [("patient", i, 0, sites[0]) for i in range(config.n_patients)]
     rows, lesion_tables, subjects = [], [], {}
-    for cohort, i, k, site in tqdm(jobs, desc="synth scans", disable=not progress):
+    for cohort, i, k, site in progress_bar(jobs, desc="synth scans", disable=not progress):
         subject = subjects.get((cohort, i)) or make_subject(config, cohort=cohort, index=i)
         subjects[(cohort, i)] = subject
         scan = make_scan(subject, grid, scan_index=k, site=site, config=config)

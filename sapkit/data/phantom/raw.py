@@ -42,6 +42,7 @@ from sapkit.data.phantom.dicom_writer import VENDOR_STYLES, SeriesTags, quantise
 from sapkit.errors import ConfigError
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.nifti import save_nifti
+from sapkit.jobs.progress import progress_bar
 
 __all__ = ["TISSUE_ADC", "RawStation", "RawScan", "make_raw_scan", "generate_raw_cohort", "is_raw_generated"]
 
@@ -319,8 +320,6 @@ def generate_raw_cohort(out_dir: str | Path, config: SynthConfig, raw: RawSynthC
     """
     from datetime import date, timedelta
 
-    from tqdm.auto import tqdm
-
     check_raw_config(RawConfig(synth=raw))
     bad = sorted(set(forms) - {"dicom", "nifti"})
     if bad or not forms:
@@ -332,7 +331,7 @@ def generate_raw_cohort(out_dir: str | Path, config: SynthConfig, raw: RawSynthC
             for k in range(config.scans_per_subject)]
     jobs += [("patient", i, 0, sites[0]) for i in range(config.n_patients)]
     stations, labels, truth = [], [], []
-    for j, (cohort, i, k, site) in enumerate(tqdm(jobs, desc="raw scans", disable=not progress)):
+    for j, (cohort, i, k, site) in enumerate(progress_bar(jobs, desc="raw scans", disable=not progress)):
         subject = make_subject(config, cohort=cohort, index=i)
         raw_scan = make_raw_scan(subject, grid, scan_index=k, site=site, config=config, raw=raw,
                                  vendor=VENDOR_STYLES[j % len(VENDOR_STYLES)])

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from sapkit.pipeline.threads import WAIT_POLICY, shared_cores
+from sapkit.jobs.threads import WAIT_POLICY, shared_cores
 
 
 def _child(var: str) -> str:
@@ -38,7 +38,7 @@ def test_the_users_setting_wins_and_errors_restore(monkeypatch):
 
 
 def test_parallel_local_arrays_run_their_elements_with_passive_waiting(tmp_path, monkeypatch):
-    from sapkit.pipeline.executors import Resources, run_array
+    from sapkit.jobs.executors import Resources, run_array
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     out = tmp_path / "policy"

@@ -22,7 +22,6 @@ elements that are not ``done`` and whose job is no longer queued or running.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import datetime as _dt
@@ -31,7 +30,7 @@ import os
 import signal
 import socket
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -39,9 +38,10 @@ import pandas as pd
 
 from sapkit.errors import ConfigError
 from sapkit.io.atomic import atomic_write_text
+from sapkit.jobs.progress import progress_bar
+from sapkit.jobs.threads import shared_cores
 
-__all__ = ["EXECUTORS", "STATE_COLUMNS", "Resources", "JobsDir", "run_array", "element_states",
-           "add_resource_arguments", "resources_from_args"]
+__all__ = ["EXECUTORS", "STATE_COLUMNS", "Resources", "JobsDir", "run_array", "element_states"]
 
 #: Launchers accepted by ``--executor`` (``local`` = submitit's local executor).
 EXECUTORS = ("local", "slurm")
@@ -53,7 +53,14 @@ _POLL_S = 1.0
 
 @dataclass(frozen=True)
 class Resources:
-    """What one array element asks for.
+    """What one array element asks for; its defaults are the kit's one set of cluster defaults.
+
+    The command-line options of every command that submits work (``sapkit sweep``, ``sapkit
+    preprocess``, ``sapkit train --print-slurm``) take their defaults from these fields
+    (:mod:`sapkit.cli._cluster`). ``mem_gb`` and ``time_min`` are sized for training — a sweep
+    element runs the fine-tuning notebooks, a ``--print-slurm`` node runs a training — since a
+    job that asks for too little is killed hours in; one scan of ``sapkit preprocess`` needs far
+    less (``--mem-gb 16 --time-min 60`` shortens its wait in the queue).
 
     Attributes
     ----------
@@ -64,9 +71,10 @@ class Resources:
     cpus : int
         CPU cores per element (``--cpus-per-task``; ignored locally).
     mem_gb : float
-        Memory per element, GB (``--mem``; ignored locally).
+        Memory per element (per node for ``--print-slurm``), GB (``--mem``; ignored locally).
     time_min : int
-        Wall-clock limit per element, minutes (``--time``; locally the job is stopped after it).
+        Wall-clock limit per element (per job for ``--print-slurm``), minutes (``--time``; locally
+        the job is stopped after it).
     array_parallelism : int
         Elements running at the same time (SLURM's ``%N`` of ``--array``; locally, processes).
     setup : tuple of str
@@ -78,8 +86,8 @@ class Resources:
     qos: str | None = None
     gpus: int = 0
     cpus: int = 2
-    mem_gb: float = 8.0
-    time_min: int = 720
+    mem_gb: float = 64.0
+    time_min: int = 1440
     array_parallelism: int = 4
     setup: tuple[str, ...] = ()
 
@@ -313,7 +321,7 @@ def run_array(
     name : str
         Job name shown by ``squeue``.
     progress : bool
-        tqdm bar over finished elements.
+        A progress bar over finished elements.
 
     Returns
     -------
@@ -347,8 +355,6 @@ def run_array(
         if wait:
             _wait(jobs, progress=progress)
     else:  # local jobs inherit this process's environment: idle OpenMP threads sleep, not spin
-        from sapkit.pipeline.threads import shared_cores
-
         with shared_cores(min(resources.array_parallelism, len(call))):
             _run_throttled(ex, jd, dict(zip(todo, call)), parallelism=resources.array_parallelism, progress=progress)
     table = element_states(jd.path, names, check_jobs=wait or executor == "local")
@@ -357,9 +363,7 @@ def run_array(
 
 
 def _bar(total: int, progress: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="jobs", unit="job", disable=not progress)
+    return progress_bar(total=total, desc="jobs", unit="job", disable=not progress)
 
 
 def _run_throttled(ex: Any, jd: JobsDir, calls: dict[str, tuple[Any, ...]], *, parallelism: int, progress: bool) -> None:
@@ -388,33 +392,3 @@ def _wait(jobs: Mapping[str, Any], *, progress: bool) -> None:
             bar.update(1)
         time.sleep(_POLL_S * 30 if left else 0)
     bar.close()
-
-
-# ---------------------------------------------------------------------------------------------- command line
-def add_resource_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--executor``, ``--resume``, ``--no-wait`` and the :class:`Resources` options (default: unset)."""
-    group = parser.add_argument_group("job array (submitit)")
-    group.add_argument("--executor", choices=EXECUTORS, default=None,
-                       help="run one job per element with submitit: 'local' (this machine) or 'slurm' (sbatch array)")
-    group.add_argument("--resume", action="store_true",
-                       help="with --executor: resubmit only the elements that failed or never ran")
-    group.add_argument("--no-wait", dest="wait", action="store_false",
-                       help="slurm: return after submitting (check later with --resume or the states.csv)")
-    group.add_argument("--partition", default=None, help="SLURM partition")
-    group.add_argument("--account", default=None, help="SLURM account")
-    group.add_argument("--qos", default=None, help="SLURM quality of service")
-    group.add_argument("--gpus", type=int, default=None, help="GPUs per element (default 0)")
-    group.add_argument("--cpus", type=int, default=None, help="CPU cores per element (default 2)")
-    group.add_argument("--mem-gb", type=float, default=None, help="memory per element in GB (default 8)")
-    group.add_argument("--time-min", type=int, default=None, help="time limit per element in minutes (default 720)")
-    group.add_argument("--array-parallelism", type=int, default=None,
-                       help="elements running at once (default 4)")
-    group.add_argument("--setup", action="append", default=None, metavar="LINE",
-                       help="shell line run before each element, e.g. 'module load cuda' (repeatable)")
-
-
-def resources_from_args(args: argparse.Namespace, base: Resources | None = None) -> Resources:
-    """``base`` (e.g. a grid file's ``resources:`` section) with the options given on the command line."""
-    base = base or Resources()
-    given = {f.name: getattr(args, f.name) for f in fields(Resources) if getattr(args, f.name, None) is not None}
-    return replace(base, **given)
