@@ -2,8 +2,9 @@
 
 ``prepare_manifest`` reads every scan of a manifest, optionally reorients it to RAS+ (voxel
 permutation, no interpolation), resamples b1000 (trilinear) and label maps (nearest neighbour)
-onto the T1 grid, optionally resamples everything to a target spacing in mm, and writes new
-NIfTI files plus a new manifest into ``out_dir``.
+onto the T1 grid, optionally resamples everything to a target spacing in mm
+(:func:`sapkit.imaging.resample.resample` and :func:`~sapkit.imaging.resample.target_grid`), and
+writes new NIfTI files plus a new manifest into ``out_dir``.
 """
 
 from __future__ import annotations
@@ -14,50 +15,14 @@ from typing import Sequence
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import ndimage
 
 from sapkit.errors import ConfigError, SapkitError
+from sapkit.imaging.resample import resample, target_grid
 from sapkit.data.manifest import PATH_COLUMNS, Manifest, declare_manifest_inputs, load_manifest, write_manifest
 from sapkit.io.output_paths import OutputPlan
-from sapkit.io.nifti import nifti_header, read_image, read_label, reorient_to_ras, save_nifti, spacing_from_affine
+from sapkit.io.nifti import nifti_header, read_image, read_label, reorient_to_ras, save_nifti
 
-__all__ = ["resample_to_grid", "target_grid", "declare_outputs", "check_out_dir", "prepare_manifest"]
-
-
-def resample_to_grid(
-    array: npt.NDArray, affine: npt.ArrayLike, shape: Sequence[int], target_affine: npt.ArrayLike, *, order: int,
-) -> npt.NDArray:
-    """Resample a 3D array from its grid onto ``(shape, target_affine)``.
-
-    Parameters
-    ----------
-    order : int
-        1 = trilinear (images), 0 = nearest neighbour (label maps). Outside the source: 0.
-    """
-    source_from_target = np.linalg.inv(np.asarray(affine, float)) @ np.asarray(target_affine, float)
-    out = ndimage.affine_transform(
-        array.astype(np.float32) if order else array, source_from_target[:3, :3], offset=source_from_target[:3, 3],
-        output_shape=tuple(int(s) for s in shape), order=order, mode="constant", cval=0.0,
-    )
-    return out.astype(array.dtype, copy=False)
-
-
-def target_grid(shape: Sequence[int], affine: npt.ArrayLike, spacing_mm: Sequence[float]) -> tuple[tuple[int, ...], npt.NDArray]:
-    """Grid covering the same field of view as ``(shape, affine)`` at ``spacing_mm``.
-
-    The outer edge of the first voxel stays in place; the shape is rounded to cover the extent.
-    """
-    affine = np.asarray(affine, float)
-    old = np.array(spacing_from_affine(affine))
-    new = np.asarray(spacing_mm, float)
-    if new.shape != (3,) or (new <= 0).any():
-        raise ConfigError(f"target spacing must be three positive values in mm, got {list(spacing_mm)}")
-    directions = affine[:3, :3] / old
-    new_shape = tuple(int(max(1, round(s * o / n))) for s, o, n in zip(shape, old, new))
-    new_affine = np.eye(4)
-    new_affine[:3, :3] = directions * new
-    new_affine[:3, 3] = affine[:3, 3] + directions @ ((new - old) / 2.0)
-    return new_shape, new_affine
+__all__ = ["declare_outputs", "check_out_dir", "prepare_manifest"]
 
 
 def declare_outputs(plan: OutputPlan, manifest: str | Path | Manifest, out_dir: str | Path, *,
@@ -151,7 +116,7 @@ def _prepare_scan(row: pd.Series, out_dir: Path, reorient: str | None, spacing_m
     shape = t1.shape
     if spacing_mm is not None:
         shape, new_affine = target_grid(t1.shape, affine, spacing_mm)
-        t1 = resample_to_grid(t1, affine, shape, new_affine, order=1)
+        t1 = resample(t1, affine, shape, new_affine)
         affine = new_affine
     new_row = {k: row[k] for k in ("scan_id", "subject_id", "site", "cohort")}
     if "fold" in row:
@@ -164,11 +129,11 @@ def _prepare_scan(row: pd.Series, out_dir: Path, reorient: str | None, spacing_m
             continue
         if col == "b1000":
             data, src_affine, _ = read_image(row[col], what=col)
-            data = resample_to_grid(data, src_affine, shape, affine, order=1)
+            data = resample(data, src_affine, shape, affine)
             dtype = np.float32
         else:
             data, src_affine, _ = read_label(row[col], what=col)
-            data = resample_to_grid(data, src_affine, shape, affine, order=0)
+            data = resample(data, src_affine, shape, affine, nearest=True)
             dtype = np.int16
         new_row[col] = f"{row['scan_id']}_{col}.nii.gz"
         written.append(save_nifti(data, affine, out_dir / new_row[col], header=header, dtype=dtype))

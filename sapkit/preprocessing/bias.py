@@ -18,7 +18,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from sapkit.imaging.components import label_components
-from sapkit.preprocessing.geometry import to_sitk
+from sapkit.imaging.resample import to_sitk
 
 __all__ = ["body_mask", "n4_field"]
 

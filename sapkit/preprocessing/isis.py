@@ -16,7 +16,8 @@ from typing import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sapkit.preprocessing.geometry import Volume, resample
+from sapkit.imaging.resample import resample
+from sapkit.preprocessing.geometry import Volume
 
 __all__ = ["overlap_ratio", "chain_factors", "reference_station"]
 

@@ -22,11 +22,12 @@ import pandas as pd
 
 from sapkit.config import RawConfig
 from sapkit.errors import NiftiError, SapkitError
+from sapkit.imaging.resample import resample
 from sapkit.io.nifti import read_label, reorient_to_ras
 from sapkit.preprocessing.adc import fit_adc
 from sapkit.preprocessing.bias import body_mask, n4_field
 from sapkit.preprocessing.convert import convert_dicom, read_nifti_station, snap_affine
-from sapkit.preprocessing.geometry import Volume, resample, union_grid
+from sapkit.preprocessing.geometry import Volume, union_grid
 from sapkit.preprocessing.isis import chain_factors, overlap_ratio, reference_station
 from sapkit.preprocessing.register import Registration, identity_transform, register_station
 from sapkit.preprocessing.stations import ScanSource, StationSource

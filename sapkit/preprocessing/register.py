@@ -21,7 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from sapkit.config import RegisterConfig
-from sapkit.preprocessing.geometry import Volume, corners_mm, to_sitk
+from sapkit.imaging.resample import to_sitk
+from sapkit.preprocessing.geometry import Volume, corners_mm
 
 __all__ = ["Registration", "register_station", "identity_transform"]
 

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import ndimage
 
-from sapkit.preprocessing.geometry import resample
+from sapkit.imaging.resample import resample
 from sapkit.preprocessing.layout import PreprocessDir
 
 __all__ = ["station_cores", "adjacent_deviation", "score_scan", "score_cohort"]

@@ -17,7 +17,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sapkit.preprocessing.geometry import Volume, corners_mm, resample
+from sapkit.imaging.resample import resample
+from sapkit.preprocessing.geometry import Volume, corners_mm
 
 __all__ = ["StitchResult", "stacking_direction", "station_order", "ramp_weight", "stitch"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from sapkit.errors import ConfigError
 from sapkit.data.manifest import load_manifest, write_manifest
-from sapkit.data.prepare import prepare_manifest, resample_to_grid, target_grid
+from sapkit.data.prepare import prepare_manifest
 from sapkit.io.nifti import orientation_code, read_image, read_label
 
 # T1 on an LPS grid: voxel (i, j, k) sits at world (30 - 2i, 20 - 2j, -10 + 3k) mm
@@ -115,29 +115,19 @@ def test_resampling_to_a_target_spacing(lps_input, tmp_path):
     assert "resampled to [4, 4, 5]" in m.description
 
 
-def test_target_grid_keeps_the_outer_edge_of_the_first_voxel():
-    shape, affine = target_grid(T1_SHAPE, T1_AFFINE, (4.0, 4.0, 6.0))
-    assert shape == (4, 3, round(5 * 3 / 6))
-    np.testing.assert_allclose(np.diag(affine)[:3], [-4, -4, 6])  # directions kept (LPS stays LPS)
-    old_edge = T1_AFFINE @ [-0.5, -0.5, -0.5, 1]
-    np.testing.assert_allclose(affine @ [-0.5, -0.5, -0.5, 1], old_edge)
-    with pytest.raises(ConfigError, match="three positive values in mm"):
-        target_grid(T1_SHAPE, T1_AFFINE, (1.0, 0.0, 1.0))
-
-
-def test_resample_to_the_same_grid_is_the_identity():
-    rng = np.random.default_rng(2)
-    image = rng.normal(size=(5, 4, 3)).astype(np.float32)
-    labels = rng.integers(0, 10, (5, 4, 3)).astype(np.int16)
-    np.testing.assert_allclose(resample_to_grid(image, T1_AFFINE, image.shape, T1_AFFINE, order=1), image, atol=1e-6)
-    same = resample_to_grid(labels, T1_AFFINE, labels.shape, T1_AFFINE, order=0)
-    assert same.dtype == np.int16
-    np.testing.assert_array_equal(same, labels)
-    # one voxel shift along x: nearest neighbour copies the neighbour, outside the source is 0
-    shifted = T1_AFFINE @ np.array([[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
-    moved = resample_to_grid(labels, T1_AFFINE, labels.shape, shifted, order=0)
-    np.testing.assert_array_equal(moved[:-1], labels[1:])
-    assert not moved[-1].any()
+def test_upsampling_keeps_the_whole_field_of_view(lps_input, tmp_path):
+    """2/2/3 mm → 1/1/1.5 mm: every output voxel centre lies inside a source voxel, the outer half-voxel shell
+    included, so each source voxel becomes exactly 2×2×2 output voxels (the scipy resampler of earlier versions
+    set that shell to 0: a lesion on the border lost voxels and the T1 got a black frame)."""
+    src, t1, lesion = lps_input
+    m = load_manifest(prepare_manifest(src, tmp_path / "up", reorient=None, spacing_mm=(1, 1, 1.5)), check_files=False)
+    out_t1, affine, _ = read_image(m.scans.loc[0, "t1"])
+    out_lesion, _, _ = read_label(m.scans.loc[0, "lesion_label"])
+    assert out_t1.shape == tuple(2 * s for s in T1_SHAPE)
+    # linear interpolation stays within the source's range everywhere, the border planes included (no 0 frame)
+    assert t1.min() - 1e-3 <= out_t1.min() and out_t1.max() <= t1.max() + 1e-3
+    np.testing.assert_array_equal(out_lesion, np.repeat(np.repeat(np.repeat(lesion, 2, 0), 2, 1), 2, 2))
+    assert out_lesion.sum() == 8 * lesion.sum()  # the lesion at (5, 0, 1) touches the border plane y = 0
 
 
 def test_unknown_reorientation_is_a_config_error(lps_input, tmp_path):

@@ -8,9 +8,10 @@ import pytest
 from scipy import ndimage
 
 from sapkit.config import RegisterConfig
+from sapkit.imaging.resample import resample
 from sapkit.preprocessing.adc import fit_adc
 from sapkit.preprocessing.bias import body_mask, n4_field
-from sapkit.preprocessing.geometry import Volume, resample, union_grid
+from sapkit.preprocessing.geometry import Volume, union_grid
 from sapkit.preprocessing.isis import chain_factors, overlap_ratio, reference_station
 from sapkit.preprocessing.nyul import apply_standard_scale, fit_standard_scale, landmarks
 from sapkit.preprocessing.register import register_station
