@@ -13,7 +13,9 @@ Conventions (pinned by ``tests/imaging/test_resample.py``)
   the input: linear interpolation takes the nearest edge values there (it does not fade to 0),
   nearest neighbour the voxel it lies in. Farther out, the output is ``default`` (0).
 - **Interpolation**: linear for images (output float32); nearest neighbour for label maps
-  (values and dtype kept).
+  (values and dtype kept). An output centre exactly halfway between two input centres (a tie,
+  e.g. 2 → 3 mm) takes the neighbour SimpleITK's half-up rounding gives after floating-point
+  arithmetic; either neighbour is as near.
 """
 
 from __future__ import annotations
