@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from sapkit.config import RawConfig, check_raw_config
-from sapkit.config import RawConfig, check_raw_config
 from sapkit.data.manifest import write_manifest
 from sapkit.errors import SapkitError
 from sapkit.io.atomic import atomic_write_text

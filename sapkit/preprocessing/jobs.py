@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from sapkit.config import RawConfig
-from sapkit.config import RawConfig
 from sapkit.errors import SapkitError
 from sapkit.jobs.executors import Resources, run_array
 from sapkit.preprocessing.layout import PreprocessDir
