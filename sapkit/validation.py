@@ -27,6 +27,7 @@ __all__ = [
     "check_spacing",
     "check_probability_map",
     "check_tolerance",
+    "native_byte_order",
 ]
 
 CONNECTIVITIES = (6, 18, 26)
@@ -144,3 +145,20 @@ def check_probability_map(prob_map: npt.ArrayLike, *, ndim: int = 3,
             raise error(f"prob_map values must be in [0, 1], got range [{low:g}, {high:g}]; "
                         "apply a sigmoid/softmax first.")
     return prob
+
+
+def native_byte_order(arr: npt.ArrayLike) -> np.ndarray:
+    """``arr`` as an array in the machine's byte order (a copy only when it is not).
+
+    Arrays that enter the metrics may be byte views of another order (a big-endian NIfTI file read
+    by nibabel, ``np.frombuffer(..., ">f4")``); the kit's fast paths read raw bytes and would
+    mis-count them.
+
+    >>> native_byte_order(np.array([0.5, 1.0], dtype=">f4")).dtype.byteorder in "=<|"
+    True
+    """
+    a = np.asarray(arr)
+    if a.dtype.byteorder not in ("=", "|") and a.dtype.byteorder != np.dtype(a.dtype.char).byteorder:
+        return a.astype(a.dtype.newbyteorder("="))
+    return a
+

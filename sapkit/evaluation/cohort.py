@@ -35,11 +35,12 @@ from sapkit.metrics import (
     FrocCurve,
     ThresholdChoice,
     froc_curve,
+    grid_edge,
     lesion_counts_by_threshold,
     lesion_report,
     tune_threshold,
 )
-from sapkit.evaluation.tables import compare_inits, table1, table1_markdown, table1_values
+from sapkit.evaluation.tables import compare_inits, flags_note, table1, table1_markdown, table1_values
 
 __all__ = ["CohortResult", "RunEvaluation", "read_prob_map", "case_table", "cohort_counts", "evaluate_cohort",
            "evaluate_run"]
@@ -127,7 +128,7 @@ def _evaluate_case(row: Mapping[str, Any], e: EvalConfig, threshold: float) -> t
     scan_id = str(row["scan_id"])
     rep = lesion_report(gt, prob_map=prob, threshold=threshold, spacing_mm=spacing, connectivity=e.connectivity,
                         hit=e.hit, precision=e.precision, tolerance_mm=e.tolerance_mm, nsd_mode=e.nsd_mode,
-                        skeleton=skel, large_lesion_ml=e.large_lesion_ml, scan_id=scan_id)
+                        skeleton=skel, large_lesion_ml=e.large_lesion_ml, oversize_ml=e.oversize_ml, scan_id=scan_id)
     counts = lesion_counts_by_threshold(gt, prob, spacing_mm=spacing, thresholds=e.thresholds,
                                         connectivity=e.connectivity, hit=e.hit, large_lesion_ml=e.large_lesion_ml,
                                         precision=e.precision, scan_id=scan_id)
@@ -182,7 +183,7 @@ def evaluate_cohort(cases: pd.DataFrame, *, threshold: float, eval_config: EvalC
     rows = cases.to_dict("records")
     results = _map_cases(functools.partial(_evaluate_case, threshold=float(threshold)), rows, eval_config, jobs,
                          progress, "evaluate")
-    for row, (rep, case_counts) in zip(rows, results):
+    for row, (rep, case_counts) in zip(rows, results, strict=True):  # strict: the progress bar reaches 100 %
         counts.append(case_counts)
         lesions.append(rep.lesions)
         preds.append(rep.predictions)
@@ -312,7 +313,7 @@ def evaluate_run(run_dir: str | Path, config: Config, *, inits: Sequence[str] | 
         if tune_cases.empty:
             raise EvaluationError(f"the tuning fold {splits['tuning_fold']} holds no patient scans; re-create splits.json")
         choice = tune_threshold(cohort_counts(tune_cases, eval_config=e, progress=progress, jobs=jobs),
-                                statistic=e.tune_statistic)
+                                statistic=e.tune_statistic, what=f"init {init}")
         choices[init] = choice
         result = evaluate_cohort(case_table(manifest, splits, pred_dir, folds="test", only_folds=test_ids), threshold=choice.threshold,
                                  eval_config=e, progress=progress, jobs=jobs)
@@ -344,7 +345,8 @@ def evaluate_run(run_dir: str | Path, config: Config, *, inits: Sequence[str] | 
             f"({e.n_bootstrap} resamples, seed {e.seed}). Hit rule {e.hit}, connectivity {e.connectivity}, "
             f"NSD tolerance {e.tolerance_mm:g} mm ({e.nsd_mode} mode), thresholds tuned on fold "
             f"{splits['tuning_fold']} by {e.tune_statistic} F2: "
-            + ", ".join(f"{i} {c.threshold:g}" for i, c in choices.items())
-            + ". Paper columns: journal Table 1 (Baseline = scratch)."))),
+            + ", ".join(f"{i} {c.threshold:g}" + (" (grid edge, §11.1)" if grid_edge(c) else "")
+                        for i, c in choices.items())
+            + ". " + flags_note(pat, e.oversize_ml) + " Paper columns: journal Table 1 (Baseline = scratch)."))),
     }
     return RunEvaluation(les, prd, pat, cnt, choices, frocs, values, t1, comparisons, files)

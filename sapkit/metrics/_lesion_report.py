@@ -36,10 +36,10 @@ from sapkit.imaging.components import ComponentStats, component_stats
 from sapkit.label_maps import SKELETON_CLASSES
 from sapkit.metrics import _components as C
 from sapkit.metrics._lesion_matching import match, overlaps, parse_hit
-from sapkit.metrics._lesion_tables import PRECISION_RULES, LesionParams, LesionReport, _summarise
+from sapkit.metrics._lesion_tables import OVERSIZE_ML, PRECISION_RULES, LesionParams, LesionReport, _summarise
 from sapkit.metrics._overlap import _dice_from_counts, _iou_from_counts
 from sapkit.metrics._surface import NSD_MODES, _surface_dice_of_boxes
-from sapkit.validation import check_connectivity, check_spacing, check_tolerance
+from sapkit.validation import check_connectivity, check_spacing, check_tolerance, native_byte_order
 
 __all__ = ["LESION_SCORES", "lesion_report"]
 
@@ -51,15 +51,15 @@ def _check_inputs(gt_mask: npt.ArrayLike, pred_mask: npt.ArrayLike | None, prob_
                   threshold: float | None, spacing_mm: float | Sequence[float], skeleton: npt.ArrayLike | None,
                   ) -> tuple[np.ndarray, np.ndarray, bool, tuple[float, float, float], np.ndarray | None]:
     """Validated (gt, prediction, is_prob, spacing as 3 floats, skeleton as 3D or None)."""
-    gt = np.asarray(gt_mask)
+    gt = native_byte_order(gt_mask)
     if (pred_mask is None) == (prob_map is None):
         raise MetricInputError("give exactly one of pred_mask= (binary) or prob_map= with threshold=")
     if prob_map is not None:
-        pred = np.asarray(prob_map)
+        pred = native_byte_order(prob_map)
         if threshold is None or not (0 < float(threshold) <= 1):
             raise MetricInputError(f"threshold must be in (0, 1] when prob_map is given, got {threshold!r}")
     else:
-        pred = np.asarray(pred_mask)
+        pred = native_byte_order(pred_mask)
     if gt.ndim not in (2, 3):
         raise MetricInputError(f"gt_mask must be a 2D or 3D array, got shape {gt.shape}")
     if pred.shape != gt.shape:
@@ -69,7 +69,7 @@ def _check_inputs(gt_mask: npt.ArrayLike, pred_mask: npt.ArrayLike | None, prob_
     sp = check_spacing(spacing_mm, ndim=gt.ndim, error=MetricInputError) + (1.0,) * (3 - gt.ndim)
     skel = None
     if skeleton is not None:
-        skel = C._as_3d(np.asarray(skeleton))
+        skel = C._as_3d(native_byte_order(skeleton))
         if skel.shape != C._as_3d(gt).shape:
             raise MetricInputError(f"skeleton shape {np.shape(skeleton)} ≠ gt_mask shape {gt.shape}; resample it first")
     return gt, pred, prob_map is not None, sp, skel  # type: ignore[return-value]
@@ -152,6 +152,7 @@ def lesion_report(
     scan_id: str = "",
     lesion_scores: str = "whole",
     precision: str = "lesion",
+    oversize_ml: float = OVERSIZE_ML,
 ) -> LesionReport:
     """Lesion-wise evaluation of one scan (``docs/metrics.md`` §3–§8).
 
@@ -192,6 +193,9 @@ def lesion_report(
     precision : {"lesion", "prediction"}
         What precision counts as a hit: detected GT lesions (TP / (TP + FP), default) or predicted
         components that overlap a lesion ((components − FP) / components); F2 follows.
+    oversize_ml : float
+        Predicted components larger than this (mL) are flagged ``oversized``; components credited
+        with ≥ 2 lesions are flagged ``merges_lesions`` (docs/metrics.md §15). Flags never change a count.
 
     Returns
     -------
@@ -228,8 +232,10 @@ def lesion_report(
         raise MetricInputError(f"precision must be one of {PRECISION_RULES}, got {precision!r}")
     tolerance_mm = check_tolerance(tolerance_mm, error=MetricInputError)
     is_2d = gt.ndim == 2
+    if not oversize_ml > 0:
+        raise MetricInputError(f"oversize_ml must be > 0 mL, got {oversize_ml!r}")
     params = LesionParams(tuple(sp[:gt.ndim]), conn, hit, tolerance_mm, nsd_mode, float(large_lesion_ml),
-                          None if threshold is None else float(threshold), lesion_scores, precision)
+                          None if threshold is None else float(threshold), lesion_scores, precision, float(oversize_ml))
     voxel_ml = sp[0] * sp[1] * sp[2] / 1000.0
     large_voxels = large_lesion_ml / voxel_ml * (1 - _REL_TOL)
 
@@ -305,6 +311,7 @@ def lesion_report(
                 "false_positive": not bool(pred_hit[p]),
                 "max_prob": float(max_prob[p]) if max_prob is not None else float("nan"),
                 "matched_lesion_ids": ";".join(str(g_offset + g) for g in credited[p]),
+                "merges_lesions": len(credited[p]) >= 2, "oversized": bool(p_sizes[p] * voxel_ml > oversize_ml),
                 "centroid_x_vox": float(centroid[0]), "centroid_y_vox": float(centroid[1]),
                 "centroid_z_vox": float(centroid[2]),
             })

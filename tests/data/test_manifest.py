@@ -77,7 +77,7 @@ def _grid_shape(y):
 
 def _label_grid(y):
     save_nifti(np.zeros((12, 10, 14), np.uint8), np.diag([2, 2, 3.01, 1.0]), y.parent / "p05_lesion.nii.gz")
-    return r"lesion_label .*p05_lesion\.nii\.gz affine differs"
+    return r"lesion_label .*p05_lesion\.nii\.gz grid lies up to"
 
 
 def _label_values(y):

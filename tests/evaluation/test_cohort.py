@@ -161,3 +161,25 @@ def test_cli_cohort_jobs_match_serial(fake_run, tmp_path):
         tables.append((pd.read_csv(out.table("patients")), pd.read_csv(out.table("lesions"))))
     pd.testing.assert_frame_equal(tables[0][0], tables[1][0])
     pd.testing.assert_frame_equal(tables[0][1], tables[1][1])
+
+
+def test_progress_bars_reach_the_last_case(fake_run, monkeypatch):
+    """Every bar of evaluate_run runs to its end (a zip over the rows stopped each one a step short: 17/18)."""
+    import sapkit.evaluation.cohort as cohort
+
+    finished = []
+
+    def recording_bar(items, **kw):
+        items = list(items)
+
+        def walk():
+            for k, item in enumerate(items, 1):
+                yield item
+                if k == len(items):
+                    finished.append(kw.get("desc"))
+        return walk()
+
+    monkeypatch.setattr(cohort, "progress_bar", recording_bar)
+    evaluate_run(fake_run, load_config("smoke"), progress=True)
+    n_bars = 2 * len(INITS)  # tuning counts and test-fold evaluation per init
+    assert len(finished) == n_bars, finished
