@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sapkit.errors import ConfigError
+from sapkit.imaging.window import display_window, to_grey
 from sapkit.plotting.colors import PREDICTION_COLOR, REFERENCE_COLOR, label_legend
 
 __all__ = ["label_boundaries", "slice_traces", "slice_figure", "label_overlay_figure", "image_panels_figure"]
@@ -105,12 +106,6 @@ def _plane(volume: np.ndarray | None, axis: int, index: int) -> np.ndarray | Non
     return None if volume is None else np.take(volume, index, axis=axis).T
 
 
-def _window(image: np.ndarray) -> tuple[float, float]:
-    """Grey-level window: the 1st and 99th intensity percentiles."""
-    low, high = np.percentile(image, (1.0, 99.0))
-    return float(low), float(high)
-
-
 # ----------------------------------------------------------------------------- the renderer
 def slice_traces(image: npt.ArrayLike, *, spacing_mm: float | Sequence[float] = 1.0,
                  window: tuple[float, float] | None = None, labels: npt.ArrayLike | None = None,
@@ -126,7 +121,8 @@ def slice_traces(image: npt.ArrayLike, *, spacing_mm: float | Sequence[float] = 
     spacing_mm : float or (du, dv)
         Pixel size in mm along x (columns) and y (rows).
     window : (low, high), optional
-        Intensities mapped to black and white; default the 1st and 99th percentiles of the plane.
+        Intensities mapped to black and white; default the kit's display window of the plane
+        (:func:`sapkit.imaging.window.display_window`: its 1st and 99th percentiles).
     labels : (V, U) int array, optional
         Label map: one outline trace per value of ``label_values`` in :func:`~sapkit.plotting.colors.label_color`.
     label_values : sequence of int, optional
@@ -154,8 +150,7 @@ def slice_traces(image: npt.ArrayLike, *, spacing_mm: float | Sequence[float] = 
     if img.ndim != 2:
         raise ConfigError(f"slice_traces draws one 2-D plane, got shape {img.shape}; take a slice first.")
     du, dv = (float(spacing_mm),) * 2 if np.ndim(spacing_mm) == 0 else tuple(float(s) for s in spacing_mm)
-    low, high = _window(img) if window is None else (float(window[0]), float(window[1]))
-    grey = np.clip((img - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
+    grey = to_grey(img, display_window(img) if window is None else window)
     traces = [go.Heatmap(z=grey, colorscale="gray", zmin=0, zmax=255, showscale=False, name="image",
                          dx=du, dy=dv, x0=0.0, y0=0.0, hoverinfo="skip")]
 
@@ -235,7 +230,7 @@ def slice_figure(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, pred
     u_ax, v_ax = [a for a in range(3) if a != ax]
     n = img.shape[ax]
     indices = np.unique(np.linspace(0, n - 1, min(n, max_slices)).round().astype(int))
-    window = _window(img)
+    window = display_window(img)
     values = None if lab is None else np.unique(lab)
 
     def _traces(k: int) -> list:
@@ -296,7 +291,7 @@ def label_overlay_figure(image: npt.ArrayLike, labels: npt.ArrayLike | None = No
     p = tuple(s // 2 for s in img.shape) if point is None else tuple(int(v) for v in point)
     if len(p) != 3 or not all(0 <= v < s for v, s in zip(p, img.shape)):
         raise ConfigError(f"point {point!r} is not a voxel of an image of shape {img.shape}; pass 3 indices inside it.")
-    window, values = _window(img), (None if lab is None else np.unique(lab))
+    window, values = display_window(img), (None if lab is None else np.unique(lab))
     views = ("coronal", "sagittal", "axial")
     fig = make_subplots(rows=1, cols=3, subplot_titles=views, horizontal_spacing=0.04)
     for col, name in enumerate(views, start=1):
@@ -370,7 +365,7 @@ def image_panels_figure(panels: Mapping[str, Any], *, axis: str = "axial", index
         raise ConfigError(f"slice index {index} is outside 0..{shape[ax] - 1} along the {axis} axis.")
     spacing = (float(spacing_mm),) * 3 if np.ndim(spacing_mm) == 0 else tuple(float(s) for s in spacing_mm)
     u_ax, v_ax = [a for a in range(3) if a != ax]
-    window = window or _window(np.stack(list(volumes.values())))
+    window = window or display_window(np.stack(list(volumes.values())))
     fig = make_subplots(rows=1, cols=len(volumes), subplot_titles=list(volumes), horizontal_spacing=0.02)
     for col, volume in enumerate(volumes.values(), start=1):
         for trace in slice_traces(_plane(volume, ax, k), spacing_mm=(spacing[u_ax], spacing[v_ax]), window=window):

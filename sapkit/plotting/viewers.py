@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sapkit.errors import ConfigError
+from sapkit.imaging.window import RENDER_PERCENTILES, display_window
 from sapkit.jobs.progress import is_headless
 from sapkit.plotting.colors import PREDICTION_COLOR, REFERENCE_COLOR, label_color
 from sapkit.plotting.slices import _check_inputs, slice_figure
@@ -213,9 +214,9 @@ def _view_ipyniivue(image, labels, prediction, spacing, *, label_names, height_p
     nv = ipyniivue.NiiVue(height=height_px, slice_type=ipyniivue.SliceType.MULTIPLANAR,
                           multiplanar_show_render=ipyniivue.ShowRender.ALWAYS, is_colorbar=False,
                           back_color=(0.0, 0.0, 0.0, 1.0), is_alpha_clip_dark=True)
-    low, high = np.percentile(image, (50.0, 99.5))  # window from the median: the dark background clips away
+    low, high = display_window(image, percentiles=RENDER_PERCENTILES)  # from the median: the background clips away
     volumes = [ipyniivue.Volume(data=nifti_bytes(image, spacing_mm=spacing), name="image.nii.gz",
-                                colormap="gray", cal_min=float(low), cal_max=float(max(high, low + 1e-6)))]
+                                colormap="gray", cal_min=low, cal_max=high)]
     for arr, name, opacity, single in ((labels, "labels.nii.gz", 0.9, None),
                                        (reference, "reference.nii.gz", 0.9, REFERENCE_COLOR),
                                        (prediction, "prediction.nii.gz", 1.0, PREDICTION_COLOR)):

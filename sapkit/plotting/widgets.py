@@ -15,6 +15,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from sapkit.errors import ConfigError
+from sapkit.imaging.window import display_window
 from sapkit.inference.postprocess import LESION_COLUMNS, lesion_components
 from sapkit.jobs.progress import is_headless, progress_bar
 from sapkit.validation import check_spacing
@@ -99,7 +100,7 @@ class LesionExplorer:
         image = np.asarray(self._images[case], dtype=np.float32)
         image = image[min(self._channel, image.shape[0] - 1)] if image.ndim == 4 else image
         self._mip = image.max(axis=self._axis).T
-        self._window = tuple(float(v) for v in np.percentile(self._mip, (1.0, 99.5)))
+        self._window = display_window(self._mip)
         reference = self._masks.get(case)
         self._reference = np.zeros(self._mip.shape, bool) if reference is None else \
             (np.asarray(reference) > 0).max(axis=self._axis).T

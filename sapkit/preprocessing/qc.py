@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from sapkit.imaging.window import display_window, to_grey
 from sapkit.io.atomic import atomic_path
 
 __all__ = ["write_png", "coronal_index", "seam_montage", "seam_figure", "n4_field_figure", "factors_figure",
@@ -48,9 +49,9 @@ def coronal_index(mask: npt.ArrayLike) -> int:
 
 
 def _window(plane: npt.NDArray, ref: npt.NDArray) -> npt.NDArray[np.uint8]:
-    values = ref[ref > 0] if np.any(ref > 0) else ref.ravel()
-    lo, hi = np.percentile(values, [1, 99]) if values.size else (0.0, 1.0)
-    return (np.clip((plane - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+    """``plane`` in grey levels under the kit's display window of ``ref``'s positive voxels (all if none is)."""
+    positive = ref > 0
+    return to_grey(plane, display_window(ref, mask=positive if positive.any() else None))
 
 
 def _display(plane: npt.NDArray, spacing_xz: tuple[float, float]) -> npt.NDArray:
