@@ -66,6 +66,36 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return ckpt["state_dict"] if "state_dict" in ckpt else ckpt["model"]
 
 
+_STEP_SCRIPT = """
+import sys, time, torch
+from sapkit.config import load_config
+from sapkit.networks.factory import build_model
+cfg = load_config(sys.argv[1])
+model = build_model(cfg.model, 2, seed=0)
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+roi, batch = list(cfg.lesion.roi), cfg.lesion.batch_size
+x = torch.randn(batch, 2, *roi, generator=torch.Generator().manual_seed(0))
+y = (torch.rand(batch, 2, *roi, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+times = []
+for step in range(int(sys.argv[2])):
+    t = time.perf_counter()
+    opt.zero_grad()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
+    loss.backward()
+    opt.step()
+    times.append(time.perf_counter() - t)
+print(min(times[3:]))
+"""
+
+
+def step_seconds(env: dict[str, str], *, profile: str = "demo", steps: int = 15) -> float:
+    """Fastest training step (forward, backward, Adam) of the profile's lesion model on one batch,
+    in a fresh process under ``env``: the fastest of many is what the CPU can do, whatever else runs."""
+    out = subprocess.run([sys.executable, "-c", _STEP_SCRIPT, profile, str(steps)], env=env, check=True,
+                         capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def max_abs_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     """Largest |a − b| over every floating-point tensor of two state dicts with the same keys."""
     return max(float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].is_floating_point())
@@ -104,6 +134,14 @@ def main() -> int:
         pairs = [("default", "default+limits"), ("pinned", "pinned+limits"), ("default", "pinned")]
         for a, b in pairs:
             print(f"  {a:15s} vs {b:15s}: {max_abs_difference(weights[a][0], weights[b][0]):.3g}")
+        steps: dict[str, list[float]] = {}
+        for _ in range(args.repeats + 1):  # interleaved, fastest step of each process
+            for name in ("default", "pinned"):
+                steps.setdefault(name, []).append(step_seconds({**base_env, **ENVIRONMENTS[name]}))
+        fast = {name: min(v) for name, v in steps.items()}
+        print(f"\nfastest training step of the demo lesion model (batch 4, 32³ voxels), {args.repeats + 1} processes each:")
+        for name, v in fast.items():
+            print(f"  {name:15s} {v * 1000:7.1f} ms  {v / fast['default']:5.2f}x")
         ref = statistics.median(seconds["default"])
         print("\nmedian training time (process start to exit), ratio to default:")
         for name in ENVIRONMENTS:

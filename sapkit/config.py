@@ -246,6 +246,7 @@ class EvalConfig:
     precision: PrecisionRule = "lesion"
     nsd_mode: NsdMode = "surface"
     large_lesion_ml: float = bounded(1.0, 0.0)
+    oversize_ml: float = bounded(200.0, 1e-9)  # predicted components above this are flagged (metrics.md §15)
     thresholds: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
     froc_max_fp: float = bounded(15.0, 0.0)
     froc_max_fp_large: float = bounded(4.0, 0.0)
@@ -261,6 +262,7 @@ class Config:
     profile: str = "paper"
     seed: int = bounded(42, 0)
     device: Device = "auto"
+    pin_isa: bool = False  # hold ATen/oneDNN/MKL/OpenBLAS to AVX2: the same weights on any AVX2 CPU (docs/reproducibility.md)
     synth: SynthConfig = field(default_factory=SynthConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -274,7 +276,7 @@ class Config:
     raw: RawConfig = field(default_factory=RawConfig)  # sapkit preprocess (its sections: sapkit/_config_raw.py)
 
 
-def config_to_dict(config: Any) -> dict[str, Any]:
+def config_to_dict(config: Config) -> dict[str, Any]:
     """Plain nested dict (tuples as lists) of a config dataclass, ready for YAML/JSON."""
     return to_plain_dict(config)
 

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("sapkit.cli.export", "write a lesion model as a MONAI bundle (runs with python -m monai.bundle run)"),
     "reproduce": ("sapkit.cli.reproduce", "run the notebook series 00-05 headless with papermill"),
     "sweep": ("sapkit.cli.sweep", "run the series once per parameter set of a grid and aggregate"),
+    "seeds": ("sapkit.cli.seeds", "seed study: rerun with other training and cohort seeds, aggregate what holds"),
     "readme": ("sapkit.cli.readme", "regenerate the README's results table from a finished run"),
 }
 

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from sapkit.cli._cluster import add_cluster_arguments, resources_from_args
-from sapkit.cli._common import add_profile_arguments, config_from_args, parse_overrides, run_dir_from_args
+from sapkit.cli._common import add_profile_arguments, config_from_args, declare_profile, parse_overrides, run_dir_from_args
 from sapkit.io.output_paths import OutputPlan
 
 __all__ = ["add_arguments", "outputs", "run"]
@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def outputs(args: argparse.Namespace) -> OutputPlan:
-    """Writes the base run (``--run-dir``, when it has not finished) and the study folder ``--out``."""
+    """Reads the profile; writes the base run (``--run-dir``, when it has not finished) and the study folder ``--out``."""
     plan = OutputPlan("sapkit seeds")
+    declare_profile(plan, args)
     plan.writes_folder(run_dir_from_args(args), "--run-dir (the base run)")
     plan.writes_folder(Path(args.out), "--out")
     return plan

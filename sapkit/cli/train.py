@@ -77,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     from sapkit.training.ssl_task import train_ssl
 
     config = config_from_args(args)
+    if config.pin_isa:  # before the first tensor operation of this process (docs/reproducibility.md)
+        from sapkit.io.machine import pin_isa
+
+        pin_isa()
     run_dir = run_dir_from_args(args)
     if args.print_slurm:
         from sapkit.training.launch import script_from_args

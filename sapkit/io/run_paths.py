@@ -30,6 +30,7 @@ from typing import Any, Literal
 from sapkit.config import Config, save_config
 from sapkit.errors import ConfigError
 from sapkit.io.atomic import atomic_write_text
+from sapkit.io.machine import machine_info
 
 __all__ = [
     "RunDir",
@@ -379,7 +380,11 @@ def notebook_run_dir(run_dir: str | Path) -> Path:
 
 
 def library_versions() -> dict[str, Any]:
-    """Versions of python, torch, monai, numpy, CUDA/cuDNN and the GPU name (None on CPU)."""
+    """Versions of python, torch, monai, numpy, CUDA/cuDNN, the GPU name (None on CPU) and the machine.
+
+    ``"machine"`` is :func:`sapkit.io.machine.machine_info`: CPU model, instruction set, the capability
+    torch dispatches to, thread counts and the numerics environment variables (training results
+    differ between CPUs; docs/reproducibility.md)."""
     import monai
     import nibabel
     import numpy
@@ -399,6 +404,7 @@ def library_versions() -> dict[str, Any]:
         "cuda": torch.version.cuda if cuda else None,
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "machine": machine_info(),
     }
 
 

@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from sapkit.config import Config, load_config
 from sapkit.errors import SapkitError
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.run_lock import RunLock
 from sapkit.io.run_paths import RunDir, default_run_dir
+from sapkit.pipeline.html_report import build_report
+from sapkit.pipeline.progress import RunMonitor, check_series_plan, format_seconds, planned_models
 
 __all__ = [
     "NOTEBOOKS", "RAW_NOTEBOOK", "series_notebooks", "NotebookResult", "notebooks_dir", "kernel_name", "resume_command", "run_notebook", "reproduce",
@@ -40,7 +43,7 @@ NOTEBOOKS = (
 RAW_NOTEBOOK = "00a_preprocessing"
 
 
-def series_notebooks(config: Any) -> tuple[str, ...]:
+def series_notebooks(config: Config) -> tuple[str, ...]:
     """The series for ``config``: :data:`NOTEBOOKS`, preceded by :data:`RAW_NOTEBOOK` for raw input."""
     raw = getattr(config, "raw", None)
     return ((RAW_NOTEBOOK,) if raw is not None and (raw.input or raw.synthetic) else ()) + NOTEBOOKS
@@ -117,7 +120,7 @@ def resume_command(parameters: Mapping[str, Any]) -> str:
 def run_notebook(
     name: str, run_dir: Path, parameters: Mapping[str, Any], *, force: bool = False,
     kernel: str | None = None, source_dir: Path | None = None, cwd: Path | None = None,
-    config: Any = None, progress: bool = False,
+    config: Config | None = None, progress: bool = False,
 ) -> NotebookResult:
     """Execute one notebook of the series into ``run_dir/notebooks/<name>.ipynb``.
 
@@ -135,7 +138,6 @@ def run_notebook(
 
     import papermill as pm
 
-    from sapkit.pipeline.progress import RunMonitor, planned_models
     from nbclient.exceptions import DeadKernelError
 
     source = (source_dir or notebooks_dir()) / f"{name}.ipynb"
@@ -203,11 +205,11 @@ def reproduce(
     -------
     list of NotebookResult
     """
-    from sapkit.config import load_config
-    from sapkit.pipeline.html_report import build_report
-    from sapkit.pipeline.progress import check_series_plan, format_seconds
-
     config = load_config(profile, overrides)  # fail fast on a bad profile/override, before any notebook starts
+    if config.pin_isa:  # the notebook kernels start with the instruction sets pinned (docs/reproducibility.md)
+        from sapkit.io.machine import pin_isa
+
+        pin_isa()
     run_dir = Path(run_dir or default_run_dir(str(profile))).resolve()
     series = series_notebooks(config)
     wanted = list(series if notebooks is None else notebooks)

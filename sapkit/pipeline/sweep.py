@@ -241,7 +241,9 @@ def _pick(frame: pd.DataFrame, names: tuple[str, ...]) -> str:
 
 
 def aggregate_runs(runs: Mapping[str, tuple[Mapping[str, Any], Path]]) -> pd.DataFrame:
-    """One row per (run, init): the run's parameters, n patients, median F2 and per-patient Dice."""
+    """One row per (run, init): the run's parameters, n patients, median F2 and per-patient Dice, and
+    ``flagged_scans``: scans with a predicted component over ≥ 2 lesions or above the size bound
+    (docs/metrics.md §15) — where that is most scans, a high F2 says little."""
     rows = []
     for name, (params, run_dir) in runs.items():
         path = RunDir(run_dir).eval_table("patients")
@@ -252,7 +254,9 @@ def aggregate_runs(runs: Mapping[str, tuple[Mapping[str, Any], Path]]) -> pd.Dat
         init_col = "init" if "init" in patients.columns else None
         groups = patients.groupby(init_col) if init_col else [("all", patients)]
         for init, part in groups:
+            flagged = sum((part[c].fillna(0) > 0) for c in ("n_merging", "n_oversized") if c in part.columns)
             rows.append({"run": name, **params, "init": init, "n_patients": len(part),
-                         "median_f2": float(part[f2].median()), "median_dice": float(part[dice].median())})
+                         "median_f2": float(part[f2].median()), "median_dice": float(part[dice].median()),
+                         "flagged_scans": int((flagged > 0).sum()) if len(part) and not isinstance(flagged, int) else 0})
     return pd.DataFrame(rows)
 
