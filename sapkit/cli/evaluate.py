@@ -84,8 +84,10 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
     if args.manifest:
         if not args.pred_dir:
             raise SapkitError("--manifest needs --pred-dir (folder of <scan_id>_prob.nii.gz files)")
-        declare_manifest_inputs(plan, args.manifest)
+        manifest = declare_manifest_inputs(plan, args.manifest)
         pred = PredictionDir(args.pred_dir)
+        if manifest is not None:  # refuse missing maps before the output folder is made
+            _expected_scans(manifest.patients().to_dict("records"), pred, allow_missing=args.allow_missing)
         plan.reads_folder(pred.path, "prediction folder (--pred-dir)")
         plan.reads(pred.summary_csv, f"the prediction table {pred.summary_csv.name} of --pred-dir")
         for scan_id in pred.scan_ids():
@@ -219,14 +221,14 @@ def _run_cohort(args: argparse.Namespace) -> int:
     from sapkit.metrics import froc_curve
     from sapkit.evaluation.tables import table1, table1_markdown, table1_values
 
-    if not args.pred_dir:
-        raise SapkitError("--manifest needs --pred-dir (folder of <scan_id>_prob.nii.gz files)")
     e = _eval_config(args)
     manifest = load_manifest(args.manifest, check_files=False)
     pred_dir = PredictionDir(args.pred_dir)
+    patients = manifest.patients().to_dict("records")
+    expected, missing = _expected_scans(patients, pred_dir, allow_missing=args.allow_missing)
     rows = [{"scan_id": r["scan_id"], "gt_path": r["lesion_label"], "prob_path": str(pred_dir.probability_map(r["scan_id"])),
              "skeleton_path": r.get("skeleton_label", "") or "", "subject_id": r["subject_id"]}
-            for r in manifest.patients().to_dict("records") if pred_dir.probability_map(r["scan_id"]).is_file()]
+            for r in expected if r["scan_id"] not in missing and pred_dir.probability_map(r["scan_id"]).is_file()]
     if not rows:
         raise SapkitError(f"no <scan_id>{PROB_SUFFIX} files in {pred_dir.path} match the patient scans of {manifest.path}")
     result = evaluate_cohort(pd.DataFrame(rows), threshold=0.5 if args.threshold is None else args.threshold,
@@ -239,23 +241,60 @@ def _run_cohort(args: argparse.Namespace) -> int:
     atomic_write_csv(result.predictions.assign(init=args.name), out.table("predictions"))
     atomic_write_csv(pat, out.table("patients"))
     atomic_write_csv(t1, out.table("table1"))
-    atomic_write_text(out.table1_md, table1_markdown(t1, note=f"threshold {result.threshold:g}, hit {e.hit}, "
-                                                         f"connectivity {e.connectivity}, τ {e.tolerance_mm:g} mm"))
-    summary = {"n_scans": len(rows), "threshold": result.threshold, "froc_auc": auc,
-               "median_f2": float(pat["f2"].median()), "out": str(out.path)}
+    note = f"threshold {result.threshold:g}, hit {e.hit}, connectivity {e.connectivity}, τ {e.tolerance_mm:g} mm"
+    if missing:
+        note += (f"; {len(missing)} scan(s) listed in {pred_dir.summary_csv.name} had no probability map and are not "
+                 f"evaluated (--allow-missing): {', '.join(missing)}")
+    atomic_write_text(out.table1_md, table1_markdown(t1, note=note))
+    summary = {"n_scans": len(rows), "n_missing": len(missing), "missing": missing, "n_patients": len(patients),
+               "threshold": result.threshold, "froc_auc": auc, "median_f2": float(pat["f2"].median()),
+               "out": str(out.path)}
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(_clean(summary), indent=2) + "\n")
     print(json.dumps(_clean(summary), indent=2))
     return 0
 
 
+def _expected_scans(patients: list[dict[str, Any]], pred_dir: Any, *, allow_missing: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    """The patient rows to evaluate (those ``predictions.csv`` lists, else all) and the ids among them without a map.
+
+    Raises
+    ------
+    EvaluationError
+        Maps are missing and ``allow_missing`` is off.
+    """
+    listed = _listed_scans(pred_dir)
+    expected = [r for r in patients if listed is None or r["scan_id"] in listed]
+    missing = [r["scan_id"] for r in expected if not pred_dir.probability_map(r["scan_id"]).is_file()]
+    if missing and not allow_missing:
+        raise EvaluationError(
+            f"{len(missing)} probability map(s) listed in {pred_dir.summary_csv} are missing from {pred_dir.path} "
+            f"({missing[:3]}{' …' if len(missing) > 3 else ''}); run `sapkit predict` for these scans, or pass "
+            "--allow-missing to evaluate the others (the missing scans are counted in the summary)")
+    return expected, missing
+
+
+def _listed_scans(pred_dir: Any) -> set[str] | None:
+    """Scan ids that ``predictions.csv`` of a prediction folder lists (None when there is no such table)."""
+    import pandas as pd
+
+    path = pred_dir.summary_csv
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path, dtype={"scan_id": str}, keep_default_na=False)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"{path} is not a readable table ({exc}); rerun `sapkit predict` or remove it") from None
+    if "scan_id" not in table.columns:
+        raise EvaluationError(f"{path} has no scan_id column; it is not a sapkit prediction table — rerun `sapkit predict` "
+                              "or remove it")
+    return set(table["scan_id"])
+
+
 def _run_folder(args: argparse.Namespace) -> int:
     from sapkit.evaluation.cohort import evaluate_run
-    from sapkit.io.run_paths import default_run_dir
 
-    config = config_from_args(args)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config.profile)
-    result = evaluate_run(run_dir, config, progress=True, jobs=args.jobs)
+    result = evaluate_run(run_dir_from_args(args), config_from_args(args), progress=True, jobs=args.jobs)
     print(result.table1.to_string(index=False))
     for name, path in result.files.items():
         print(f"wrote {name}: {path}")

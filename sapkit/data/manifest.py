@@ -23,6 +23,7 @@ from sapkit.errors import ManifestError, NiftiError
 from sapkit.imaging.components import label_components
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.nifti import check_same_grid, read_image, read_label
+from sapkit.io.output_paths import OutputPlan, file_stem_problem
 from sapkit.io.yaml_io import load_yaml_file
 from sapkit.label_maps import LESION_CLASSES, SKELETON_CLASSES
 
@@ -366,7 +367,7 @@ def declare_manifest_inputs(plan: OutputPlan, manifest: str | Path | Manifest, *
         yaml_path = given / "manifest.yaml" if given.is_dir() else given
         if not yaml_path.is_file():
             return None  # nothing there to protect; the command says what is missing
-        plan.reads(yaml_path, f"the manifest {yaml_path}")
+        plan.reads(yaml_path, f"the manifest {yaml_path.name}")
         plan.reads_folder(yaml_path.parent, f"{label} folder (it holds {yaml_path.name} or the scans)")
         manifest = load_manifest(given, check_files=False)
     for path, what in manifest.files().items():

@@ -168,10 +168,6 @@ class OutputPlan:
             self._check_folder(real, flag, given)
         clashes: dict[str, list[Path]] = {}
         for real, (flag, given, folder) in self._files.items():
-            if folder is not None and not _inside(real, folder):
-                raise OutputPathError(
-                    f"{flag}: the output {given} leaves the output folder {folder} (it resolves to {real}): an id that "
-                    "holds path parts, or a symbolic link pointing elsewhere; fix the id or remove the link")
             if real in self._inputs:
                 clashes.setdefault(flag, []).append(real)
         for flag, paths in clashes.items():
@@ -179,7 +175,11 @@ class OutputPlan:
             raise OutputPathError(
                 f"{flag} {subject or self._files[paths[0]][1]} would overwrite input file(s) {_shown(paths)}: "
                 f"{self._inputs[min(paths)]}; choose another {'folder' if subject else 'file'} ({_NEVER})")
-        for real, (flag, given, _) in self._files.items():
+        for real, (flag, given, folder) in self._files.items():
+            if folder is not None and not _inside(real, folder):
+                raise OutputPathError(
+                    f"{flag}: the output {given} leaves the output folder {folder} (it resolves to {real}): an id that "
+                    "holds path parts, or a symbolic link pointing elsewhere; fix the id or remove the link")
             whole = self._whole_input(real)
             if whole is not None:
                 raise self._inside_error(flag, given, whole)
