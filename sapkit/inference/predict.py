@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -260,7 +259,6 @@ def _predict_scan(case: Any, model: nn.Module, skel_model: nn.Module | None, out
 def _save_probability(prob: npt.NDArray[np.float32], affine: npt.NDArray, path: Path, *, header: Any,
                       dtype: str) -> tuple[npt.NDArray[np.float32], Path]:
     """Write a probability map; ``float16`` → uint16 with slope 1/65535. Returns (stored values, path)."""
-    from sapkit.io.atomic import atomic_path
     from sapkit.io.nifti import save_nifti
 
     if dtype == "float32":
@@ -269,16 +267,7 @@ def _save_probability(prob: npt.NDArray[np.float32], affine: npt.NDArray, path: 
         raise ConfigError(f"infer.prob_dtype must be float16 or float32, got {dtype!r}")
     slope = np.float32(1.0 / 65535.0)
     quantised = np.round(np.clip(prob, 0.0, 1.0) * 65535.0).astype(np.uint16)
-    new_header = nib.Nifti1Header()
-    if header is not None:
-        new_header.set_xyzt_units(*header.get_xyzt_units())
-    img = nib.Nifti1Image(quantised, affine, new_header)
-    img.set_data_dtype(np.uint16)
-    img.set_qform(affine, code=int(header["qform_code"]) if header is not None else 1)
-    img.set_sform(affine, code=int(header["sform_code"]) if header is not None else 1)
-    img.header.set_slope_inter(float(slope), 0.0)
-    with atomic_path(path) as tmp:
-        nib.save(img, str(tmp))
+    save_nifti(quantised, affine, path, header=header, dtype=np.uint16, slope=float(slope))
     return (quantised.astype(np.float32) * slope).astype(np.float32), path
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "read_image",
     "read_scan",
     "read_label",
+    "nifti_image",
     "save_nifti",
     "reorient_to_ras",
     "orientation_code",
@@ -346,31 +347,19 @@ def _output_codes(header: nib.Nifti1Header | None) -> tuple[int, int]:
     return (q or s or 1), (s or q or 1)
 
 
-def save_nifti(
-    array: npt.ArrayLike, affine: npt.ArrayLike, path: str | Path, *,
-    header: nib.Nifti1Header | None = None, dtype: npt.DTypeLike | None = None,
-) -> Path:
-    """Save a 3D array as NIfTI atomically, keeping the reference header's qform/sform codes.
+def nifti_image(
+    array: npt.ArrayLike, affine: npt.ArrayLike, *, header: nib.Nifti1Header | None = None,
+    dtype: npt.DTypeLike | None = None, slope: float | None = None,
+) -> nib.Nifti1Image:
+    """The kit's one NIfTI builder (every file and in-memory NIfTI sapkit writes): ``array`` (X, Y, Z[, C]) on ``affine``.
 
-    Both codes are written non-zero (a source with codes 0 gets 1, "scanner"), so every reader
-    places the voxels where sapkit did; an affine with shear (which a qform cannot hold) is written
-    as the sform only (qform_code 0), so the file holds one geometry, not two.
-
-    Parameters
-    ----------
-    array : (X, Y, Z) array
-    affine : (4, 4) voxel → world matrix (mm).
-    header : Nifti1Header, optional
-        Source header; its qform/sform codes (and xyzt units) are preserved.
-    dtype : dtype, optional
-        On-disk dtype (default: the array's). Intensity scaling (scl_slope) is reset.
-
-    Returns
-    -------
-    Path
-        The written file.
+    qform and sform codes are the reference ``header``'s (its xyzt units too) and never 0 (a code 0
+    gets the other code or 1, "scanner"), so every reader places the voxels where sapkit did; an
+    affine with shear (which a qform cannot hold) is written as the sform only (qform_code 0).
+    ``dtype``: on-disk dtype (default the array's; bool → uint8). ``slope``: ``scl_slope`` of
+    quantised data (``array`` holds the stored integers, readers see ``array × slope``); default 1,
+    intercept 0.
     """
-    path = Path(path)
     data = np.asarray(array)
     if dtype is not None:
         data = data.astype(dtype, copy=False)
@@ -388,7 +377,17 @@ def save_nifti(
     corners = _corners(data.shape)
     if np.abs(img.header.get_qform() @ corners - affine @ corners).max() > _GRID_ATOL_MM:
         img.set_qform(affine, code=0)  # a shear a quaternion cannot hold: the sform alone defines the grid
-    img.header.set_slope_inter(1.0, 0.0)
+    img.header.set_slope_inter(1.0 if slope is None else float(slope), 0.0)
+    return img
+
+
+def save_nifti(
+    array: npt.ArrayLike, affine: npt.ArrayLike, path: str | Path, *,
+    header: nib.Nifti1Header | None = None, dtype: npt.DTypeLike | None = None, slope: float | None = None,
+) -> Path:
+    """Save :func:`nifti_image` of ``array`` atomically (same arguments) to ``path``; returns ``path``."""
+    path = Path(path)
+    img = nifti_image(array, affine, header=header, dtype=dtype, slope=slope)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     return path

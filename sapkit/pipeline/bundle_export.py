@@ -290,11 +290,10 @@ def stack_channels(manifest: Any, out_dir: str | Path, scan_ids: Sequence[str] |
     list of Path
         The written files, in ``scan_ids`` order.
     """
-    import nibabel as nib
     import numpy as np
 
     from sapkit.data.manifest import Manifest, load_manifest
-    from sapkit.io.nifti import read_scan
+    from sapkit.io.nifti import read_scan, save_nifti
 
     man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     out = Path(out_dir)
@@ -302,12 +301,8 @@ def stack_channels(manifest: Any, out_dir: str | Path, scan_ids: Sequence[str] |
     for scan_id in list(man.scans["scan_id"]) if scan_ids is None else list(scan_ids):
         row = man.row(scan_id)
         scan = read_scan(row["t1"], row["b1000"])
-        img = nib.Nifti1Image(np.ascontiguousarray(np.moveaxis(scan.image, 0, -1), dtype=np.float32), scan.affine)
-        img.set_qform(scan.affine, code=int(scan.header["qform_code"]) or 1)
-        img.set_sform(scan.affine, code=int(scan.header["sform_code"]) or 1)
-        path = out / f"{scan_id}.nii.gz"
-        with atomic_path(path) as tmp:
-            nib.save(img, str(tmp))
+        path = save_nifti(np.moveaxis(scan.image, 0, -1), scan.affine, out / f"{scan_id}.nii.gz", header=scan.header,
+                          dtype=np.float32)
         written.append(path)
     return written
 

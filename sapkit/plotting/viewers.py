@@ -167,13 +167,9 @@ def nifti_bytes(volume: npt.NDArray, *, spacing_mm: Sequence[float], compress: b
     >>> [float(z) for z in nib.Nifti1Image.from_bytes(raw).header.get_zooms()]
     [1.0, 2.0, 3.0]
     """
-    import nibabel as nib
+    from sapkit.io.nifti import nifti_image
 
-    affine = np.diag([*map(float, spacing_mm), 1.0])
-    img = nib.Nifti1Image(np.ascontiguousarray(volume), affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    raw = img.to_bytes()
+    raw = nifti_image(np.asarray(volume), np.diag([*map(float, spacing_mm), 1.0])).to_bytes()
     return gzip.compress(raw, compresslevel=1) if compress else raw
 
 

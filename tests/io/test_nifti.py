@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sapkit.errors import NiftiError
-from sapkit.io.nifti import (orientation_code, read_image, read_label, read_scan, reorient_to_ras,
+from sapkit.io.nifti import (nifti_image, orientation_code, read_image, read_label, read_scan, reorient_to_ras,
                        save_nifti, spacing_from_affine)
 
 
@@ -111,6 +111,38 @@ def test_read_scan_stacks_channels_and_checks_grid(tmp_path):
 def test_saved_gzip_is_valid(tmp_path):
     save_nifti(np.ones((2, 2, 2), np.uint8), np.eye(4), tmp_path / "m.nii.gz")
     assert gzip.decompress((tmp_path / "m.nii.gz").read_bytes())[:4] == (348).to_bytes(4, "little")
+
+
+def test_quantised_data_with_a_slope_and_four_dimensional_images(tmp_path):
+    """save_nifti's slope: stored integers × slope on reading; (X, Y, Z, C) arrays keep the same geometry rule."""
+    stored = np.arange(24, dtype=np.uint16).reshape(2, 3, 4)
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    src = nib.Nifti1Header()
+    src.set_xyzt_units("mm", "sec")
+    src["qform_code"], src["sform_code"] = 0, 2  # a code-0 qform gets the sform's code
+    path = save_nifti(stored, affine, tmp_path / "p.nii.gz", header=src, dtype=np.uint16, slope=1 / 65535)
+    img = nib.load(str(path))
+    assert img.get_data_dtype() == np.uint16 and int(img.header["qform_code"]) == int(img.header["sform_code"]) == 2
+    assert img.header.get_xyzt_units() == ("mm", "sec")
+    np.testing.assert_allclose(img.get_fdata(), stored * (1 / 65535), rtol=1e-6)
+    four = nifti_image(np.zeros((2, 3, 4, 2), np.float32), affine)
+    assert four.shape == (2, 3, 4, 2) and int(four.header["qform_code"]) == int(four.header["sform_code"]) == 1
+    np.testing.assert_array_equal(four.affine, affine)
+    assert nifti_image(stored, affine).header.get_slope_inter() == (1.0, 0.0)
+
+
+def test_no_writer_bypasses_save_nifti():
+    """Every NIfTI sapkit writes is built by sapkit.io.nifti.nifti_image (files through save_nifti)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "sapkit"
+    pattern = re.compile(r"nib\.save\(|\.to_filename\(|\.to_bytes\(|set_[qs]form\(")
+    offenders = [f"{path.relative_to(root)}:{i}: {line.strip()}" for path in sorted(root.rglob("*.py"))
+                 if path.relative_to(root).as_posix() != "io/nifti.py"
+                 for i, line in enumerate(path.read_text().splitlines(), 1)
+                 if pattern.search(line) and "nifti_image(" not in line]
+    assert not offenders, offenders
 
 
 # ---------------------------------------------------------------- header geometry (issue 14)

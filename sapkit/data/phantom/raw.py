@@ -269,16 +269,10 @@ def _save_scaled(values: npt.NDArray, affine: npt.NDArray, slope: str, path: Pat
     """A station as a scanner export converts it: 16-bit integers with ``scl_slope`` (what dcm2niix writes)."""
     import nibabel as nib
 
-    from sapkit.io.atomic import atomic_path
-
+    units = nib.Nifti1Header()
+    units.set_xyzt_units("mm", "sec")  # codes 0 here: save_nifti writes 1 ("scanner") for both
     stored = np.rint(values.astype(np.float64) / float(slope)).astype(np.int16)
-    img = nib.Nifti1Image(stored, affine)
-    img.header.set_xyzt_units("mm", "sec")
-    img.header.set_slope_inter(float(slope), 0.0)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    with atomic_path(path) as tmp:
-        nib.save(img, str(tmp))
+    save_nifti(stored, affine, path, header=units, slope=float(slope))
 
 
 def _record(config: SynthConfig, raw: RawSynthConfig, forms: tuple[str, ...]) -> str:
