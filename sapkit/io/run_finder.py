@@ -45,10 +45,15 @@ class RunChoice(NamedTuple):
     run_dir: Path
 
 
+def _root(rd: RunDir) -> Path:
+    """The run folder of ``rd``."""
+    return rd.config_yaml.parent
+
+
 def _pretrained_problem(rd: RunDir, config: Config) -> str | None:
     for init, md in (("sap", rd.skeleton), ("ssl", rd.ssl)):
         if init in config.lesion.inits and not md.model("final").is_file():
-            return f"no {md.model('final').relative_to(rd.path).as_posix()} (for init {init})"
+            return f"no {md.model('final').relative_to(_root(rd)).as_posix()} (for init {init})"
     return None
 
 
@@ -63,7 +68,7 @@ def _predictions_problem(rd: RunDir, config: Config) -> str | None:
 def _file_problem(*names: str) -> Callable[[RunDir, Config], str | None]:
     def check(rd: RunDir, config: Config) -> str | None:
         for name in names:
-            if not (rd.path / name).is_file():
+            if not (_root(rd) / name).is_file():
                 return f"no {name}"
         return None
 
@@ -109,7 +114,7 @@ def run_problem(run_dir: str | Path, needs: str | None = None) -> str | None:
 
 def _changed(rd: RunDir) -> float:
     """Latest modification time of the run folder, its config and its notebook markers (seconds)."""
-    paths = [rd.path, rd.config_yaml, rd.notebooks_dir, *rd.notebook_markers().values()]
+    paths = [_root(rd), rd.config_yaml, rd.notebooks_dir, *rd.notebook_markers().values()]
     return max((p.stat().st_mtime for p in paths if p.exists()), default=0.0)
 
 
@@ -156,12 +161,12 @@ def resolve_run(profile: str = AUTO, run_dir: str | Path = AUTO, *, needs: str |
     if not auto_dir:
         rd = RunDir(notebook_run_dir(run_dir))
         if rd.config_yaml.is_file():
-            say(f"profile: {rd.config_yaml} (the configuration run {rd.path.name} was made with)")
-            return RunChoice(str(rd.config_yaml), rd.path)
+            say(f"profile: {rd.config_yaml} (the configuration run {_root(rd).name} was made with)")
+            return RunChoice(str(rd.config_yaml), _root(rd))
         if needs is None:
-            say(f'profile: {_FIRST_PROFILE} (a new run in {rd.path}; set profile = "demo" or a YAML path for another)')
-            return RunChoice(_FIRST_PROFILE, rd.path)
-        raise ConfigError(f"run_dir {rd.path} holds no config.yaml, so profile = \"auto\" has nothing to read; "
+            say(f'profile: {_FIRST_PROFILE} (a new run in {_root(rd)}; set profile = "demo" or a YAML path for another)')
+            return RunChoice(_FIRST_PROFILE, _root(rd))
+        raise ConfigError(f"run_dir {_root(rd)} holds no config.yaml, so profile = \"auto\" has nothing to read; "
                           f"set profile = \"smoke\" (or the profile the run was made with) in the parameters cell, "
                           f"or make the run first with {_MAKE_RUN}")
     if not auto_profile:
@@ -174,17 +179,17 @@ def resolve_run(profile: str = AUTO, run_dir: str | Path = AUTO, *, needs: str |
                         key=_changed, reverse=True)  # a folder without config.yaml (seed_study/) is no run
     skipped = []
     for rd in candidates:
-        problem = run_problem(rd.path, needs)
+        problem = run_problem(_root(rd), needs)
         if problem is None:
             others = "" if not skipped else f"; skipped newer {', '.join(skipped)}"
             made = load_config(rd.config_yaml).profile
-            say(f"run folder: {rd.path} (the newest run in {root} with {NEEDS[needs][0]}{others})\n"
+            say(f"run folder: {_root(rd)} (the newest run in {root} with {NEEDS[needs][0]}{others})\n"
                 f"profile: {rd.config_yaml} (the run's configuration, made with profile {made}, "
                 f"overrides included)\n"
                 f"{how}, and profile = \"auto\" or its profile")
-            return RunChoice(str(rd.config_yaml), rd.path)
+            return RunChoice(str(rd.config_yaml), _root(rd))
         if len(skipped) < 5:
-            skipped.append(f"{rd.path.name} ({problem})")
+            skipped.append(f"{_root(rd).name} ({problem})")
     if needs is None:
         path = root / _FIRST_PROFILE
         say(f"run folder: {path} (no run in {root} yet: a new {_FIRST_PROFILE} run; {how})")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,13 +16,13 @@ from sapkit.io.run_paths import RunDir
 
 
 def _run(root: Path, name: str, *, mtime: float, stage: str = "predictions", profile: str = "smoke",
-         overrides: dict | None = None) -> RunDir:
-    """A fabricated run folder that got as far as ``stage`` (data < splits < pretrained < predictions)."""
-    rd = RunDir(root / name)
-    rd.path.mkdir(parents=True)
+         overrides: dict | None = None) -> SimpleNamespace:
+    """A fabricated run folder that got as far as ``stage`` (data < splits < pretrained < predictions);
+    ``.path`` is the folder, ``.rd`` its RunDir, ``.config_yaml`` its config."""
+    path, rd = root / name, RunDir(root / name)
+    path.mkdir(parents=True)
     save_config(load_config(profile, overrides), rd.config_yaml)
-    order = ["config", "data", "splits", "pretrained", "predictions"]
-    reached = order.index(stage)
+    reached = ["config", "data", "splits", "pretrained", "predictions"].index(stage)
     files = []
     if reached >= 1:
         files.append(rd.data / "manifest.yaml")
@@ -32,14 +32,13 @@ def _run(root: Path, name: str, *, mtime: float, stage: str = "predictions", pro
         files += [rd.skeleton.model("final"), rd.ssl.model("final")]
     if reached >= 4:
         files += [rd.probability_map(init, "p01_s0") for init in ("scratch", "ssl", "sap")]
+    files.append(rd.notebook_marker("00_data"))
     for f in files:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text("x")
-    rd.notebooks_dir.mkdir()
-    (rd.notebooks_dir / "00_data.done.json").write_text(json.dumps({"parameters": {"profile": profile}}))
-    for p in [*(q for q in rd.path.rglob("*")), rd.path]:
+    for p in [*path.rglob("*"), path]:
         os.utime(p, (mtime, mtime))
-    return rd
+    return SimpleNamespace(path=path, rd=rd, config_yaml=rd.config_yaml)
 
 
 def test_newest_run_wins_and_its_config_is_the_profile(tmp_path):
@@ -67,12 +66,11 @@ def test_a_run_lacking_what_the_notebook_needs_is_skipped(tmp_path):
 
 def test_predictions_of_every_init_are_needed(tmp_path):
     rd = _run(tmp_path, "demo", mtime=1_000_000)
-    rd.probability_map("ssl", "p01_s0").unlink()
+    rd.rd.probability_map("ssl", "p01_s0").unlink()
     assert run_problem(rd.path, "predictions") == "no probability maps in predictions/ssl/"
     only_sap = _run(tmp_path, "sap_only", mtime=500_000, overrides={"lesion.inits": ["sap"]})
     for init in ("scratch", "ssl"):
-        rd_ = RunDir(only_sap.path)
-        for p in rd_.predictions(init).glob("*"):
+        for p in only_sap.rd.predictions(init).glob("*"):
             p.unlink()
     assert run_problem(only_sap.path, "predictions") is None  # only the run's own inits count
 
