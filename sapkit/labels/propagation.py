@@ -261,12 +261,13 @@ def propagate_labels(
     return PropagationResult(out, global_map, metrics)
 
 
-def per_bone_dice(pred: npt.ArrayLike, truth: npt.ArrayLike, *,
+def per_bone_dice(gt: npt.ArrayLike, pred: npt.ArrayLike, *,
                   groups: Mapping[str, tuple[int, ...]] = FINE_BONE_GROUPS) -> pd.Series:
-    """Dice of each bone group (mask = any of its labels; :func:`sapkit.metrics.dice_per_group`).
+    """Dice of each bone group of a reference ``gt`` and a propagated ``pred`` label map (mask = any of its
+    labels; :func:`sapkit.metrics.dice_per_group`, same argument order).
 
-    NaN when the group is absent in both maps; :class:`~sapkit.errors.LabelError` when the
-    maps differ in shape.
+    NaN when the group is absent in both maps; :class:`~sapkit.errors.MetricInputError` (from
+    :mod:`sapkit.metrics`) when the maps differ in shape.
 
     Returns
     -------
@@ -280,7 +281,7 @@ def per_bone_dice(pred: npt.ArrayLike, truth: npt.ArrayLike, *,
     >>> float(per_bone_dice(a, b, groups={"femur L": (26,)})["femur L"])
     0.5
     """
-    return pd.Series(dice_per_group(truth, pred, groups), name="dice", dtype=float)
+    return pd.Series(dice_per_group(gt, pred, groups), name="dice", dtype=float)
 
 
 def propagation_dice_table(manifest, *, n_subjects: int | None = None, run_dir: str | Path | None = None,
@@ -339,7 +340,7 @@ def propagation_dice_table(manifest, *, n_subjects: int | None = None, run_dir: 
             truth, _, _ = read_label(target[column], what=column)
             for stage, label_map in (("global", result.global_label_map), ("per-bone", result.label_map)):
                 keys.append((target["scan_id"], stage))
-                rows.append(per_bone_dice(label_map, truth, groups=groups))
+                rows.append(per_bone_dice(truth, label_map, groups=groups))
                 if run_dir is not None:
                     sap_map = fine_to_skeleton(label_map) if has_fine else label_map
                     save_nifti(sap_map, affine, RunDir(run_dir).propagated_label(target["scan_id"], stage),

@@ -4,7 +4,7 @@
   background left out of the Dice term) on the network's logits, under autocast when given;
 * :func:`evaluate_segmentation` / :func:`segmentation_validator` — validation by MONAI sliding-window
   inference and argmax over whole volumes, scored by mean per-class Dice;
-* :func:`segmentation_dice` / :func:`per_class_dice_table` — Dice per class of two label maps.
+* :func:`per_class_dice_table` — Dice per class of two label maps, ``(gt, pred)`` like every Dice of the kit.
 
 Every Dice here is :func:`sapkit.metrics.dice_per_class`: training curves, validation scores and
 the notebooks' tables use the same arithmetic as the evaluation. Label maps are (X, Y, Z) integer
@@ -29,58 +29,25 @@ from sapkit.networks.factory import unwrap
 from sapkit.training.engine import StepFn, ValFn
 
 __all__ = [
-    "segmentation_dice",
     "per_class_dice_table",
     "evaluate_segmentation",
     "segmentation_validator",
     "dice_ce_step",
 ]
 
-def segmentation_dice(pred: npt.NDArray, truth: npt.NDArray, classes: Sequence[int]) -> dict[int, float]:
-    """Dice per foreground class of two label maps on one grid (:func:`sapkit.metrics.dice_per_class`).
-
-    Parameters
-    ----------
-    pred, truth : (X, Y, Z) int arrays
-        Predicted and reference label maps of the same shape.
-    classes : sequence of int
-        Classes to score; 0 (background) is skipped.
-
-    Returns
-    -------
-    dict of int → float
-        ``2 |P ∩ T| / (|P| + |T|)`` per class; NaN where the class is absent from both maps.
-
-    Raises
-    ------
-    SapkitError
-        The maps differ in shape.
-
-    Examples
-    --------
-    >>> d = segmentation_dice(np.array([0, 1, 1, 2]), np.array([0, 1, 0, 0]), [1, 2, 3])
-    >>> round(d[1], 3), d[2], d[3]
-    (0.667, 0.0, nan)
-    """
-    pred, truth = np.asarray(pred), np.asarray(truth)
-    if pred.shape != truth.shape:
-        raise SapkitError(f"prediction shape {pred.shape} != label shape {truth.shape}; predict on the label's grid")
-    return {int(c): float(d) for c, d in dice_per_class(truth, pred, classes=[int(c) for c in classes]).items()}
-
-
-def _foreground_dice(pred: npt.NDArray, truth: npt.NDArray) -> float:
+def _foreground_dice(gt: npt.NDArray, pred: npt.NDArray) -> float:
     """Dice of all foreground classes as one (label > 0)."""
-    return segmentation_dice((np.asarray(pred) > 0).astype(np.uint8), (np.asarray(truth) > 0).astype(np.uint8), [1])[1]
+    return dice_per_class(np.asarray(gt) > 0, np.asarray(pred) > 0, classes=[1])[1]
 
 
-def per_class_dice_table(pred: npt.NDArray, truth: npt.NDArray, *, class_names: dict[int, str], scan_id: str = "",
+def per_class_dice_table(gt: npt.NDArray, pred: npt.NDArray, *, class_names: dict[int, str], scan_id: str = "",
                          whole: str = "whole skeleton") -> pd.DataFrame:
     """Long table ``scan_id, region, dice``: one row per foreground class plus all foreground as ``whole``.
 
     Parameters
     ----------
-    pred, truth : (X, Y, Z) int arrays
-        Predicted and reference label maps.
+    gt, pred : (X, Y, Z) int arrays
+        Reference and predicted label maps on one grid (:func:`sapkit.metrics.dice_per_class`).
     class_names : dict
         Class index → name (index 0 = background is skipped).
     scan_id : str
@@ -90,14 +57,14 @@ def per_class_dice_table(pred: npt.NDArray, truth: npt.NDArray, *, class_names: 
 
     Examples
     --------
-    >>> t = per_class_dice_table(np.array([0, 1, 2]), np.array([0, 1, 1]), class_names={0: "bg", 1: "a", 2: "b"})
+    >>> t = per_class_dice_table(np.array([0, 1, 1]), np.array([0, 1, 2]), class_names={0: "bg", 1: "a", 2: "b"})
     >>> t["dice"].round(3).tolist()
     [0.667, 0.0, 1.0]
     """
     classes = [c for c in sorted(class_names) if c != 0]
-    per = segmentation_dice(pred, truth, classes)
+    per = dice_per_class(gt, pred, classes=classes)
     rows = [{"scan_id": scan_id, "region": class_names[c], "dice": per[c]} for c in classes]
-    fg = _foreground_dice(pred, truth)
+    fg = _foreground_dice(gt, pred)
     rows.append({"scan_id": scan_id, "region": whole, "dice": fg})
     return pd.DataFrame(rows, columns=["scan_id", "region", "dice"])
 
@@ -132,8 +99,8 @@ def evaluate_segmentation(
         with ctx:
             logits = sliding_window_inference(x, tuple(roi), sw_batch_size, model, overlap=overlap)
         pred = logits.argmax(1)[0].cpu().numpy()
-        per_case.append(segmentation_dice(pred, np.asarray(truth), classes))
-        fg.append(_foreground_dice(pred, truth))
+        per_case.append(dice_per_class(truth, pred, classes=classes))
+        fg.append(_foreground_dice(truth, pred))
     model.train(was_training)
     result: dict[str, float] = {}
     for c in classes:

@@ -146,7 +146,8 @@ def skeleton_dice_by_scan(model: nn.Module, cases: Sequence[Any], config: Config
     if unlabelled:
         raise SapkitError(f"scans {unlabelled[:5]} have no skeleton label map; evaluate labelled healthy scans "
                           "(load_cases(manifest, cohort='healthy'))")
-    tables = [per_class_dice_table(predict_skeleton(model, case.image, config, majority_vote=majority_vote),
-                                   case.skeleton, class_names=dict(SKELETON_CLASSES), scan_id=case.scan_id)
+    tables = [per_class_dice_table(case.skeleton,
+                                   predict_skeleton(model, case.image, config, majority_vote=majority_vote),
+                                   class_names=dict(SKELETON_CLASSES), scan_id=case.scan_id)
               for case in cases]
     return pd.concat(tables, ignore_index=True)

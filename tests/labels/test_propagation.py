@@ -28,8 +28,8 @@ def propagated():
     tgt = make_scan(subject, grid, scan_index=1, site=sites[2], config=DEMO)
     result = propagate_labels(ref.image[0], ref.fine_label, tgt.image[0], moving_affine=ref.affine,
                               fixed_affine=tgt.affine)
-    return pd.DataFrame({"global": per_bone_dice(result.global_label_map, tgt.fine_label),
-                         "per_bone": per_bone_dice(result.label_map, tgt.fine_label)}), result, tgt
+    return pd.DataFrame({"global": per_bone_dice(tgt.fine_label, result.global_label_map),
+                         "per_bone": per_bone_dice(tgt.fine_label, result.label_map)}), result, tgt
 
 
 def test_propagation_reaches_mean_per_bone_dice_085(propagated):
@@ -56,7 +56,7 @@ def test_per_bone_dice_hand_computed_and_empty():
     b = a.copy()
     a[:2, 0] = 26   # 2 voxels
     b[1:4, 0] = 26  # 3 voxels, 1 shared
-    d = per_bone_dice(a, b, groups={"femur L": (26,), "sternum": (36,)})
+    d = per_bone_dice(b, a, groups={"femur L": (26,), "sternum": (36,)})  # (gt, pred)
     assert d["femur L"] == pytest.approx(2 * 1 / 5)
     assert np.isnan(d["sternum"])  # absent in both: undefined
     with pytest.raises(MetricInputError, match="one grid"):  # raised by sapkit.metrics

@@ -10,35 +10,36 @@ import torch
 
 from sapkit.errors import SapkitError
 from sapkit.metrics import dice_per_class
-from sapkit.training.segmentation import dice_ce_step, per_class_dice_table, segmentation_dice, segmentation_validator
+from sapkit.training.segmentation import dice_ce_step, per_class_dice_table, segmentation_validator
 
 
-def test_segmentation_dice_hand_values():
+def test_per_class_dice_hand_values():
     pred = np.array([0, 1, 1, 2, 2, 0])
     truth = np.array([0, 1, 0, 2, 0, 0])
-    d = segmentation_dice(pred, truth, [1, 2, 3])
-    assert d[1] == pytest.approx(2 / 3) and d[2] == pytest.approx(2 / 3) and math.isnan(d[3])
-    assert list(segmentation_dice(pred, truth, [0, 2])) == [2]  # background is never scored
+    t = per_class_dice_table(truth, pred, class_names={0: "bg", 1: "a", 2: "b", 3: "c"})
+    d = dict(zip(t["region"], t["dice"]))
+    assert d["a"] == pytest.approx(2 / 3) and d["b"] == pytest.approx(2 / 3) and math.isnan(d["c"])
+    assert "bg" not in d  # background is never scored
+    assert d["whole skeleton"] == pytest.approx(2 * 2 / (2 + 4))
 
 
 def test_one_dice_the_metrics_one():
     """Training curves and notebook tables use sapkit.metrics.dice_per_class, number for number."""
     rng = np.random.default_rng(0)
     pred, truth = rng.integers(0, 5, (12, 10, 8)), rng.integers(0, 5, (12, 10, 8))
-    assert segmentation_dice(pred, truth, range(1, 6)) == pytest.approx(
-        dice_per_class(truth, pred, classes=range(1, 6)), nan_ok=True)
-    table = per_class_dice_table(pred, truth, class_names={0: "bg", 1: "a", 2: "b", 3: "c", 4: "d"}, scan_id="s1")
+    table = per_class_dice_table(truth, pred, class_names={0: "bg", 1: "a", 2: "b", 3: "c", 4: "d"}, scan_id="s1")
     assert table["region"].tolist() == ["a", "b", "c", "d", "whole skeleton"] and set(table["scan_id"]) == {"s1"}
     fg = dice_per_class((truth > 0).astype(np.uint8), (pred > 0).astype(np.uint8), classes=[1])[1]
     assert table["dice"].iloc[-1] == fg and table["dice"].iloc[0] == dice_per_class(truth, pred, classes=[1])[1]
+    assert table["dice"].iloc[:4].tolist() == list(dice_per_class(truth, pred, classes=range(1, 5)).values())
 
 
 def test_empty_maps_give_nan_and_shapes_must_match():
     empty = np.zeros((3, 3, 3), np.int16)
     table = per_class_dice_table(empty, empty, class_names={0: "bg", 1: "a"})
     assert table["dice"].isna().all() and len(table) == 2
-    with pytest.raises(SapkitError, match=r"prediction shape \(3, 3, 3\) != label shape \(3, 3, 4\)"):
-        segmentation_dice(empty, np.zeros((3, 3, 4), np.int16), [1])
+    with pytest.raises(SapkitError, match=r"label maps differ in shape: gt \(3, 3, 4\) vs pred \(3, 3, 3\)"):
+        per_class_dice_table(np.zeros((3, 3, 4), np.int16), empty, class_names={0: "bg", 1: "a"})
 
 
 def test_validator_scores_mean_dice_and_dice_ce_step_is_a_loss():

@@ -97,7 +97,7 @@ def test_skeleton_dice_by_scan_scores_the_body_skipping_prediction(skeleton_run,
     assert table["region"].tolist()[:10] == [SKELETON_CLASSES[c] for c in range(1, 10)] + ["whole skeleton"]
     labels = predict_skeleton(model, VAL[0].image, smoke)
     assert labels.shape == VAL[0].skeleton.shape and labels.dtype == np.int16
-    expected = per_class_dice_table(labels, VAL[0].skeleton, class_names=dict(SKELETON_CLASSES), scan_id="s10")
+    expected = per_class_dice_table(VAL[0].skeleton, labels, class_names=dict(SKELETON_CLASSES), scan_id="s10")
     pd.testing.assert_frame_equal(table.iloc[:10].reset_index(drop=True), expected)
     assert table.loc[table["region"] == "whole skeleton", "dice"].gt(0.3).all()  # it learned where bone is
     outside = ~body_mask(VAL[0].image)
