@@ -30,7 +30,7 @@ from sapkit.evaluation.statistics import wilcoxon_signed_rank
 from sapkit.evaluation.tables import flagged_scans
 from sapkit.io.run_paths import RunDir
 
-__all__ = ["SEED_METRICS", "SeedStudy", "load_seed_runs", "seed_study", "seed_study_markdown"]
+__all__ = ["SEED_METRICS", "HOLD_SHARE", "SeedStudy", "load_seed_runs", "seed_study", "seed_study_markdown", "verdicts"]
 
 #: (key in patients.csv, label): the patient-level rows of Table 1 and the paired tests.
 SEED_METRICS: tuple[tuple[str, str], ...] = (
@@ -172,6 +172,27 @@ def _sign_table(comp: pd.DataFrame, diffs: pd.DataFrame, labels: Mapping[str, st
     return pd.DataFrame(rows)
 
 
+#: Share of runs in which SAP must lead (median patient difference in its favour) for a claim to hold.
+HOLD_SHARE = 0.8
+_LOWER_IS_BETTER = {"fp"}
+
+
+def verdicts(study: SeedStudy) -> tuple[list[str], list[str]]:
+    """Which SAP comparisons hold across the runs and which do not, as short phrases.
+
+    A comparison holds when SAP is ahead (higher, or lower for FP per exam) in at least
+    :data:`HOLD_SHARE` of the runs and the pooled test (§16) gives p < 0.05.
+    """
+    holds, fails = [], []
+    for r in study.signs.itertuples():
+        ahead = r.negative if r.metric in _LOWER_IS_BETTER else r.positive
+        text = f"{r.label}, SAP vs {r.b} ({ahead} of {r.n_runs} runs, pooled p {r.pooled_p:.2g})"
+        ok = ahead >= HOLD_SHARE * r.n_runs and r.pooled_p < _ALPHA
+        ok = ok and (r.pooled_median_difference < 0 if r.metric in _LOWER_IS_BETTER else r.pooled_median_difference > 0)
+        (holds if ok else fails).append(text)
+    return holds, fails
+
+
 def _range(r: pd.Series, digits: int) -> str:
     return f"{r['median']:.{digits}f} ({r['min']:.{digits}f}–{r['max']:.{digits}f})"
 
@@ -198,6 +219,10 @@ def seed_study_markdown(study: SeedStudy, *, machine: str = "") -> str:
         lines.append(f"| {r.label} | {r.a} vs {r.b} | {r.positive} ({r.significant_positive}) | "
                      f"{r.negative} ({r.significant_negative}) | {r.zero} | {r.pooled_n} | "
                      f"{r.pooled_median_difference:+.3f} | {r.pooled_p:.3g} |")
+    holds, fails = verdicts(study)
+    lines += ["", f"**Holds** (SAP ahead in ≥ {HOLD_SHARE:.0%} of runs and pooled p < {_ALPHA:g}): "
+              + ("; ".join(holds) if holds else "nothing") + ".",
+              "**Does not hold**: " + ("; ".join(fails) if fails else "nothing") + "."]
     flag_cols = [c for c in study.runs.columns if c.startswith("flagged_")]
     if flag_cols:
         lines += ["", "Scans with a flagged prediction (docs/metrics.md §15) per run: " + "; ".join(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from scipy import stats
 
 from sapkit.cli import main
 from sapkit.errors import EvaluationError
-from sapkit.evaluation.seeds import seed_study, seed_study_markdown
+from sapkit.evaluation.seeds import seed_study, seed_study_markdown, verdicts
 from sapkit.io.run_paths import RunDir
 
 N_PATIENTS = 8
@@ -78,6 +79,13 @@ def test_medians_and_ranges_across_runs(study_runs):
     text = seed_study_markdown(study, machine="test CPU")
     assert "5 training seeds" in text and "test CPU" in text and "| F2 (patient level) | sap vs scratch | 4 (4) | 1 (0) | 0 |" in text
     assert "seed 2: scratch 0/8, ssl 0/8, sap 1/8" in text  # the flagged-prediction counts per run
+    holds, fails = verdicts(study)
+    # SAP leads scratch on F2 in 4 of 5 runs (80 %) with a pooled p < 0.05: holds
+    assert any(h.startswith("F2 (patient level), SAP vs scratch (4 of 5 runs, pooled p 0.0078)") for h in holds)
+    assert any(f.startswith("FP per exam, SAP vs scratch (0 of 5 runs") for f in fails)  # equal FP: never ahead
+    one_short = study.signs.assign(positive=study.signs["positive"] - 1)  # 3 of 5 runs: below 80 %
+    assert not verdicts(dataclasses.replace(study, signs=one_short))[0]
+    assert "**Holds**" in text and "**Does not hold**" in text
 
 
 def test_cohort_seeds_count_each_run_patient_once(study_runs):
@@ -116,4 +124,4 @@ def test_cli_aggregate_writes_tables_report_and_readme_block(study_runs, tmp_pat
     from sapkit.pipeline.readme_block import replace_block
 
     replace_block(readme, (out / "seed_study.md").read_text(), marker="seeds")
-    assert "old" not in readme.read_text() and "5 training seeds" in readme.read_text()
+    assert "\nold\n" not in readme.read_text() and "5 training seeds" in readme.read_text()
