@@ -106,7 +106,7 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
             plan.reads_folder(folder, "prediction folder")
             for scan_id in PredictionDir(folder).scan_ids():
                 plan.reads(PredictionDir(folder).probability_map(scan_id), f"a probability map of {folder}")
-        plan.locks(rd.root, "--run-dir")
+        plan.locks(rd.path, "--run-dir")
         plan.writes_folder(rd.eval_dir, "--run-dir")
         plan.writes_in(rd.eval_dir, [rd.eval_table(n).name for n in _RUN_TABLES]
                        + [rd.table1_md.name, rd.threshold_json.name], "--run-dir")

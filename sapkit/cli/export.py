@@ -35,12 +35,12 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
     """Reads the run's configuration, the model and its card (and ``--inputs``' scans); writes the bundle into ``--out``."""
     from sapkit.data.manifest import declare_manifest_inputs
     from sapkit.io.run_paths import RunDir
-    from sapkit.pipeline.bundle_export import BundleDir
+    from sapkit.io.folders import BundleDir
 
     plan = OutputPlan("sapkit export")
     rd = RunDir(args.run_dir)
     md = rd.lesion(args.init, args.fold)
-    plan.reads_folder(rd.root, "run folder")
+    plan.reads_folder(rd.path, "run folder")
     plan.reads_folder(md.path, "model folder")
     for path, what in ((rd.config_yaml, "the run's configuration"), (md.model(args.which), "the model checkpoint"),
                        (md.model_card, "the model card"), (rd.fingerprint_json, "the dataset fingerprint"),
@@ -52,7 +52,7 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
     if args.inputs:
         manifest = declare_manifest_inputs(plan, args.inputs)
         ids = [] if manifest is None else list(manifest.scans["scan_id"])
-        names += [bundle.inputs / f"{scan_id}.nii.gz" for scan_id in ids]
+        names += [bundle.input_volume(scan_id) for scan_id in ids]
     for path in names:
         plan.writes(path, "--out", folder=args.out)
     return plan
@@ -60,7 +60,8 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
 
 def run(args: argparse.Namespace) -> int:
     from sapkit.config import parse_overrides
-    from sapkit.pipeline.bundle_export import BundleDir, export_bundle, stack_channels
+    from sapkit.io.folders import BundleDir
+    from sapkit.pipeline.bundle_export import export_bundle, stack_channels
 
     out = export_bundle(args.run_dir, init=args.init, fold=args.fold, out=args.out, which=args.which,
                         overrides=parse_overrides(args.overrides), authors=args.authors,

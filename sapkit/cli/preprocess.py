@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from sapkit.preprocessing.cohort import preprocess
 
     from sapkit.errors import ConfigError
-    from sapkit.preprocessing.layout import PreprocessDir
+    from sapkit.io.folders import PreprocessDir
 
     if args.resume and args.executor is None:
         raise ConfigError("--resume needs --executor local|slurm (without it, finished scans are reused anyway)")

@@ -25,9 +25,9 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
     plan = OutputPlan("sapkit reproduce")
     declare_profile(plan, args)
     rd = RunDir(run_dir_from_args(args))
-    plan.writes_folder(rd.root, "--run-dir")
+    plan.writes_folder(rd.path, "--run-dir")
     for path in (rd.config_yaml, rd.versions_json, rd.report_html):
-        plan.writes(path, "--run-dir", folder=rd.root)
+        plan.writes(path, "--run-dir", folder=rd.path)
     return plan
 
 

@@ -53,7 +53,7 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
         plan.reads(grid.profile, "the grid's profile")
     if grid.reuse is not None:
         rd = RunDir(grid.reuse)
-        plan.reads_folder(rd.root, "reuse run folder")
+        plan.reads_folder(rd.path, "reuse run folder")
         for folder in (rd.data, rd.skeleton.path, rd.ssl.path):
             plan.reads_folder(folder, "folder of the reuse run", whole=True)
         plan.reads(rd.splits_json, "the reuse run's folds")
@@ -67,7 +67,8 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
 def run(args: argparse.Namespace) -> int:
     from sapkit.errors import ConfigError
     from sapkit.io.run_paths import RunDir
-    from sapkit.jobs.executors import JobsDir, Resources
+    from sapkit.io.folders import JobsDir
+    from sapkit.jobs.executors import Resources
     from sapkit.pipeline.sweep import load_grid, summarize_sweep, sweep
 
     if args.resume and args.executor is None:

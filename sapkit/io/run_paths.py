@@ -30,6 +30,7 @@ from typing import Any, Literal
 from sapkit.config import Config, save_config
 from sapkit.errors import ConfigError
 from sapkit.io.atomic import atomic_write_text
+from sapkit.io.folders import Folder
 from sapkit.io.machine import machine_info
 
 __all__ = [
@@ -51,21 +52,8 @@ _LESIONS_SUFFIX = "_lesions.csv"
 _MODEL_FILES = {"final": "model_final.pt", "best": "model_best.pt"}
 
 
-@dataclass(frozen=True)
-class _Folder:
-    """A folder of the run-folder contract; ``path`` is coerced to :class:`Path`."""
-
-    path: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.path)!r})"
-
-
 @dataclass(frozen=True, repr=False)
-class ModelDir(_Folder):
+class ModelDir(Folder):
     """A task folder written by :func:`sapkit.training.engine.fit` (``skeleton/``, ``ssl/``,
     ``lesion/<init>/fold_<k>/``).
 
@@ -104,7 +92,7 @@ class ModelDir(_Folder):
 
 
 @dataclass(frozen=True, repr=False)
-class PredictionDir(_Folder):
+class PredictionDir(Folder):
     """A folder of per-scan prediction files (``predictions/<init>/`` or ``sapkit predict --out``).
 
     Attributes
@@ -144,7 +132,7 @@ class PredictionDir(_Folder):
 
 
 @dataclass(frozen=True, repr=False)
-class EvalDir(_Folder):
+class EvalDir(Folder):
     """A folder of evaluation tables (``run_dir/eval/`` or ``sapkit evaluate --out``).
 
     Attributes
@@ -169,14 +157,14 @@ class EvalDir(_Folder):
 
 
 
-@dataclass(frozen=True)
-class RunDir:
+@dataclass(frozen=True, repr=False)
+class RunDir(Folder):
     """Every path of a run folder (see the module docstring for the layout).
 
     Attributes
     ----------
-    root : Path
-        The run folder (``runs/<profile>`` by default).
+    path : Path
+        The run folder (``runs/<profile>`` by default); ``root`` is the same path under its old name.
 
     Examples
     --------
@@ -187,55 +175,52 @@ class RunDir:
     'runs/demo/predictions/sap/p01_s0_prob.nii.gz'
     """
 
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
-
-    def __repr__(self) -> str:
-        return f"RunDir({str(self.root)!r})"
+    @property
+    def root(self) -> Path:
+        """The run folder: the same as :attr:`path` (the name notebooks and scripts written before used)."""
+        return self.path
 
     # -- run metadata -------------------------------------------------------------------------
     @property
     def config_yaml(self) -> Path:
         """``config.yaml``: the resolved configuration."""
-        return self.root / "config.yaml"
+        return self.path / "config.yaml"
 
     @property
     def versions_json(self) -> Path:
         """``versions.json``: library versions and the GPU (:func:`library_versions`)."""
-        return self.root / "versions.json"
+        return self.path / "versions.json"
 
     @property
     def splits_json(self) -> Path:
         """``splits.json``: patient folds, tuning fold, healthy train/validation subjects."""
-        return self.root / "splits.json"
+        return self.path / "splits.json"
 
     @property
     def fingerprint_json(self) -> Path:
         """``fingerprint.json``: the dataset fingerprint (spacing, shapes, intensities)."""
-        return self.root / "fingerprint.json"
+        return self.path / "fingerprint.json"
 
     @property
     def report_html(self) -> Path:
         """``report.html``: the offline run report."""
-        return self.root / "report.html"
+        return self.path / "report.html"
 
     @property
     def lock_file(self) -> Path:
         """``.sapkit.lock``: the writer lock, holder in ``.sapkit.lock.json`` (:mod:`sapkit.io.run_lock`)."""
-        return self.root / ".sapkit.lock"
+        return self.path / ".sapkit.lock"
 
     # -- data ---------------------------------------------------------------------------------
     @property
     def data(self) -> Path:
         """``data/``: the run's manifest folder (synthetic cohort or a user's data)."""
-        return self.root / "data"
+        return self.path / "data"
 
     @property
     def raw(self) -> Path:
         """``raw/``: the synthetic raw acquisitions (DICOM + per-station NIfTI) that ``sapkit preprocess`` reads."""
-        return self.root / "raw"
+        return self.path / "raw"
 
     @staticmethod
     def data_dir(run_dir: str | Path, data: str | Path | None = None) -> Path:
@@ -246,7 +231,7 @@ class RunDir:
     @property
     def labels_dir(self) -> Path:
         """``labels/``: propagated skeleton labels and their quality-control tables."""
-        return self.root / "labels"
+        return self.path / "labels"
 
     def propagated_label(self, scan_id: str, stage: Literal["per-bone", "global"] = "per-bone") -> Path:
         """``labels/<scan_id>_skeleton_propagated.nii.gz`` (per-bone stage) or ``..._skeleton_global.nii.gz``."""
@@ -268,17 +253,17 @@ class RunDir:
     @property
     def skeleton(self) -> ModelDir:
         """``skeleton/``: the SAP skeleton model."""
-        return ModelDir(self.root / "skeleton")
+        return ModelDir(self.path / "skeleton")
 
     @property
     def ssl(self) -> ModelDir:
         """``ssl/``: the self-supervised model."""
-        return ModelDir(self.root / "ssl")
+        return ModelDir(self.path / "ssl")
 
     @property
     def lesion_dir(self) -> Path:
         """``lesion/``: every lesion model, one folder per init."""
-        return self.root / "lesion"
+        return self.path / "lesion"
 
     def lesion(self, init: str, fold: int | str) -> ModelDir:
         """``lesion/<init>/fold_<fold>/``; ``fold`` is a test fold id (int or str) or ``"tune"``."""
@@ -292,7 +277,7 @@ class RunDir:
     @property
     def predictions_dir(self) -> Path:
         """``predictions/``: one folder of probability maps per init."""
-        return self.root / "predictions"
+        return self.path / "predictions"
 
     def predictions(self, init: str) -> Path:
         """``predictions/<init>/``: the probability maps of every held-out patient scan."""
@@ -305,7 +290,7 @@ class RunDir:
     @property
     def eval_dir(self) -> Path:
         """``eval/``: the cohort evaluation (threshold, tables)."""
-        return self.root / "eval"
+        return self.path / "eval"
 
     def eval_table(self, name: str) -> Path:
         """``eval/<name>.csv`` (``lesions``, ``predictions``, ``patients``, ``froc``, ``comparisons``, ``table1`` …)."""
@@ -325,7 +310,7 @@ class RunDir:
     @property
     def figures_dir(self) -> Path:
         """``figures/``: plotly figures (JSON) collected into ``report.html``."""
-        return self.root / "figures"
+        return self.path / "figures"
 
     def figure_json(self, name: str) -> Path:
         """``figures/<name>.json``."""
@@ -334,7 +319,7 @@ class RunDir:
     @property
     def notebooks_dir(self) -> Path:
         """``notebooks/``: the executed notebooks and their completion markers."""
-        return self.root / "notebooks"
+        return self.path / "notebooks"
 
     def notebook(self, name: str) -> Path:
         """``notebooks/<name>.ipynb``: the executed copy of notebook ``name``."""
@@ -346,7 +331,7 @@ class RunDir:
 
     def jobs(self, name: str) -> Path:
         """``jobs/<name>/``: one job array's folder (submitit logs, per-element state files)."""
-        return self.root / "jobs" / str(name)
+        return self.path / "jobs" / str(name)
 
     def notebook_markers(self) -> dict[str, Path]:
         """Notebook name → completion marker, for every finished notebook, sorted by name."""
@@ -414,10 +399,10 @@ def prepare_run_dir(run_dir: str | Path | RunDir, config: Config) -> RunDir:
     Returns
     -------
     RunDir
-        The run folder's paths (``.root`` is the folder).
+        The run folder's paths (``.path`` is the folder).
     """
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    rd.root.mkdir(parents=True, exist_ok=True)
+    rd.path.mkdir(parents=True, exist_ok=True)
     save_config(config, rd.config_yaml)
     atomic_write_text(rd.versions_json, json.dumps(library_versions(), indent=2))
     return rd

@@ -38,10 +38,11 @@ import pandas as pd
 
 from sapkit.errors import ConfigError
 from sapkit.io.atomic import atomic_write_text
+from sapkit.io.folders import JobsDir
 from sapkit.jobs.progress import progress_bar
 from sapkit.jobs.threads import shared_cores
 
-__all__ = ["EXECUTORS", "STATE_COLUMNS", "Resources", "JobsDir", "run_array", "element_states"]
+__all__ = ["EXECUTORS", "STATE_COLUMNS", "Resources", "run_array", "element_states"]
 
 #: Launchers accepted by ``--executor`` (``local`` = submitit's local executor).
 EXECUTORS = ("local", "slurm")
@@ -126,35 +127,6 @@ class Resources:
         return params
 
 
-@dataclass(frozen=True)
-class JobsDir:
-    """The files of one job array (see the module docstring)."""
-
-    path: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
-
-    @property
-    def logs(self) -> Path:
-        """``logs/``: submitit's folder (submission scripts, stdout/stderr, pickles)."""
-        return self.path / "logs"
-
-    def state(self, name: str) -> Path:
-        """``state/<name>.json``: written by the element (running, done, failed)."""
-        return self.path / "state" / f"{name}.json"
-
-    @property
-    def submissions_csv(self) -> Path:
-        """``submissions.csv``: one row per submission of an element."""
-        return self.path / "submissions.csv"
-
-    @property
-    def states_csv(self) -> Path:
-        """``states.csv``: the last :func:`element_states` table."""
-        return self.path / "states.csv"
-
-
 # ---------------------------------------------------------------------------------------------- element side
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -236,7 +208,7 @@ def element_states(folder: str | Path, names: Sequence[str] | None = None, *, ch
     Parameters
     ----------
     folder : str or Path
-        The array's folder (:class:`JobsDir`).
+        The array's folder (:class:`sapkit.io.folders.JobsDir`).
     names : sequence of str, optional
         Elements to report (default: every element ever submitted).
     check_jobs : bool

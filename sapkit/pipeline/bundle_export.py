@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -38,8 +37,9 @@ import torch
 
 from sapkit.errors import CheckpointError, ConfigError
 from sapkit.io.atomic import atomic_path, atomic_write_text
+from sapkit.io.folders import BundleDir
 
-__all__ = ["BUNDLE_SCHEMA_URL", "REQUIRED_METADATA_KEYS", "REQUIRED_TENSOR_KEYS", "CHANNELS", "BundleDir",
+__all__ = ["BUNDLE_SCHEMA_URL", "REQUIRED_METADATA_KEYS", "REQUIRED_TENSOR_KEYS", "CHANNELS",
            "export_bundle", "inference_config", "network_config", "stack_channels"]
 
 #: MONAI's current metadata schema; ``monai.bundle verify_metadata`` downloads it (the tests check its keys offline).
@@ -54,46 +54,6 @@ REQUIRED_METADATA_KEYS = ("schema", "version", "monai_version", "pytorch_version
 REQUIRED_TENSOR_KEYS = ("type", "format", "num_channels", "spatial_shape", "dtype", "value_range")
 #: Input channels in order.
 CHANNELS = {"0": "T1-weighted", "1": "DWI b = 1000 s/mm² (resampled onto the T1 grid)"}
-
-
-@dataclass(frozen=True)
-class BundleDir:
-    """The files of an exported bundle (see the module docstring)."""
-
-    path: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
-
-    @property
-    def metadata_json(self) -> Path:
-        """``configs/metadata.json``."""
-        return self.path / "configs" / "metadata.json"
-
-    @property
-    def inference_json(self) -> Path:
-        """``configs/inference.json``."""
-        return self.path / "configs" / "inference.json"
-
-    @property
-    def model_pt(self) -> Path:
-        """``models/model.pt``: the state dict."""
-        return self.path / "models" / "model.pt"
-
-    @property
-    def readme(self) -> Path:
-        """``docs/README.md``."""
-        return self.path / "docs" / "README.md"
-
-    @property
-    def license_txt(self) -> Path:
-        """``docs/license.txt``."""
-        return self.path / "docs" / "license.txt"
-
-    @property
-    def inputs(self) -> Path:
-        """``inputs/``: the default ``dataset_dir`` of ``inference.json``."""
-        return self.path / "inputs"
 
 
 def network_config(model_config: Any, out_channels: int = 2) -> dict[str, Any]:
@@ -381,7 +341,7 @@ def export_bundle(run_dir: str | Path, *, init: str, fold: str | int, out: str |
                           "(notebooks, `sapkit reproduce` or `sapkit train`)")
     if not checkpoint.is_file():
         raise CheckpointError(f"{checkpoint} does not exist; train it first (`sapkit train lesion --init {init} "
-                              f"--fold {fold} --run-dir {rd.root}`) or pick another --init/--fold/--which")
+                              f"--fold {fold} --run-dir {rd.path}`) or pick another --init/--fold/--which")
     config = load_config(rd.config_yaml, overrides)
     payload = load_checkpoint(checkpoint)
     task = payload.get("extra", {}).get("task") if isinstance(payload, dict) else None
@@ -399,7 +359,7 @@ def export_bundle(run_dir: str | Path, *, init: str, fold: str | int, out: str |
         threshold = float(entry["threshold"]) if isinstance(entry, dict) and "threshold" in entry else None
     bundle = BundleDir(Path(out))
     meta = _metadata(config, model_config, init=init, fold=str(fold), which=which, epoch=int(payload.get("epoch", 0)),
-                     source=rd.root.resolve(), spacing=spacing, threshold=threshold, authors=authors,
+                     source=rd.path.resolve(), spacing=spacing, threshold=threshold, authors=authors,
                      license_name=license_name, version=version or __version__)
     atomic_write_text(bundle.metadata_json, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(bundle.inference_json, json.dumps(infer_json, indent=2) + "\n")

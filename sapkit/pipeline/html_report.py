@@ -114,7 +114,7 @@ def build_report(run_dir: str | Path) -> Path:
     import pandas as pd
 
     rd = RunDir(run_dir)
-    parts = [f"<h1>sapkit run report — {html.escape(rd.root.name)}</h1>"]
+    parts = [f"<h1>sapkit run report — {html.escape(rd.path.name)}</h1>"]
     parts.append(_section("Table 1 (median [95 % CI], IQR) beside the paper",
                           _table(rd.eval_table("table1"), "eval/table1.csv not written yet (notebook 05)"), "table1"))
     parts.append(_section("Paired tests between initialisations (Bonferroni-corrected p-values)",

@@ -168,7 +168,7 @@ class RunMonitor:
             self._seen[path] = (mtime, epoch)
             if epoch <= before:
                 continue
-            model = path.parent.relative_to(self.rd.root).as_posix()
+            model = path.parent.relative_to(self.rd.path).as_posix()
             total = model_epochs(self.config, model) if self.config is not None else None
             text = f"[sapkit] {self.notebook} · {model} · epoch {epoch}" + (f"/{total}" if total else "")
             if per_epoch > 0:
@@ -217,7 +217,7 @@ def planned_models(run_dir: str | Path, config: Config, notebook: str) -> int | 
     rd = RunDir(run_dir)
     if not notebook.startswith("04") or not rd.splits_json.is_file():
         return None
-    return len(config.lesion.inits) * len(resolve_folds(load_splits(rd.root), config.lesion.folds))
+    return len(config.lesion.inits) * len(resolve_folds(load_splits(rd.path), config.lesion.folds))
 
 
 def check_series_plan(config: Config, notebooks: Sequence[str]) -> None:

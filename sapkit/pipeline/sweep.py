@@ -36,7 +36,8 @@ from sapkit.errors import ConfigError, SapkitError
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.run_paths import RunDir
 from sapkit.io.yaml_io import load_yaml_file
-from sapkit.jobs.executors import JobsDir, Resources, run_array
+from sapkit.io.folders import JobsDir
+from sapkit.jobs.executors import Resources, run_array
 from sapkit.jobs.progress import progress_bar
 from sapkit.jobs.threads import shared_cores
 from sapkit.pipeline.reproduce import reproduce

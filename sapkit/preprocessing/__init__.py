@@ -9,7 +9,7 @@ then runs per scan (:mod:`~sapkit.preprocessing.pipeline`): ADC (:mod:`~sapkit.p
 N4 bias correction (:mod:`~sapkit.preprocessing.bias`), inter-station intensity standardisation
 (:mod:`~sapkit.preprocessing.isis`), stitching (:mod:`~sapkit.preprocessing.stitch`), DWI-to-T1
 registration (:mod:`~sapkit.preprocessing.register`) and, across the cohort, Nyúl histogram
-standardisation (:mod:`~sapkit.preprocessing.nyul`). Output layout: :mod:`~sapkit.preprocessing.layout`;
+standardisation (:mod:`~sapkit.preprocessing.nyul`). Output layout: :class:`sapkit.io.folders.PreprocessDir`;
 QC tables and figures: :mod:`~sapkit.preprocessing.qc`; scores against the synthetic truth:
 :mod:`~sapkit.preprocessing.scoring`; grids and resampling: :mod:`~sapkit.preprocessing.geometry`.
 The synthetic raw cohort's DICOM writer lives with the phantom (:mod:`sapkit.data.phantom.dicom_writer`).

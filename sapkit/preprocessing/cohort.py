@@ -30,7 +30,7 @@ from sapkit.jobs.progress import progress_bar
 from sapkit.jobs.threads import shared_cores
 from sapkit.label_maps import FINE_ATLAS
 from sapkit.io.output_paths import OutputPlan
-from sapkit.preprocessing.layout import PreprocessDir
+from sapkit.io.folders import PreprocessDir
 from sapkit.preprocessing.dicom import scan_dicom_tree
 from sapkit.preprocessing.jobs import run_scans_as_array
 from sapkit.preprocessing.nyul import apply_standard_scale, fit_standard_scale
@@ -99,7 +99,7 @@ def _run_all(todo: list[tuple[ScanSource, str]], config: RawConfig, out: Preproc
     bar = progress_bar(total=len(todo), desc="preprocess scans", unit="scan", disable=not progress)
     if jobs <= 1 or len(todo) <= 1:
         for source, digest in todo:
-            results.append(run_scan(source, config, out.root, digest))
+            results.append(run_scan(source, config, out.path, digest))
             bar.update()
         bar.close()
         return results
@@ -109,7 +109,7 @@ def _run_all(todo: list[tuple[ScanSource, str]], config: RawConfig, out: Preproc
 
     with shared_cores(min(jobs, len(todo))), \
             ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run_scan, s, config, out.root, d): s for s, d in todo}
+        futures = {pool.submit(run_scan, s, config, out.path, d): s for s, d in todo}
         for future in as_completed(futures):
             source = futures[future]
             try:
@@ -140,16 +140,17 @@ def declare_outputs(plan: OutputPlan, input_path: str | Path, out_dir: str | Pat
     folder may not lie inside it.
     """
     input_path = Path(input_path)
-    if input_path.is_file():
+    if input_path.is_dir():
+        plan.reads_folder(input_path, "folder", whole=True)
+    elif input_path.is_file():  # (neither: preprocess says what is wrong with the input)
         plan.reads(input_path, "the stations CSV")
-    root = input_path if input_path.is_dir() else input_path.parent
-    plan.reads_folder(root, "folder" if input_path.is_dir() else "folder of the stations CSV", whole=True)
+        plan.reads_folder(input_path.parent, "folder of the stations CSV", whole=True)
     plan.reads(labels, "the labels CSV")
     plan.reads(rules, "the rules file")
     out = PreprocessDir(out_dir)
-    plan.writes_folder(out.root, flag)
-    for path in (out.manifest_yaml, out.manifest_yaml.with_name("manifest.csv"), out.table("scans"), out.nyul_json):
-        plan.writes(path, flag, folder=out.root)
+    plan.writes_folder(out.path, flag)
+    for path in (out.manifest_yaml, out.manifest_csv, out.table("scans"), out.nyul_json):
+        plan.writes(path, flag, folder=out.path)
 
 
 def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | None = None, *,
@@ -163,7 +164,7 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
     input_path : path
         A DICOM folder (any nesting) or a stations CSV (per-station NIfTI form). Never written to.
     out_dir : path
-        Output folder (:class:`~sapkit.preprocessing.layout.PreprocessDir`); must not lie inside the input.
+        Output folder (:class:`~sapkit.io.folders.PreprocessDir`); must not lie inside the input.
     config : RawConfig, optional
         Settings (profile section ``raw``; default :class:`RawConfig`).
     jobs : int, optional
@@ -200,7 +201,7 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
     if not input_path.is_dir() and not (input_path.is_file() and input_path.suffix.lower() == ".csv"):
         raise SapkitError(f"input {input_path} is neither a DICOM folder nor a stations CSV (.csv); pass one of them")
     plan = OutputPlan("preprocess")
-    declare_outputs(plan, input_path, out.root, labels=labels, rules=rules, flag="output folder")
+    declare_outputs(plan, input_path, out.path, labels=labels, rules=rules, flag="output folder")
     plan.check()
     scans, series, skipped, rules_text = discover_scans(input_path, config, labels=labels, rules=rules, progress=progress)
     if not scans:
@@ -228,7 +229,7 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
     for record in done:
         records[record["summary"]["scan_id"]] = record
     if config.nyul.enabled:
-        records = standardise_cohort(records, scans, config, out.root, digests)
+        records = standardise_cohort(records, scans, config, out.path, digests)
     ordered = [records[s.scan_id] for s in scans]
     scan_table = pd.DataFrame([_scan_row(r) for r in ordered], columns=list(SCAN_COLUMNS))
     stations = pd.DataFrame([row for r in ordered for row in r.get("stations", [])])
@@ -236,7 +237,7 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
     atomic_write_text(out.table("stations"), stations.to_csv(index=False))
     manifest = _write_manifest(ordered, scans, out, input_path, config)
     write_summary_html(out.summary_html, stations, scan_table)
-    return PreprocessResult(out.root, manifest, scan_table, stations, series)
+    return PreprocessResult(out.path, manifest, scan_table, stations, series)
 
 
 def _write_manifest(records: list[dict], scans: list[ScanSource], out: PreprocessDir, input_path: Path,
@@ -259,7 +260,7 @@ def _write_manifest(records: list[dict], scans: list[ScanSource], out: Preproces
                                            (f"DWI→T1 {config.register.transform} registration", config.register.enabled),
                                            ("Nyúl", config.nyul.enabled)) if on)
     kind = "stations CSV" if input_path.suffix.lower() == ".csv" else "DICOM folder"
-    return write_manifest(out.root, pd.DataFrame(rows), name=f"sapkit-preprocess-{input_path.stem or input_path.name}",
+    return write_manifest(out.path, pd.DataFrame(rows), name=f"sapkit-preprocess-{input_path.stem or input_path.name}",
                           description=f"{len(rows)} scans preprocessed by sapkit preprocess from the {kind} {input_path.name} "
                                       f"({steps}); T1 and b1000 on the stitched T1 grid",
                           licence="unknown", source=str(input_path.resolve()),
@@ -291,12 +292,12 @@ def standardise_cohort(records: dict, scans: Sequence[ScanSource], config: RawCo
         if record.get("nyul_digest") == digest:
             continue
         if record.get("nyul_digest") is not None:  # standardised with an older standard: start from the inputs again
-            record = run_scan(by_id[scan_id], config, out.root, digests[scan_id])
+            record = run_scan(by_id[scan_id], config, out.path, digests[scan_id])
             if record.get("status") != "ok":
                 records[scan_id] = record
                 continue
         for ch in ("t1", "b1000"):
-            path = out.root / record["files"][ch]
+            path = out.path / record["files"][ch]
             image, affine, header = read_image(path, what=ch)
             save_nifti(apply_standard_scale(image, record["landmarks"][ch], standard[ch]), affine, path, header=header,
                        dtype=np.float32)

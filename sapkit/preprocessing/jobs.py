@@ -18,7 +18,7 @@ from typing import Any
 from sapkit.config import RawConfig
 from sapkit.errors import SapkitError
 from sapkit.jobs.executors import Resources, run_array
-from sapkit.preprocessing.layout import PreprocessDir
+from sapkit.io.folders import PreprocessDir
 from sapkit.preprocessing.scan_job import run_scan
 from sapkit.preprocessing.stations import ScanSource
 
@@ -67,8 +67,8 @@ def run_scans_as_array(todo: list[tuple[ScanSource, str]], config: RawConfig, ou
     progress : bool
         Progress bar over finished elements.
     """
-    out.root.mkdir(parents=True, exist_ok=True)
-    root = str(out.root.resolve())
+    out.path.mkdir(parents=True, exist_ok=True)
+    root = str(out.path.resolve())
     elements = {source.scan_id: (scan_element, (source, config, root, digest)) for source, digest in todo}
     states = run_array(elements, out.jobs, executor=executor, resources=resources, resume=resume, wait=wait,
                        name="sapkit-preprocess", progress=progress)

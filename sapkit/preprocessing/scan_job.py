@@ -31,7 +31,7 @@ from sapkit.errors import SapkitError
 from sapkit.io.atomic import STAGING_DIR, atomic_write_text
 from sapkit.io.nifti import save_nifti
 from sapkit.preprocessing.bias import body_mask
-from sapkit.preprocessing.layout import PreprocessDir
+from sapkit.io.folders import PreprocessDir
 from sapkit.preprocessing.nyul import landmarks
 from sapkit.preprocessing.pipeline import ProcessedScan, preprocess_scan
 from sapkit.preprocessing.qc import seam_montage, write_png
@@ -72,7 +72,7 @@ def _write_outputs(processed: ProcessedScan, source: ScanSource, out: Preprocess
     for column, (key, array, dtype) in files.items():
         final = out.scan_file(source.scan_id, key)
         save_nifti(array, processed.affine, staging / final.name, dtype=dtype)
-        rel[column] = final.relative_to(out.root).as_posix()
+        rel[column] = final.relative_to(out.path).as_posix()
     write_png(staging / out.scan_qc_png(source.scan_id).name, seam_montage(processed))
     return staging, rel
 
@@ -139,5 +139,5 @@ def reusable_record(source: ScanSource, out: PreprocessDir, digest: str) -> dict
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    files_ok = all((out.root / p).is_file() for p in record.get("files", {}).values())
+    files_ok = all((out.path / p).is_file() for p in record.get("files", {}).values())
     return record if record.get("digest") == digest and record.get("status") == "ok" and files_ok else None

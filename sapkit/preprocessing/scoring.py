@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import ndimage
 
 from sapkit.imaging.resample import resample
-from sapkit.preprocessing.layout import PreprocessDir
+from sapkit.io.folders import PreprocessDir
 
 __all__ = ["station_cores", "adjacent_deviation", "score_scan", "score_cohort"]
 

@@ -126,8 +126,8 @@ def test_repr_names_the_folder(tmp_path):
 def test_prepare_run_dir_round_trip(tmp_path):
     config = load_config("smoke", {"seed": 7, "lesion.epochs": 3})
     rd = prepare_run_dir(tmp_path / "runs" / "a", config)
-    assert isinstance(rd, RunDir) and rd.root == tmp_path / "runs" / "a"
-    assert sorted(p.name for p in rd.root.iterdir()) == ["config.yaml", "versions.json"]
+    assert isinstance(rd, RunDir) and rd.path == tmp_path / "runs" / "a"
+    assert sorted(p.name for p in rd.path.iterdir()) == ["config.yaml", "versions.json"]
     assert load_config(rd.config_yaml) == config
     versions = json.loads(rd.versions_json.read_text())
     import numpy

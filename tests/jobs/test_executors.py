@@ -19,7 +19,8 @@ import yaml
 from sapkit.cli import main
 from sapkit.errors import ConfigError
 from sapkit.io.run_paths import RunDir
-from sapkit.jobs.executors import JobsDir, Resources, element_states, run_array
+from sapkit.io.folders import JobsDir
+from sapkit.jobs.executors import Resources, element_states, run_array
 from sapkit.pipeline.sweep import load_grid, summarize_sweep, sweep
 
 

@@ -95,7 +95,7 @@ def test_sweep_summary_counts_flagged_scans_and_the_plot_marks_them(tmp_path):
         rd.eval_table("patients").parent.mkdir(parents=True)
         pd.DataFrame({"init": "sap", "scan_id": ["a", "b", "c"], "f2": [1.0, 1.0, 0.9], "dice_mean": [0.0, 0.0, 0.1],
                       "n_merging": 0, "n_oversized": oversized}).to_csv(rd.eval_table("patients"), index=False)
-        runs[f"f{frac}"] = ({"lesion.label_fraction": frac}, rd.root)
+        runs[f"f{frac}"] = ({"lesion.label_fraction": frac}, rd.path)
     summary = aggregate_runs(runs)
     assert summary["flagged_scans"].tolist() == [2, 0]
     fig = label_efficiency_figure(summary)

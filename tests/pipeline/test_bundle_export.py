@@ -75,7 +75,7 @@ def _tiny_run(root: Path, **overrides) -> tuple[Path, Path]:
     rd.fingerprint_json.write_text(json.dumps({"dataset": {"median_spacing_mm": [3.0, 3.0, 3.0]}}))
     rd.threshold_json.parent.mkdir(parents=True, exist_ok=True)
     rd.threshold_json.write_text(json.dumps({"sap": {"threshold": 0.35, "value": 0.5}}))
-    return rd.root, manifest
+    return rd.path, manifest
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,9 @@ def evaluated_run(tmp_path_factory) -> RunDir:
     rd = RunDir(write_fake_run(tmp_path_factory.mktemp("report") / "run"))
     config = load_config("smoke")
     prepare_run_dir(rd, config)
-    evaluate_run(rd.root, config, progress=False)
+    evaluate_run(rd.path, config, progress=False)
     fig = go.Figure(go.Scatter(x=[0, 1, 2], y=[0.25, 0.5, 0.75], name="f2-curve"))
-    save_figure(fig, rd.root, "10_f2", title="F2 against the threshold")
+    save_figure(fig, rd.path, "10_f2", title="F2 against the threshold")
     rd.notebooks_dir.mkdir()
     rd.notebook_marker("04_lesion_finetuning").write_text(json.dumps({"seconds": 321.5}))
     rd.notebook_marker("05_lesion_analysis").write_text(json.dumps({"seconds": 12.25}))
@@ -43,7 +43,7 @@ def _bundle_text(page: str) -> str:
 
 @pytest.fixture(scope="module")
 def page(evaluated_run) -> str:
-    path = build_report(evaluated_run.root)
+    path = build_report(evaluated_run.path)
     assert path == evaluated_run.report_html
     return path.read_text()
 
@@ -75,14 +75,14 @@ def test_one_self_contained_file(evaluated_run, page):
     size = evaluated_run.report_html.stat().st_size
     assert 1_000_000 < size < MAX_BYTES, size
     # the report adds one file to the run folder and nothing else
-    assert sorted(p.name for p in evaluated_run.root.iterdir() if p.is_file()) == \
+    assert sorted(p.name for p in evaluated_run.path.iterdir() if p.is_file()) == \
         ["config.yaml", "report.html", "splits.json", "versions.json"]
 
 
 def test_report_of_an_unevaluated_run_says_what_is_missing(tmp_path):
     rd = RunDir(tmp_path / "fresh")
-    rd.root.mkdir()
-    text = build_report(rd.root).read_text()
+    rd.path.mkdir()
+    text = build_report(rd.path).read_text()
     assert "eval/table1.csv not written yet (notebook 05)" in text
     assert "eval/comparisons.csv not written yet (notebook 05)" in text
     assert text.count("not written yet") == 5  # Table 1, paired tests, config.yaml, versions.json, splits.json

@@ -22,7 +22,7 @@ def test_one_line_per_epoch_with_measured_eta(tmp_path):
     config = load_config("smoke", {"lesion.epochs": 10})
     rd = RunDir(tmp_path)
     out = io.StringIO()
-    monitor = RunMonitor(rd.root, "04_lesion_finetuning", config=config, n_models=2, stream=out)
+    monitor = RunMonitor(rd.path, "04_lesion_finetuning", config=config, n_models=2, stream=out)
     monitor._baseline()
     _write_log(rd.lesion("sap", 0), 3, 4.0)
     assert monitor.poll() and not monitor.poll()  # a second look without news prints nothing
@@ -50,7 +50,7 @@ def test_folders_vanishing_under_the_monitor_never_stop_it(tmp_path, monkeypatch
     staging.mkdir(parents=True)
     (rd.lesion_dir / ".sapkit-tmp.host.2").mkdir(parents=True)
     out = io.StringIO()
-    monitor = RunMonitor(rd.root, "02_skeleton_pretraining", config=config, stream=out)
+    monitor = RunMonitor(rd.path, "02_skeleton_pretraining", config=config, stream=out)
     monitor._baseline()
     real_glob = Path.glob
 

@@ -22,7 +22,7 @@ def _run(tmp_path):
     run.splits_json.write_text(json.dumps({"k": 3, "tuning_fold": 2}))
     run.notebook_marker("04_lesion_finetuning").write_text(json.dumps({"seconds": 330}))
     run.notebook_marker("00_data").write_text(json.dumps({"seconds": 12}))
-    return run.root
+    return run.path
 
 
 def test_results_block_is_replaced_and_the_rest_kept(tmp_path):

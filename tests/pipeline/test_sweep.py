@@ -113,16 +113,16 @@ def test_link_reused_links_models_and_copies_folds(tmp_path):
     src.splits_json.write_text(json.dumps({"k": 3}))
     src.fingerprint_json.write_text("{}")
     dst = RunDir(tmp_path / "sweep" / "seed=1")
-    dst.root.mkdir(parents=True)
+    dst.path.mkdir(parents=True)
     dst.splits_json.write_text(json.dumps({"k": 5}))  # already there: kept
-    _link_reused(src.root, dst.root)
+    _link_reused(src.path, dst.path)
     assert dst.data.is_symlink() and dst.data.resolve() == src.data.resolve()
     assert dst.skeleton.path.is_symlink() and dst.ssl.path.is_symlink()
     assert json.loads(dst.splits_json.read_text()) == {"k": 5}
     assert dst.fingerprint_json.read_text() == "{}" and not dst.fingerprint_json.is_symlink()
-    _link_reused(src.root, dst.root)  # idempotent
+    _link_reused(src.path, dst.path)  # idempotent
     with pytest.raises(SapkitError, match="reuse folder .*missing does not exist"):
-        _link_reused(tmp_path / "missing", dst.root)
+        _link_reused(tmp_path / "missing", dst.path)
 
 
 def test_label_efficiency_figure_averages_other_axes(tmp_path):

@@ -62,15 +62,15 @@ def test_gallery_panel_outlines_reference_and_prediction_in_mm(run):
 
 def test_failure_gallery_selects_false_positives_and_missed_lesions(run):
     rd, _, evaluation = run
-    fig = failure_gallery_figure(evaluation, rd.root, init="sap", kind="false_positive", max_items=4)
+    fig = failure_gallery_figure(evaluation, rd.path, init="sap", kind="false_positive", max_items=4)
     assert fig.layout.title.text == "SAP: most confident false positives (1)"
     assert len(fig.data) == 3 and len(fig.data[1].x) == 0     # no reference lesion near the false positive
     assert len(fig.data[2].x) == 2 * 3                        # its 2 × 3 coronal cut, all boundary
-    missed = failure_gallery_figure(evaluation, rd.root, init="sap", kind="missed")
+    missed = failure_gallery_figure(evaluation, rd.path, init="sap", kind="missed")
     assert missed.layout.title.text == "SAP: largest missed lesions (1 missed)"
     assert [a.text for a in missed.layout.annotations] == ["p03_s0 (0.10 mL)"]
     assert len(missed.data[1].x) == 2 * 4 and len(missed.data[2].x) == 0  # p03's two 2×2 lesions, no prediction
     with pytest.raises(ConfigError, match="kind must be one of"):
-        failure_gallery_figure(evaluation, rd.root, kind="hits")
+        failure_gallery_figure(evaluation, rd.path, kind="hits")
     with pytest.raises(ConfigError, match="was not evaluated"):
-        failure_gallery_figure(evaluation, rd.root, init="ssl")
+        failure_gallery_figure(evaluation, rd.path, init="ssl")

@@ -19,7 +19,7 @@ from sapkit.config import NyulConfig, RawConfig
 from sapkit.data.manifest import load_manifest
 from sapkit.errors import SapkitError
 from sapkit.preprocessing.cohort import preprocess
-from sapkit.preprocessing.layout import PreprocessDir
+from sapkit.io.folders import PreprocessDir
 from sapkit.preprocessing.scoring import score_cohort
 
 from raw_cohorts import small_prep, small_raw  # noqa: F401 - fixtures

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 
 from sapkit.cli import main
-from sapkit.jobs.executors import JobsDir
-from sapkit.preprocessing.layout import PreprocessDir
+from sapkit.io.folders import JobsDir, PreprocessDir
 
 from raw_cohorts import small_prep, small_raw  # noqa: F401 - fixtures
 
