@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sapkit.config import Config, save_config
+import yaml
+
+from sapkit.config import Config, config_to_dict, save_config
 from sapkit.errors import ConfigError
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.folders import Folder
@@ -394,15 +396,24 @@ def library_versions() -> dict[str, Any]:
 
 
 def prepare_run_dir(run_dir: str | Path | RunDir, config: Config) -> RunDir:
-    """Create the run folder and write ``config.yaml`` and ``versions.json`` into it.
+    """Create the run folder and record ``config.yaml`` and ``versions.json``; return its :class:`RunDir`.
 
-    Returns
-    -------
-    RunDir
-        The run folder's paths (``.path`` is the folder).
+    The record's one writer: ``sapkit reproduce`` calls it before the first notebook, and each notebook
+    that starts a stage (run by hand in a new folder it records its configuration). A record that already
+    holds the same content is left as it is; another configuration replaces it (the latest stage's).
     """
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     rd.path.mkdir(parents=True, exist_ok=True)
-    save_config(config, rd.config_yaml)
-    atomic_write_text(rd.versions_json, json.dumps(library_versions(), indent=2))
+    if not _holds(rd.config_yaml, yaml.safe_load, yaml.safe_load(yaml.safe_dump(config_to_dict(config)))):
+        save_config(config, rd.config_yaml)
+    versions = library_versions()
+    if not _holds(rd.versions_json, json.loads, json.loads(json.dumps(versions))):
+        atomic_write_text(rd.versions_json, json.dumps(versions, indent=2))
     return rd
+
+
+def _holds(path: Path, parse: Any, content: Any) -> bool:
+    try:  # whether ``path`` exists and parses to ``content``
+        return path.is_file() and parse(path.read_text()) == content
+    except (ValueError, yaml.YAMLError):  # unparsable: rewrite it
+        return False

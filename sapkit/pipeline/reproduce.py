@@ -22,7 +22,7 @@ from sapkit.config import Config, load_config
 from sapkit.errors import SapkitError
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.run_lock import RunLock
-from sapkit.io.run_paths import RunDir, default_run_dir
+from sapkit.io.run_paths import RunDir, default_run_dir, prepare_run_dir
 from sapkit.pipeline.html_report import build_report
 from sapkit.pipeline.progress import RunMonitor, check_series_plan, format_seconds, planned_models
 
@@ -227,6 +227,7 @@ def reproduce(
     results = []
     # one writer per run folder; the notebooks (child processes) inherit the lock's token
     with RunLock(run_dir, f"sapkit reproduce --profile {profile} --run-dir {run_dir}"):
+        prepare_run_dir(run_dir, config)  # the run's record, once: the notebooks find it and leave it as it is
         for k, name in enumerate(wanted, 1):
             if progress:  # plain lines: the per-epoch lines of RunMonitor go between them
                 print(f"[sapkit] {name} ({k}/{len(wanted)}) starting", file=sys.stderr, flush=True)

@@ -135,7 +135,14 @@ def test_prepare_run_dir_round_trip(tmp_path):
 
     assert versions["numpy"] == numpy.__version__ and versions["torch"] == torch.__version__
     assert versions["gpu"] is None or isinstance(versions["gpu"], str)
-    # a second call on the RunDir itself rewrites the same two files
+    # the same configuration again: the record is left as it is (the series writes it once)
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (rd.config_yaml, rd.versions_json)}
+    assert prepare_run_dir(rd, load_config("smoke", {"seed": 7, "lesion.epochs": 3})) == rd
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (rd.config_yaml, rd.versions_json)} == before
+    # another configuration replaces it; a damaged record is rewritten
     config2 = load_config("smoke", {"seed": 8})
     assert prepare_run_dir(rd, config2) == rd
     assert load_config(rd.config_yaml) == config2
+    rd.versions_json.write_text("{not json")
+    prepare_run_dir(rd, config2)
+    assert json.loads(rd.versions_json.read_text())["numpy"] == numpy.__version__
