@@ -7,6 +7,14 @@ no browser watches (papermill, ``sapkit reproduce``) is stored in the executed n
 :func:`use_text_progress`, which checks :func:`is_headless`. tqdm is imported when the first bar
 is made, not with this module: ``tqdm.auto`` imports IPython when it is installed, and the
 command line's start-up time is measured (``sapkit evaluate`` on one case makes no bar).
+
+A text bar inside a kernel (a notebook under papermill) prints nothing while it runs and one line
+on standard output when it closes (none for ``leave=False`` bars): stderr is stored in an executed
+notebook as a pink error box, and the intermediate states (``0/18`` …) would stay in the stored
+text as bars stuck below 100 %. A finished bar's line reads ``n/n``; a bar that stopped early shows
+where it stopped. ``sapkit reproduce`` prints the live per-epoch progress on the terminal
+(:class:`sapkit.pipeline.progress.RunMonitor`). Outside a kernel (a script) text bars refresh every
+10 s on stderr, as tqdm does.
 """
 
 from __future__ import annotations
@@ -48,11 +56,28 @@ def progress_bar(iterable: Iterable[Any] | None = None, *, desc: str | None = No
 def _text_tqdm() -> type:
     from tqdm.std import tqdm as _std
 
-    class _TextTqdm(_std):  # a text bar that refreshes at most every 10 s (small stored outputs)
+    class _TextTqdm(_std):
+        """A text bar: in a kernel, one stdout line when it closes; elsewhere a refresh every 10 s at most."""
+
         def __init__(self, *args: Any, **kwargs: Any):
             kwargs.setdefault("mininterval", 10.0)
             kwargs.setdefault("ascii", True)
+            self._final_line_only = _kernel_parent() is not None and kwargs.get("file") is None
+            if self._final_line_only:
+                kwargs["file"] = sys.stdout
+                kwargs["delay"] = float("inf")  # tqdm draws nothing before `delay` seconds: never
             super().__init__(*args, **kwargs)
+
+        def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+            if self._final_line_only:  # set_postfix/set_description refresh too: nothing until close
+                return True
+            return super().display(msg, pos)
+
+        def close(self) -> None:
+            if self._final_line_only and not self.disable and (self.leave or (self.leave is None and not self.pos)):
+                self.fp.write(f"{self}\n")
+                self.fp.flush()
+            super().close()
 
     return _TextTqdm
 

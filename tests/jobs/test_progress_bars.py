@@ -57,3 +57,32 @@ def test_the_notebooks_name_for_text_bars_is_the_same_function():
     from sapkit.pipeline.progress import use_text_progress as notebooks_name
 
     assert notebooks_name is use_text_progress
+
+
+def test_text_bars_in_a_kernel_write_one_stdout_line_when_done(restore_bar_mode, monkeypatch, capsys):
+    """Under papermill stderr becomes a pink error box and every intermediate state stays in the stored
+    text: a kernel's text bar prints only its final line, on stdout (issue 25)."""
+    monkeypatch.setattr(progress, "_kernel_parent", lambda: {"metadata": {}})  # a kernel, no browser
+    use_text_progress()
+    bar = progress_bar(range(18), desc="evaluate sap", unit="scan")
+    for i in bar:
+        bar.set_postfix(loss=0.5)  # the training loop's refresh
+        if i == 9:
+            assert capsys.readouterr() == ("", "")  # nothing while it runs
+    out, err = capsys.readouterr()
+    assert err == "" and out.count("\n") == 1 and "evaluate sap: 100%" in out and "18/18" in out
+    for _ in progress_bar(range(4), desc="windows", leave=False):
+        pass
+    assert capsys.readouterr() == ("", "")  # a transient bar leaves nothing
+    manual = progress_bar(total=18, desc="epochs")
+    manual.update(17)
+    manual.close()
+    assert "17/18" in capsys.readouterr().out  # a bar that stopped early says where
+
+
+def test_text_bars_outside_a_kernel_still_refresh_on_stderr(restore_bar_mode, monkeypatch, capsys):
+    monkeypatch.setattr(progress, "_kernel_parent", lambda: None)
+    use_text_progress(headless=True)
+    list(progress_bar(range(3), desc="scans"))
+    out, err = capsys.readouterr()
+    assert out == "" and "3/3" in err
