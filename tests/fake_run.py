@@ -80,3 +80,26 @@ def write_fake_run(run_dir: Path, *, n_patients: int = 6, seed: int = 0) -> Path
     write_manifest(data, pd.DataFrame(rows), name="fake", description="fake run for evaluation tests")
     save_splits(make_splits(counts, [], k=3, tuning_fold=2, seed=42), run_dir)
     return run_dir
+
+
+def write_fake_eval(run_dir: Path, *, leader: str, n_patients: int = 12, seed: int = 0) -> Path:
+    """Write ``run_dir/eval/patients.csv`` and ``comparisons.csv`` in which ``leader`` is clearly best on every
+    key metric (higher F2 and Dice, fewer false positives) and the other two inits are close."""
+    from sapkit.evaluation.tables import compare_inits
+
+    rng = np.random.default_rng(seed)
+    skill = {init: (0.75 if init == leader else 0.35 + 0.05 * k) for k, init in enumerate(INITS)}
+    rows = []
+    for i in range(n_patients):
+        for init in INITS:
+            s = float(np.clip(skill[init] + rng.normal(0, 0.08), 0, 1))
+            rows.append({"init": init, "scan_id": f"p{i:02d}_s0", "f2": s, "dice_mean": 0.6 * s, "global_dice": 0.7 * s,
+                         "fp": float(round(20 * (1 - s))), "sensitivity": s, "precision": s / 2})
+    patients = pd.DataFrame(rows)
+    lesions = pd.DataFrame({"init": list(INITS) * 2, "scan_id": ["p00_s0"] * 6, "detected": [True] * 6,
+                            "dice": rng.uniform(0.3, 0.8, 6), "nsd": rng.uniform(0.3, 0.8, 6)})
+    rd = RunDir(run_dir)
+    rd.eval_dir.mkdir(parents=True, exist_ok=True)
+    patients.to_csv(rd.eval_table("patients"), index=False)
+    compare_inits(patients, lesions).to_csv(rd.eval_table("comparisons"), index=False)
+    return Path(run_dir)
