@@ -8,7 +8,6 @@ probability map and, at a threshold, its lesion mask and lesion table
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -19,10 +18,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from sapkit.config import Config, ModelConfig
 from sapkit.errors import CheckpointError, ConfigError
 from sapkit.inference.sliding_window import body_mask, count_windows, lesion_probability, predict_probabilities, resolve_device, skeleton_labels
 from sapkit.inference.postprocess import lesion_components
-from sapkit.io.checkpoints import load_checkpoint
+from sapkit.io.checkpoints import load_checkpoint, stored_model_config
 from sapkit.networks.factory import build_model
 from sapkit.networks.finite import first_nonfinite
 from sapkit.jobs.progress import progress_bar
@@ -34,7 +34,7 @@ _SUMMARY_COLUMNS = ["scan_id", "prob_path", "mask_path", "lesions_path", "n_lesi
                     "n_windows_evaluated", "seconds"]
 
 
-def load_model(checkpoint: str | Path | nn.Module, model_config: Any, *, out_channels: int = 2) -> nn.Module:
+def load_model(checkpoint: str | Path | nn.Module, model_config: ModelConfig, *, out_channels: int = 2) -> nn.Module:
     """A network with a checkpoint's weights (``weights_only=True``), on the CPU.
 
     Parameters
@@ -60,11 +60,7 @@ def load_model(checkpoint: str | Path | nn.Module, model_config: Any, *, out_cha
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {checkpoint} holds no state_dict of tensors; pass a sapkit checkpoint")
-    stored = payload.get("config", {}).get("model") if isinstance(payload.get("config"), dict) else None
-    if isinstance(stored, dict):
-        fields = {f.name for f in dataclasses.fields(model_config)}
-        stored = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in fields}
-        model_config = dataclasses.replace(model_config, **stored)
+    model_config = stored_model_config(payload, model_config, checkpoint)
     state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
     bad = first_nonfinite(state.items())
     if bad is not None:
@@ -72,7 +68,7 @@ def load_model(checkpoint: str | Path | nn.Module, model_config: Any, *, out_cha
                               "diverged training run and would predict nothing; retrain with a lower learning rate")
     try:
         model = build_model(model_config, out_channels)
-    except ConfigError as exc:
+    except (ConfigError, TypeError, ValueError, RuntimeError) as exc:  # checked types, impossible sizes (-8 channels)
         raise CheckpointError(f"checkpoint {checkpoint} stores a model configuration sapkit cannot build ({exc}); "
                               "it was not written by this sapkit version or was edited — retrain or re-save it") from None
     try:
@@ -116,7 +112,7 @@ def predict_manifest(
     manifest: Any,
     out_dir: str | Path,
     *,
-    config: Any,
+    config: Config,
     threshold: float | None = None,
     min_volume_ml: float = 0.0,
     scan_ids: Sequence[str] | None = None,
@@ -218,7 +214,7 @@ def predict_manifest(
 
 
 # ----------------------------------------------------------------------------------------------
-def _predict_scan(case: Any, model: nn.Module, skel_model: nn.Module | None, out: Path, *, config: Any,
+def _predict_scan(case: Any, model: nn.Module, skel_model: nn.Module | None, out: Path, *, config: Config,
                   device: torch.device, threshold: float | None, min_volume_ml: float) -> dict[str, Any]:
     """Infer one scan and write its files; returns its ``predictions.csv`` row (without seconds)."""
     from sapkit.io.atomic import atomic_path

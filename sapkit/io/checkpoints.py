@@ -24,7 +24,10 @@ from typing import Any, Mapping
 
 import torch
 
-from sapkit.errors import CheckpointError
+from sapkit import __version__
+from sapkit._config_loader import build, to_plain_dict
+from sapkit.config import ModelConfig
+from sapkit.errors import CheckpointError, ConfigError
 from sapkit.io.atomic import atomic_path
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "ImportedWeights",
     "save_checkpoint",
     "load_checkpoint",
+    "stored_model_config",
     "import_weights",
     "remap_state_dict",
 ]
@@ -42,8 +46,6 @@ _SWIN_ROOTS = ("patch_embed.", "layers1.", "layers2.", "layers3.", "layers4.", "
 
 def _versions() -> dict[str, str]:
     import monai
-
-    from sapkit import __version__
 
     return {"sapkit": str(__version__), "torch": str(torch.__version__), "monai": str(monai.__version__)}
 
@@ -133,6 +135,33 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
             f"{': ' + first[:200] if first else ''}); it may be truncated or another kind of file — check the path, or re-save it "
             "with torch.save(model.state_dict(), path)"
         ) from None
+
+
+def stored_model_config(payload: Any, model_config: ModelConfig, path: str | Path) -> ModelConfig:
+    """``model_config`` with the ``model`` section stored in a checkpoint applied, checked like a profile's.
+
+    The stored section wins (it describes the weights); keys this sapkit does not know are left
+    out. Every value is coerced and checked by the config loader, so an edited or foreign file
+    fails here, naming it, instead of deep inside the network's constructor.
+
+    Raises
+    ------
+    CheckpointError
+        The stored section is not a mapping, or holds a value of the wrong type, choice or range.
+    """
+    config = payload.get("config") if isinstance(payload, Mapping) else None
+    stored = config.get("model") if isinstance(config, Mapping) else None
+    if stored is None:
+        return model_config
+    fix = "it was not written by this sapkit version or was edited — retrain or re-save it"
+    if not isinstance(stored, Mapping):
+        raise CheckpointError(f"checkpoint {path} stores a model configuration sapkit cannot build (config.model is "
+                              f"a {type(stored).__name__}, not a mapping of model.* keys); {fix}")
+    known = {k: v for k, v in stored.items() if k in to_plain_dict(model_config)}
+    try:
+        return build(ModelConfig, {**to_plain_dict(model_config), **known}, prefix="model.")
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path} stores a model configuration sapkit cannot build ({exc}); {fix}") from None
 
 
 @dataclass(frozen=True)

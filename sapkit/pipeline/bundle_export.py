@@ -28,13 +28,13 @@ without flips); on CUDA the bundle runs in float32 (``sapkit predict -p infer.am
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
+from sapkit.config import Config, ModelConfig
 from sapkit.errors import CheckpointError, ConfigError
 from sapkit.io.atomic import atomic_path, atomic_write_text
 from sapkit.io.folders import BundleDir
@@ -56,7 +56,7 @@ REQUIRED_TENSOR_KEYS = ("type", "format", "num_channels", "spatial_shape", "dtyp
 CHANNELS = {"0": "T1-weighted", "1": "DWI b = 1000 s/mm² (resampled onto the T1 grid)"}
 
 
-def network_config(model_config: Any, out_channels: int = 2) -> dict[str, Any]:
+def network_config(model_config: ModelConfig, out_channels: int = 2) -> dict[str, Any]:
     """MONAI bundle config items that rebuild :func:`sapkit.networks.factory.build_model`'s network.
 
     Returns the items to merge into ``inference.json``; ``network_def`` is the network. The
@@ -87,7 +87,7 @@ def network_config(model_config: Any, out_channels: int = 2) -> dict[str, Any]:
     raise ConfigError(f"model.backbone {m.backbone!r} cannot be exported; use swinunetr, unet or dynunet")
 
 
-def inference_config(config: Any, model_config: Any) -> dict[str, Any]:
+def inference_config(config: Config, model_config: ModelConfig) -> dict[str, Any]:
     """The ``inference.json`` of a bundle for ``config`` (``preprocess``, ``infer``) and the network.
 
     Raises
@@ -148,7 +148,7 @@ def inference_config(config: Any, model_config: Any) -> dict[str, Any]:
     }
 
 
-def _metadata(config: Any, model_config: Any, *, init: str, fold: str, which: str, epoch: int, source: Path,
+def _metadata(config: Config, model_config: ModelConfig, *, init: str, fold: str, which: str, epoch: int, source: Path,
               spacing: Sequence[float] | None, threshold: float | None, authors: str, license_name: str,
               version: str) -> dict[str, Any]:
     import fire
@@ -267,16 +267,6 @@ def stack_channels(manifest: Any, out_dir: str | Path, scan_ids: Sequence[str] |
     return written
 
 
-def _effective_model_config(payload: Mapping[str, Any], model_config: Any) -> Any:
-    """``model_config`` with the checkpoint's stored ``model`` section applied (as :func:`load_model` does)."""
-    stored = payload.get("config", {}).get("model") if isinstance(payload.get("config"), dict) else None
-    if not isinstance(stored, dict):
-        return model_config
-    names = {f.name for f in dataclasses.fields(model_config)}
-    return dataclasses.replace(model_config, **{k: tuple(v) if isinstance(v, list) else v
-                                                 for k, v in stored.items() if k in names})
-
-
 def _check_bundle_network(bundle: BundleDir, reference: torch.nn.Module) -> None:
     """Build ``network_def`` from the written config, load the weights strictly, compare one forward pass."""
     from monai.bundle import ConfigParser
@@ -330,7 +320,7 @@ def export_bundle(run_dir: str | Path, *, init: str, fold: str | int, out: str |
     from sapkit import __version__
     from sapkit.config import load_config
     from sapkit.inference.predict import load_model
-    from sapkit.io.checkpoints import load_checkpoint
+    from sapkit.io.checkpoints import load_checkpoint, stored_model_config
     from sapkit.io.run_paths import RunDir
 
     rd = RunDir(run_dir)
@@ -347,7 +337,7 @@ def export_bundle(run_dir: str | Path, *, init: str, fold: str | int, out: str |
     task = payload.get("extra", {}).get("task") if isinstance(payload, dict) else None
     if task not in (None, "lesion"):
         raise CheckpointError(f"{checkpoint} is a {task!r} checkpoint, not a lesion model")
-    model_config = _effective_model_config(payload, config.model)
+    model_config = stored_model_config(payload, config.model, checkpoint)
     model = load_model(checkpoint, config.model, out_channels=2)
     infer_json = inference_config(config, model_config)
     spacing = None

@@ -90,6 +90,54 @@ def checkpoint_with_invalid_stored_model_config(root):
     return _load(path), r"m\.pt stores a model configuration sapkit cannot build .*model\.backbone.*'resnet50'"
 
 
+def _stored(root, name, **model):
+    """A checkpoint whose stored ``config.model`` holds ``model`` (as an edited or foreign file would)."""
+    return _load(_save_state(root / name, _model().state_dict(), config={"model": dict(model)}))
+
+
+@case
+def stored_channels_as_a_string(root):  # issue 23: TypeError in networks/factory.py
+    return _stored(root, "s.pt", channels="abc"), \
+        r"s\.pt stores a model configuration sapkit cannot build \(config key 'model\.channels'.*retrain or re-save"
+
+
+@case
+def stored_channels_with_a_word(root):
+    return _stored(root, "w.pt", channels=[4, "x"]), r"w\.pt stores a model configuration sapkit cannot build .*model\.channels"
+
+
+@case
+def stored_channels_null(root):
+    return _stored(root, "n.pt", channels=None), r"n\.pt stores a model configuration sapkit cannot build .*model\.channels"
+
+
+@case
+def stored_norm_as_a_number(root):
+    return _stored(root, "norm.pt", norm_name=5), r"norm\.pt stores a model configuration sapkit cannot build .*model\.norm_name"
+
+
+@case
+def stored_in_channels_as_text(root):
+    return _stored(root, "ic.pt", in_channels="2"), r"ic\.pt stores a model configuration sapkit cannot build .*model\.in_channels"
+
+
+@case
+def stored_negative_channels(root):
+    return _stored(root, "neg.pt", channels=[4, -8]), r"neg\.pt stores a model configuration sapkit cannot build .*-8"
+
+
+@case
+def stored_swin_feature_size_as_text(root):
+    return _stored(root, "fs.pt", backbone="swinunetr", feature_size="big"), \
+        r"fs\.pt stores a model configuration sapkit cannot build .*model\.feature_size"
+
+
+@case
+def stored_model_section_not_a_mapping(root):
+    path = _save_state(root / "list.pt", _model().state_dict(), config={"model": ["unet"]})
+    return _load(path), r"list\.pt stores a model configuration sapkit cannot build .*mapping"
+
+
 @case
 def checkpoint_of_another_class_count(root):
     path = _save_state(root / "skeleton.pt", _model(out=10).state_dict())
