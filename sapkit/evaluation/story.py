@@ -9,7 +9,8 @@ models' ``log.csv``), so they change when the outcome changes.
   (``comparisons.csv`` when it holds the pair, Bonferroni-corrected there; else computed here,
   uncorrected), and whether the paper's Table 1 had the same leader.
 - :func:`run_story`: markdown for a notebook's closing cell; :func:`run_headline`: one sentence.
-- :func:`paired_differences`: median over patients of (a − b), shared with the README block and the report.
+- :func:`paired_differences`: median over patients of (a − b), shared with the README block and the report;
+  :func:`comparisons_table`: the paired tests in plain words with that difference (the report's table).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from sapkit.evaluation.tables import PAPER_TABLE1
 from sapkit.io.run_paths import RunDir
 
 __all__ = ["METRIC_LABELS", "STORY_METRICS", "INIT_LABELS", "Lead", "paired_differences", "metric_leads",
-           "outcome_markdown", "learning_story", "run_story", "run_headline"]
+           "outcome_markdown", "learning_story", "run_story", "run_headline", "comparisons_table"]
 
 #: Plain-language names of the evaluation metrics (tables and text), by column name.
 METRIC_LABELS: Mapping[str, str] = {
@@ -187,7 +188,7 @@ def outcome_markdown(run_dir: str | Path) -> str:
     rd = RunDir(run_dir)
     patients_csv = rd.eval_table("patients")
     if not patients_csv.is_file():
-        return "The inits are compared on the test patients in notebook 05 (`eval/patients.csv` is not written yet)."
+        return "The inits are compared on the test patients in notebook 05, which has not run yet (no `eval/patients.csv`)."
     comparisons_csv = rd.eval_table("comparisons")
     leads = metric_leads(pd.read_csv(patients_csv), pd.read_csv(comparisons_csv) if comparisons_csv.is_file() else None)
     if not leads:
@@ -297,3 +298,36 @@ def run_story(run_dir: str | Path, stage: str = "evaluation") -> str:
     """
     parts = [] if stage == "evaluation" else [learning_story(run_dir, stage), ""]
     return "\n".join(parts + [outcome_markdown(run_dir)])
+
+
+_TESTS = {"wilcoxon": "Wilcoxon signed-rank (paired by patient)", "mannwhitney": "Mann–Whitney U (detected lesions)"}
+
+
+def comparisons_table(run_dir: str | Path) -> pd.DataFrame | None:
+    """``eval/comparisons.csv`` for readers: plain metric names, ``SAP vs scratch``, the difference, p-values.
+
+    The difference is the median over patients of (a − b) for patient-level metrics and the difference
+    of the medians over detected lesions for the lesion-level ones (different lesion sets cannot be
+    paired). None when the run has no ``comparisons.csv`` yet.
+    """
+    rd = RunDir(run_dir)
+    if not rd.eval_table("comparisons").is_file():
+        return None
+    comp = pd.read_csv(rd.eval_table("comparisons"))
+    patients = pd.read_csv(rd.eval_table("patients")) if rd.eval_table("patients").is_file() else pd.DataFrame()
+    lesions = pd.read_csv(rd.eval_table("lesions")) if rd.eval_table("lesions").is_file() else pd.DataFrame()
+    paired = paired_differences(patients, tuple(comp["metric"].unique())) if len(patients) else {}
+    rows = []
+    for r in comp.itertuples(index=False):
+        if str(r.metric).endswith("_detected_lesion") and len(lesions):
+            col = "dice" if str(r.metric).startswith("dice") else "nsd"
+            det = lesions[lesions["detected"].astype(bool)]
+            diff = float(det[det["init"] == r.a][col].median() - det[det["init"] == r.b][col].median())
+        else:
+            diff = paired.get((r.metric, r.a, r.b), float("nan"))
+        test = next((label for key, label in _TESTS.items() if key in str(r.test).lower().replace("-", "").replace(" ", "")),
+                    str(r.test))
+        rows.append({"metric": METRIC_LABELS.get(r.metric, r.metric), "comparison": f"{_name(r.a)} vs {_name(r.b)}",
+                     "n": int(r.n), "median difference (a − b)": _diff(diff, r.metric), "p": _p(r.p_value),
+                     "p (Bonferroni)": _p(r.p_bonferroni), "test": test})
+    return pd.DataFrame(rows)

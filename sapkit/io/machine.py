@@ -5,16 +5,20 @@ arithmetic (ATen's vectorised kernels, oneDNN convolutions, MKL BLAS, OpenBLAS, 
 paths by the instruction sets the CPU offers (AVX-512 vs AVX2), the rounding differs in the last
 bits, and training amplifies it. So every run records where it ran (``versions.json`` →
 ``"machine"``, the model card, the README block), and :data:`PINNED_ISA_ENV` names the variables
-that hold those libraries to AVX2 (``docs/reproducibility.md``).
+that hold those libraries to AVX2 (``docs/reproducibility.md``). :func:`source_commit` records which
+code ran (``versions.json`` → ``"commit"``, shown in ``report.html``).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
+from pathlib import Path
 from typing import Any, MutableMapping
 
-__all__ = ["NUMERICS_ENV_VARS", "PINNED_ISA_ENV", "cpu_model", "cpu_isa", "machine_info", "machine_summary", "pin_isa"]
+__all__ = ["NUMERICS_ENV_VARS", "PINNED_ISA_ENV", "cpu_model", "cpu_isa", "machine_info", "machine_summary", "pin_isa",
+           "source_commit"]
 
 # Environment variables that change which kernels run or how many threads share a reduction.
 NUMERICS_ENV_VARS = (
@@ -106,3 +110,21 @@ def pin_isa(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
     added = {k: v for k, v in PINNED_ISA_ENV.items() if k not in environ}
     environ.update(added)
     return added
+
+
+def source_commit() -> str:
+    """The git commit of the sapkit checkout in use (12 hex digits, ``+ uncommitted changes`` when tracked
+    files differ from it); ``""`` when sapkit is not run from a git checkout (an installed wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists() or not (root / "sapkit").is_dir():
+        return ""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if head.returncode != 0:
+        return ""
+    return head.stdout.strip() + (" + uncommitted changes" if dirty.returncode == 0 and dirty.stdout.strip() else "")

@@ -33,7 +33,7 @@ from sapkit.config import Config, config_to_dict, save_config
 from sapkit.errors import ConfigError
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.folders import Folder
-from sapkit.io.machine import machine_info
+from sapkit.io.machine import machine_info, source_commit
 
 __all__ = [
     "RunDir",
@@ -367,7 +367,7 @@ def notebook_run_dir(run_dir: str | Path) -> Path:
 
 
 def library_versions() -> dict[str, Any]:
-    """Versions of python, torch, monai, numpy, CUDA/cuDNN, the GPU name (None on CPU) and the machine.
+    """Versions of python, torch, monai, numpy, CUDA/cuDNN, the GPU name (None on CPU), the machine, the commit.
 
     ``"machine"`` is :func:`sapkit.io.machine.machine_info`: CPU model, instruction set, the capability
     torch dispatches to, thread counts and the numerics environment variables (training results
@@ -392,6 +392,7 @@ def library_versions() -> dict[str, Any]:
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "machine": machine_info(),
+        "commit": source_commit(),
     }
 
 

@@ -96,6 +96,41 @@ def _table(path: Path, missing: str, **to_html: Any) -> str:
     return pd.read_csv(path).to_html(index=False, na_rep="", **to_html)
 
 
+def _markdown_html(text: str) -> str:
+    """The story's small markdown (paragraphs, ``- `` bullets, ``**bold**``, ```code```) as HTML."""
+    import re
+
+    out, items = [], []
+    for line in text.splitlines() + [""]:
+        bullet = line.startswith("- ")
+        body = html.escape((line[2:] if bullet else line).strip())
+        body = re.sub(r"`([^`]+)`", r"<code>\1</code>", re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", body))
+        if bullet:
+            items.append(f"<li>{body}</li>")
+            continue
+        if items:
+            out.append("<ul>" + "".join(items) + "</ul>")
+            items = []
+        if body:
+            out.append(f"<p>{body}</p>")
+    return "\n".join(out)
+
+
+def _run_line(rd: RunDir) -> str:
+    """Profile, run date (the last finished notebook, else config.yaml) and the commit of ``versions.json``."""
+    import datetime
+
+    import yaml
+
+    profile = (yaml.safe_load(rd.config_yaml.read_text()) or {}).get("profile", "?") if rd.config_yaml.is_file() else "?"
+    stamps = [p.stat().st_mtime for p in [*rd.notebook_markers().values(), rd.config_yaml] if p.is_file()]
+    date = datetime.datetime.fromtimestamp(max(stamps)).strftime("%Y-%m-%d %H:%M") if stamps else "not run yet"
+    versions = json.loads(rd.versions_json.read_text()) if rd.versions_json.is_file() else {}
+    commit = versions.get("commit") or "not recorded (made before sapkit recorded commits)"
+    return (f"<p class='meta'>profile <b>{html.escape(str(profile))}</b> · run finished {html.escape(date)} · "
+            f"sapkit {html.escape(str(versions.get('sapkit', '?')))}, commit <code>{html.escape(commit)}</code></p>")
+
+
 def _bundle(figures: list[dict]) -> str:
     """plotly.js followed by the figures (``window.SAPKIT_FIGURES``): one gzip stream, so the
     plotly template each figure repeats costs almost nothing."""
@@ -107,24 +142,33 @@ def _bundle(figures: list[dict]) -> str:
 def build_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.html`` from whatever the run has produced so far.
 
-    Sections: Table 1 beside the paper, the paired tests, every registered figure (threshold
+    Sections: what the run shows (who led, by how much, p, against the paper:
+    :func:`sapkit.evaluation.story.outcome_markdown`) under the profile, run date and commit, Table 1
+    beside the paper, the paired tests in plain words with their median differences, every registered figure (threshold
     curves, FROC, box plots, detection vs volume, learning curves …), notebook run times, the
     resolved configuration, library versions and splits.
     """
     import pandas as pd
 
+    from sapkit.evaluation.story import comparisons_table, outcome_markdown
+
     rd = RunDir(run_dir)
-    parts = [f"<h1>sapkit run report — {html.escape(rd.path.name)}</h1>"]
+    folder = rd.config_yaml.parent
+    parts = [f"<h1>sapkit run report — {html.escape(folder.name)}</h1>", _run_line(rd)]
+    parts.append(_section("What this run shows", _markdown_html(outcome_markdown(folder)), "headline"))
     parts.append(_section("Table 1 (median [95 % CI], IQR) beside the paper",
-                          _table(rd.eval_table("table1"), "eval/table1.csv not written yet (notebook 05)"), "table1"))
+                          "<div class='wide'>" + _table(rd.eval_table("table1"), "eval/table1.csv not written yet (notebook 05)")
+                          + "</div>", "table1"))
+    comparisons = comparisons_table(folder)
     parts.append(_section("Paired tests between initialisations (Bonferroni-corrected p-values)",
-                          _table(rd.eval_table("comparisons"), "eval/comparisons.csv not written yet (notebook 05)",
-                                 float_format=lambda v: f"{v:.4g}"),
-                          "comparisons"))
+                          "<p><em>eval/comparisons.csv not written yet (notebook 05)</em></p>" if comparisons is None else
+                          "<div class='wide'>" + comparisons.to_html(index=False, na_rep="") + "</div>", "comparisons"))
     figures = []
     for i, path in enumerate(sorted(rd.figures_dir.glob("*.json")) if rd.figures_dir.is_dir() else []):
         payload = json.loads(path.read_text())
-        figures.append(payload["figure"])
+        figure = payload["figure"]
+        figure.setdefault("layout", {}).pop("title", None)  # the section heading names it; no second title
+        figures.append(figure)
         parts.append(_section(payload.get("title", path.stem), f"<div id='fig{i}' class='figure'></div>",
                               f"figure-{path.stem}"))
     timings = [{"notebook": name, "seconds": json.loads(marker.read_text()).get("seconds")}
@@ -139,7 +183,8 @@ def build_report(run_dir: str | Path) -> Path:
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>sapkit report</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:2px 6px}pre{background:#f6f6f6;padding:8px;max-height:300px;overflow:auto}"
-        ".figure{min-height:450px}</style></head><body>"
+        ".figure{min-height:450px}.wide{overflow-x:auto}.wide table{font-size:0.85em}.wide td{white-space:nowrap}"
+        ".meta{color:#555}</style></head><body>"
         + "\n".join(parts)
         + (f"<script type='text/plain' id='plotly-gz' data-bytes='{n_bytes}'>{encoded}</script>"
            + _LOADER % {"alphabet": _SAFE} if figures else "")

@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 
 from sapkit.errors import SapkitError
+from sapkit.evaluation.story import paired_differences
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.machine import machine_summary
 from sapkit.io.run_paths import RunDir
@@ -80,17 +81,7 @@ def _paired_differences(patients_csv: Path) -> dict[tuple[str, str, str], float]
     """Median over patients of (init a − init b) for every key metric and pair of inits."""
     if not patients_csv.is_file():
         return {}
-    patients = pd.read_csv(patients_csv)
-    out: dict[tuple[str, str, str], float] = {}
-    for metric in _KEY_METRICS:
-        if metric not in patients.columns:
-            continue
-        table = patients.pivot_table(index="scan_id", columns="init", values=metric)
-        for a in table.columns:
-            for b in table.columns:
-                if a != b:
-                    out[(metric, a, b)] = float((table[a] - table[b]).median())
-    return out
+    return paired_differences(pd.read_csv(patients_csv), _KEY_METRICS)
 
 
 def replace_block(readme: str | Path, body: str, *, marker: str = "results") -> Path:

@@ -8,12 +8,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from fake_run import write_fake_run
+from fake_run import write_fake_eval, write_fake_run
 from sapkit.config import load_config
 from sapkit.evaluation.cohort import evaluate_run
 from sapkit.io.run_paths import RunDir, prepare_run_dir
 from plotly.offline import get_plotlyjs
 
+from sapkit.evaluation.story import METRIC_LABELS, comparisons_table, paired_differences, run_headline
 from sapkit.pipeline.html_report import build_report, decode_script, save_figure
 
 #: plotly.js is embedded once, gzipped (~1.8 MB encoded); the demo run's report must stay under 2 MB.
@@ -92,5 +93,44 @@ def test_report_of_an_unevaluated_run_says_what_is_missing(tmp_path):
 def test_paired_tests_are_in_the_report(evaluated_run, page):
     comparisons = pd.read_csv(evaluated_run.eval_table("comparisons"))
     assert len(comparisons) >= 1
-    for row in comparisons.itertuples():
-        assert f"<td>{row.metric}</td>" in page and f"{row.p_bonferroni:.4g}" in page
+    table = comparisons_table(evaluated_run.path)
+    assert len(table) == len(comparisons)
+    section = page[page.index("<section id='comparisons'>"):]
+    section = section[:section.index("</section>")]
+    for row, shown in zip(comparisons.itertuples(), table.itertuples(index=False)):
+        assert f"<td>{html.escape(METRIC_LABELS[row.metric])}</td>" in section  # plain words, not column names
+        assert row.metric == METRIC_LABELS[row.metric] or f"<td>{row.metric}</td>" not in section
+        assert f"<td>{shown.p}</td>" in section and f"<td>{shown[5]}</td>" in section  # p and p (Bonferroni)
+    assert "<th>median difference (a − b)</th>" in section and "<td>SAP vs scratch</td>" in section
+    diffs = paired_differences(pd.read_csv(evaluated_run.eval_table("patients")), ("f2",))
+    assert f"<td>{diffs[('f2', 'sap', 'scratch')]:+.3f}</td>" in section
+
+
+def test_the_report_opens_with_what_the_run_shows(evaluated_run, page):
+    headline = page.index("What this run shows")
+    assert headline < page.index("Table 1 (median")
+    assert html.escape(run_headline(evaluated_run.path)).replace("**", "") in page
+    versions = json.loads(evaluated_run.versions_json.read_text())
+    assert versions["commit"] and f"commit <code>{html.escape(versions['commit'])}</code>" in page
+    assert re.search(r"run finished \d{4}-\d\d-\d\d \d\d:\d\d", page)
+    assert "<div class='wide'><table" in page and ".wide td{white-space:nowrap}" in page  # Table 1 on one line per row
+
+
+def test_the_headline_follows_the_winner(tmp_path):
+    texts = {}
+    for leader in ("sap", "ssl"):
+        run = write_fake_eval(tmp_path / leader, leader=leader)
+        texts[leader] = build_report(run).read_text()
+    assert "<b>SAP led</b>" in texts["sap"] and "<b>SSL led</b>" not in texts["sap"]
+    assert "<b>SSL led</b>" in texts["ssl"] and "<b>SAP led</b>" not in texts["ssl"]
+    assert "SAP led on 4 of 4 key metrics" in texts["sap"] and "SSL led on 4 of 4 key metrics" in texts["ssl"]
+
+
+def test_figures_carry_no_second_title(tmp_path):
+    rd = RunDir(tmp_path / "run")
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[1, 0]), layout={"title": {"text": "FROC, lesions ≥ 1 mL"}})
+    save_figure(fig, tmp_path / "run", "05_3_froc_large", title="FROC, lesions ≥ 1 mL")
+    page = build_report(tmp_path / "run").read_text()
+    assert page.count("FROC, lesions ≥ 1 mL") == 1  # the section heading
+    figures = json.loads(_bundle_text(page).split("window.SAPKIT_FIGURES = ", 1)[1].rstrip().rstrip(";"))
+    assert "title" not in figures[0]["layout"] and rd.figure_json("05_3_froc_large").is_file()
