@@ -30,12 +30,14 @@ def progress_problems(notebook: dict, name: str) -> list[str]:
     """Every stderr output that is progress or empty, and every bar below 100 %, in one executed notebook."""
     problems = []
     for index, cell in enumerate(notebook["cells"]):
+        streams: dict[str, str] = {}  # a frontend shows a cell's stream outputs of one name as one text
         for output in cell.get("outputs", []):
-            if output.get("output_type") != "stream":
-                continue
-            text = "".join(output["text"]) if isinstance(output["text"], list) else output["text"]
+            if output.get("output_type") == "stream":
+                text = output["text"]
+                streams[output["name"]] = streams.get(output["name"], "") + ("".join(text) if isinstance(text, list) else text)
+        for stream, text in streams.items():
             shown = _shown(text)
-            if output["name"] == "stderr" and (not shown.strip() or _PROGRESS.search(shown)):
+            if stream == "stderr" and (not shown.strip() or _PROGRESS.search(shown)):
                 problems.append(f"{name} cell {index}: stderr {shown.strip()[:120]!r}")
             for done, total in _BAR.findall(shown):
                 if int(done) < int(total):
@@ -50,6 +52,9 @@ def test_the_checker_sees_stderr_progress_and_unfinished_bars():
     assert progress_problems(nb("stdout", "evaluate: 100%|####| 18/18 [00:02<00:00]\n"), "x") == []
     assert progress_problems(nb("stdout", "\rfit:   0%| | 0/6 [00:00<?]\rfit: 100%|#| 6/6 [00:09<00:00]\n"), "x") == []
     assert progress_problems(nb("stdout", "evaluate:  94%|###| 17/18 [00:02<00:00]\n"), "x") == ["x cell 0: a bar at 17/18"]
+    split = nb("stdout", "\rfit:   0%| | 0/6 [00:01<?]")
+    split["cells"][0]["outputs"].append({"output_type": "stream", "name": "stdout", "text": "\rfit: 100%|#| 6/6 [00:09]\n"})
+    assert progress_problems(split, "x") == []  # two outputs, shown as one text: the bar ends at 6/6
     assert "stderr" in progress_problems(nb("stderr", "fit: 100%|#| 6/6 [00:09<00:00, 1.5s/it]\n"), "x")[0]
     assert "stderr" in progress_problems(nb("stderr", "\r     \r"), "x")[0]
     assert progress_problems(nb("stderr", "UserWarning: something real\n"), "x") == []
