@@ -25,7 +25,9 @@ from sapkit._config_loader import Pattern, bounded, build, flatten, set_dotted, 
 from sapkit.errors import ConfigError
 from sapkit._config_raw import (CONVERTERS, Converter, N4Config, NyulConfig, RawConfig, RawSynthConfig, RegisterConfig,
                                 StandardiseConfig, StitchConfig, check_raw_config)
+from sapkit.io.atomic import atomic_write_text
 from sapkit.io.yaml_io import load_yaml_file, load_yaml_text
+from sapkit.validation import check_roi_for_network
 
 __all__ = [
     "Config",
@@ -339,8 +341,6 @@ def load_config(profile: str | Path = "smoke", overrides: Mapping[str, Any] | No
 
 def _check_rois(config: Config) -> None:
     """Every patch/window size fits the network (checked here, not hours later when it is built)."""
-    from sapkit.validation import check_roi_for_network
-
     m = config.model
     factor = 32 if m.backbone == "swinunetr" else 2 ** max(len(m.channels) - 1, 0)
     for section in ("skeleton", "ssl", "lesion", "infer"):
@@ -349,6 +349,4 @@ def _check_rois(config: Config) -> None:
 
 def save_config(config: Config, path: str | Path) -> Path:
     """Write the resolved config as YAML (atomically) and return the path."""
-    from sapkit.io.atomic import atomic_write_text
-
     return atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(config), sort_keys=False))

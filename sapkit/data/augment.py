@@ -13,11 +13,11 @@ with p = 0.1; shift intensities by u ~ U(−0.1, 0.1) with p = 0.1 (all channels
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from sapkit.config import AugmentConfig
 from sapkit.errors import ConfigError
 
 __all__ = ["AugmentParams", "augment_rng", "sample_augment", "apply_augment", "augment"]
@@ -55,7 +55,7 @@ def augment_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), _STREAM_AUGMENT, int(epoch), int(index)])
 
 
-def sample_augment(rng: np.random.Generator, augment_config: Any, *, spatial_shape: tuple[int, int, int]) -> AugmentParams:
+def sample_augment(rng: np.random.Generator, augment_config: AugmentConfig, *, spatial_shape: tuple[int, int, int]) -> AugmentParams:
     """Draw augmentation parameters.
 
     Parameters
@@ -123,7 +123,7 @@ def apply_augment(
 
 
 def augment(
-    image: npt.NDArray[np.float32], label: npt.NDArray | None, augment_config: Any, *, rng: np.random.Generator,
+    image: npt.NDArray[np.float32], label: npt.NDArray | None, augment_config: AugmentConfig, *, rng: np.random.Generator,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray | None]:
     """Sample parameters from ``rng`` and apply them (image and label together)."""
     params = sample_augment(rng, augment_config, spatial_shape=tuple(image.shape[1:]))  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ import pandas as pd
 
 from sapkit.errors import ConfigError, SapkitError
 from sapkit.imaging.components import label_components
+from sapkit.label_maps import SKELETON_CLASSES
 from sapkit.metrics import CENTROID_COLUMNS, LESION_ID_COLUMNS, threshold_mask
 from sapkit.validation import check_connectivity, check_probability_map, check_spacing
 
@@ -154,8 +155,6 @@ def _bone_regions(bones: np.ndarray | None, flat_idx: np.ndarray, ids: np.ndarra
     """Majority non-zero skeleton class name per kept lesion ("" without a skeleton)."""
     if bones is None:
         return [""] * keep.size
-    from sapkit.label_maps import SKELETON_CLASSES
-
     names = dict(class_names or SKELETON_CLASSES)
     under = np.clip(bones.ravel()[flat_idx].astype(np.int64), 0, None)  # negative labels count as no bone
     n_classes = int(under.max()) + 1

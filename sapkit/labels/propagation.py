@@ -24,7 +24,10 @@ from scipy import ndimage
 
 from sapkit.errors import LabelError
 from sapkit.imaging.components import label_components
+from sapkit.io.atomic import atomic_write_text
+from sapkit.io.run_paths import RunDir
 from sapkit.label_maps import SKELETON_CLASSES
+from sapkit.labels.mapping import fine_to_skeleton
 from sapkit.metrics import dice_per_group
 
 __all__ = ["FINE_BONE_GROUPS", "SKELETON_BONE_GROUPS", "PropagationResult", "register_rigid", "propagate_labels",
@@ -318,10 +321,7 @@ def propagation_dice_table(manifest, *, n_subjects: int | None = None, run_dir: 
     LabelError
         ``n_subjects`` below 1.
     """
-    from sapkit.io.atomic import atomic_write_text
     from sapkit.io.nifti import read_image, read_label, save_nifti
-    from sapkit.io.run_paths import RunDir
-    from sapkit.labels.mapping import fine_to_skeleton
 
     if n_subjects is not None and n_subjects < 1:
         raise LabelError(f"n_subjects must be ≥ 1 (or None for all), got {n_subjects}")

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from sapkit.errors import MetricInputError
+
 if TYPE_CHECKING:  # pandas is imported when a table is first asked for (``sapkit evaluate`` needs none)
     import pandas as pd
 
@@ -107,8 +109,6 @@ def detection_ratios(tp: int, fn: int, fp: int, n_predictions: int, *, precision
     (nan, nan, nan)
     """
     if precision not in PRECISION_RULES:
-        from sapkit.errors import MetricInputError
-
         raise MetricInputError(f"precision must be one of {PRECISION_RULES}, got {precision!r}")
     sensitivity = _ratio(tp, tp + fn)
     if precision == "lesion":

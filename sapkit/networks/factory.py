@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from sapkit.config import Backbone
+from sapkit.config import Backbone, ModelConfig
 from sapkit.errors import ConfigError
 from sapkit.validation import check_roi_for_network
 
@@ -93,7 +93,7 @@ class SegUNet(nn.Module):
         return encoder, decoder
 
 
-def _check_config(model_config: Any) -> None:
+def _check_config(model_config: ModelConfig) -> None:
     if model_config.backbone not in BACKBONES:
         raise ConfigError(f"model.backbone must be one of {BACKBONES}, got {model_config.backbone!r}")
     if model_config.backbone in ("unet", "dynunet") and len(model_config.channels) < 2:
@@ -102,7 +102,7 @@ def _check_config(model_config: Any) -> None:
         )
 
 
-def build_model(model_config: Any, out_channels: int, *, seed: int | None = None) -> nn.Module:
+def build_model(model_config: ModelConfig, out_channels: int, *, seed: int | None = None) -> nn.Module:
     """Build the segmentation network described by ``config.model``.
 
     Parameters
@@ -141,7 +141,7 @@ def build_model(model_config: Any, out_channels: int, *, seed: int | None = None
         return _build(model_config, out_channels)
 
 
-def _build(cfg: Any, out_channels: int) -> nn.Module:
+def _build(cfg: ModelConfig, out_channels: int) -> nn.Module:
     if cfg.backbone == "swinunetr":
         from monai.networks.nets import SwinUNETR
 

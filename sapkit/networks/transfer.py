@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from sapkit.config import Init
+from sapkit.config import Init, LesionConfig
 from sapkit.io.checkpoints import ImportedWeights, import_weights
 from sapkit.errors import CheckpointError, ConfigError
 from sapkit.io.atomic import atomic_write_text
@@ -251,7 +251,7 @@ def param_groups(model: nn.Module, *, lr_encoder: float, lr_decoder: float) -> l
             {"name": "decoder", "params": dec, "lr": float(lr_decoder)}]
 
 
-def lesion_param_groups(model: nn.Module, *, init: str, lesion_config: Any) -> list[dict[str, Any]]:
+def lesion_param_groups(model: nn.Module, *, init: str, lesion_config: LesionConfig) -> list[dict[str, Any]]:
     """Discriminative learning rates of docs/method.md §4.2 from ``config.lesion``.
 
     ``scratch``: ``lr_scratch`` everywhere; ``sap``: ``lr_encoder_sap`` / ``lr_decoder_sap``;

@@ -14,9 +14,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from sapkit.config import Config
 from sapkit.errors import ConfigError
 from sapkit.imaging.window import display_window
 from sapkit.inference.postprocess import LESION_COLUMNS, lesion_components
+from sapkit.io.run_paths import RunDir
 from sapkit.jobs.progress import is_headless, progress_bar
 from sapkit.validation import check_spacing
 from sapkit.metrics import dice
@@ -245,7 +247,7 @@ def case_of_interest(lesions: pd.DataFrame, init: str) -> tuple[str, tuple[int, 
     return str(row["scan_id"]), centroid, f"{why} ({row['volume_ml']:.2f} mL)"
 
 
-def explorer_from_run(run_dir, evaluation, config, *, init: str = "sap", max_cases: int | None = 8,
+def explorer_from_run(run_dir, evaluation, config: Config, *, init: str = "sap", max_cases: int | None = 8,
                       progress: bool = True) -> LesionExplorer:
     """The lesion explorer over a run's test patients, at each init's tuned threshold.
 
@@ -267,7 +269,6 @@ def explorer_from_run(run_dir, evaluation, config, *, init: str = "sap", max_cas
     from sapkit.data.cases import load_cases
     from sapkit.data.manifest import load_manifest
     from sapkit.io.nifti import read_image
-    from sapkit.io.run_paths import RunDir
 
     rd = RunDir(run_dir)
     inits = [i for i in sorted_inits(evaluation.thresholds) if rd.predictions(i).is_dir()]

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 
 from sapkit.errors import ConfigError
+from sapkit.io.yaml_io import load_yaml_file
 
 __all__ = ["Rule", "BValueTag", "Rules", "SEQUENCES", "default_rules_path", "load_rules"]
 
@@ -196,8 +197,6 @@ def load_rules(path: str | Path | None = None) -> Rules:
     path = Path(path) if path else default_rules_path()
     if not path.is_file():
         raise ConfigError(f"rules file {path} does not exist; pass an existing YAML (copy {default_rules_path()})")
-    from sapkit.io.yaml_io import load_yaml_file
-
     raw = load_yaml_file(path, what=f"rules file {path}") or {}
     if not isinstance(raw, Mapping) or not isinstance(raw.get("rules"), list):
         raise ConfigError(f"rules file {path} must be a mapping with a 'rules' list (see {default_rules_path()})")

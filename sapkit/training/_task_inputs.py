@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sapkit.config import Config
+from sapkit.data.splits import load_splits
 from sapkit.errors import SapkitError
 from sapkit.io.run_paths import RunDir
 
@@ -36,7 +37,6 @@ def rank_and_world() -> tuple[int, int]:
 def _healthy_cases(run_dir: Path, config: Config, data: str | Path | None, *, need_skeleton: bool) -> tuple[list, list, str]:
     from sapkit.data.cases import load_cases
     from sapkit.data.manifest import load_manifest
-    from sapkit.data.splits import load_splits
 
     manifest = load_manifest(RunDir.data_dir(run_dir, data))
     splits = load_splits(run_dir)

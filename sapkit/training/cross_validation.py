@@ -22,9 +22,11 @@ import pandas as pd
 
 from sapkit.config import Config
 from sapkit.errors import ConfigError, SapkitError
+from sapkit.data.cases import load_cases
 from sapkit.data.manifest import load_manifest
 from sapkit.io.run_paths import RunDir
 from sapkit.data.splits import fold_subjects, load_splits, resolve_folds, training_subjects
+from sapkit.training.lesion_sampler import build_sampler
 
 # resolve_folds (now sapkit.data.splits) stays importable from here: notebook 04 imports it from this module
 __all__ = ["FoldResult", "resolve_folds", "label_subset", "validation_subjects", "fold_patients", "finetune", "finetune_all",
@@ -130,9 +132,7 @@ def finetune(
     -------
     FoldResult
     """
-    from sapkit.data.cases import load_cases
     from sapkit.inference.predict import predict_manifest
-    from sapkit.training.lesion_sampler import build_sampler
     from sapkit.training.lesion_task import train_lesion
 
     run_dir = Path(run_dir)
@@ -232,8 +232,6 @@ def finetune_all(run_dir: str | Path, config: Config, *, data: str | Path | None
     list of FoldResult
         In training order; :func:`folds_table` turns it into a table.
     """
-    from sapkit.data.cases import load_cases
-
     sources = _pretrained_per_init(pretrained, config.lesion.inits)
     splits = load_splits(run_dir)
     folds = resolve_folds(splits, config.lesion.folds)

@@ -42,7 +42,7 @@ from torch import nn
 
 from sapkit.data.augment import augment, augment_rng
 from sapkit.io.checkpoints import save_checkpoint
-from sapkit.config import Config, config_to_dict
+from sapkit.config import Config, LesionConfig, SkeletonConfig, SSLConfig, config_to_dict
 from sapkit.training.divergence import check_step, check_weights
 from sapkit.training.distributed import DistContext, all_mean, barrier, setup_distributed
 from sapkit.errors import ConfigError
@@ -151,7 +151,7 @@ def fit(
     sampler: Any,
     step: StepFn,
     validate: ValFn | None,
-    task_config: Any,
+    task_config: SkeletonConfig | SSLConfig | LesionConfig,
     augment_samples: bool,
     card: dict[str, Any],
     resume: bool = False,
@@ -237,7 +237,7 @@ def fit(
 
 
 def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.Module, groups: list[dict[str, Any]],
-         sampler: Any, step: StepFn, validate: ValFn | None, tc: Any, augment_samples: bool, card: dict[str, Any],
+         sampler: Any, step: StepFn, validate: ValFn | None, tc: SkeletonConfig | SSLConfig | LesionConfig, augment_samples: bool, card: dict[str, Any],
          resume: bool, stop_after: int | None, progress: bool, transfer: pd.DataFrame | None,
          unused_parameters: bool) -> TrainResult:
     layout = memory_format_for(d.device)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from sapkit.config import Config
 from sapkit.errors import ConfigError
 
 __all__ = ["TrainPlan", "learning_rates", "steps_per_epoch", "training_plan", "torchrun_command", "slurm_script",
@@ -76,7 +77,7 @@ class TrainPlan:
         return lines
 
 
-def learning_rates(config: Any, task: str, init: str = "sap") -> dict[str, float]:
+def learning_rates(config: Config, task: str, init: str = "sap") -> dict[str, float]:
     """Peak learning rate per optimiser parameter group of ``task`` (``init`` for the lesion task).
 
     Examples
@@ -113,7 +114,7 @@ def steps_per_epoch(n_samples: int, world_size: int, batch_size: int) -> tuple[i
     return per_rank, math.ceil(per_rank / batch_size)
 
 
-def training_plan(run_dir: str | Path, config: Any, task: str, *, world_size: int, init: str = "sap",
+def training_plan(run_dir: str | Path, config: Config, task: str, *, world_size: int, init: str = "sap",
                   fold: str | int = "0", data: str | Path | None = None, count_samples: bool = True) -> TrainPlan:
     """What each of ``world_size`` processes will do in ``sapkit train task``.
 
@@ -150,7 +151,7 @@ def training_plan(run_dir: str | Path, config: Any, task: str, *, world_size: in
                      samples_per_epoch=n, steps_per_epoch=steps, total_steps=None if steps is None else steps * tc.epochs)
 
 
-def _samples_per_rank(run_dir: Path, config: Any, task: str, *, world_size: int, fold: str, data: Any) -> int:
+def _samples_per_rank(run_dir: Path, config: Config, task: str, *, world_size: int, fold: str, data: Any) -> int:
     """Patches rank 0 draws per epoch in ``sapkit train`` (same scans, seed and sharding).
 
     Skeleton and SSL patches are ``samples_per_volume`` per healthy training scan, counted from
@@ -268,7 +269,7 @@ def slurm_script(train_args: Sequence[str], *, plan: TrainPlan, nodes: int, proc
     return "\n".join(lines) + "\n"
 
 
-def script_from_args(args: argparse.Namespace, config: Any, run_dir: str | Path) -> str:
+def script_from_args(args: argparse.Namespace, config: Config, run_dir: str | Path) -> str:
     """The batch script for a parsed ``sapkit train … --print-slurm`` command line.
 
     The options and their defaults: :func:`sapkit.cli._cluster.add_cluster_arguments`.

@@ -31,11 +31,12 @@ is here for comparison.
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from sapkit.config import LesionConfig
 from sapkit.errors import ConfigError, SapkitError
 from sapkit.training.lesion_boxes import PatchBox, negative_windows, positive_boxes, window_size
 from sapkit.training.patch_sampler import Sample, SamplerBase, centred_start, deal
@@ -255,7 +256,7 @@ class PosNegSampler(SamplerBase):
 
 
 def build_sampler(
-    cases: Sequence[_CaseLike], lesion_config: Any, *, seed: int = 42, rank: int = 0, world_size: int = 1,
+    cases: Sequence[_CaseLike], lesion_config: LesionConfig, *, seed: int = 42, rank: int = 0, world_size: int = 1,
 ) -> InstanceBalancedSampler | PosNegSampler:
     """The sampler named by ``lesion_config.sampler`` (``instance_balanced`` or ``posneg``).
 

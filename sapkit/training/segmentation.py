@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from sapkit.config import InferConfig
 from sapkit.errors import SapkitError
 from sapkit.metrics import dice_per_class
 from sapkit.networks.factory import unwrap
@@ -114,7 +115,7 @@ def evaluate_segmentation(
 
 
 def segmentation_validator(val_cases: Sequence[Any] | None, *, label: str, class_names: Mapping[int, str],
-                           roi: Sequence[int], infer_config: Any) -> ValFn | None:
+                           roi: Sequence[int], infer_config: InferConfig) -> ValFn | None:
     """The ``validate`` callable of :func:`sapkit.training.engine.fit` for a segmentation task; None without cases.
 
     It runs :func:`evaluate_segmentation` with ``infer_config``'s ``overlap``, ``sw_batch_size`` and

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sapkit.config import Config, SSLConfig
 from sapkit.errors import ConfigError
 from sapkit.networks.factory import bottleneck_channels, build_model, downsample_factor, encoder_features
 
@@ -84,7 +85,7 @@ class SSLModel(nn.Module):
         return self.rotation_head(pooled), self.contrastive_head(pooled), self.reconstruction_head(feat)
 
 
-def build_ssl_model(config: Any, *, seed: int | None = None) -> SSLModel:
+def build_ssl_model(config: Config, *, seed: int | None = None) -> SSLModel:
     """SSL model for ``config.model`` (backbone head sized 2, unused) and ``config.ssl``."""
     backbone = build_model(config.model, 2, seed=seed)
     with torch.random.fork_rng(devices=[]):
@@ -164,7 +165,7 @@ def swap_patches(x: torch.Tensor, *, swap_ratio: float, block: int, generator: t
     return out
 
 
-def corrupt(x: torch.Tensor, ssl_config: Any, *, generator: torch.Generator) -> torch.Tensor:
+def corrupt(x: torch.Tensor, ssl_config: SSLConfig, *, generator: torch.Generator) -> torch.Tensor:
     """Voxel drop then patch swap with the sizes of ``config.ssl``."""
     y = drop_voxels(x, drop_ratio=ssl_config.drop_ratio, block=ssl_config.drop_block, generator=generator)
     return swap_patches(y, swap_ratio=ssl_config.swap_ratio, block=ssl_config.drop_block, generator=generator)
@@ -192,7 +193,7 @@ class SSLLosses:
     reconstruction: torch.Tensor
 
 
-def ssl_losses(model: nn.Module, x: torch.Tensor, ssl_config: Any, *, generator: torch.Generator,
+def ssl_losses(model: nn.Module, x: torch.Tensor, ssl_config: SSLConfig, *, generator: torch.Generator,
                autocast: Any = None) -> SSLLosses:
     """Build two views of ``x (B, C, *roi)``, run the model and return the weighted losses.
 

@@ -47,7 +47,7 @@ def test_lesion_validation_never_sees_the_predicted_fold(tmp_path, monkeypatch, 
     training."""
     import sapkit.data.cases as cases_module
     import sapkit.inference.predict as predict_module
-    import sapkit.training.lesion_sampler as lesion_sampler
+    import sapkit.training.cross_validation as cross_validation
     import sapkit.training.lesion_task as lesion_task
     from sapkit.data.manifest import load_manifest
     from sapkit.io.run_paths import RunDir
@@ -79,10 +79,10 @@ def test_lesion_validation_never_sees_the_predicted_fold(tmp_path, monkeypatch, 
         events.append(("predict", {c.subject_id for c in cases.values()}))
         assert checkpoint.name == "model_best.pt"
 
-    monkeypatch.setattr(cases_module, "load_cases", load_cases)
+    monkeypatch.setattr(cross_validation, "load_cases", load_cases)  # imported by name at the module's top
     monkeypatch.setattr(lesion_task, "train_lesion", train_lesion)
     monkeypatch.setattr(predict_module, "predict_manifest", predict_manifest)
-    monkeypatch.setattr(lesion_sampler, "build_sampler", build_sampler)
+    monkeypatch.setattr(cross_validation, "build_sampler", build_sampler)
     preload = real_load(load_manifest(RunDir(run_dir).data), cohort="patient") if preloaded else None
     finetune(run_dir, config, init="scratch", fold=fold, progress=False, cases=preload)
 

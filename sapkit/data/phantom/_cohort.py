@@ -20,6 +20,7 @@ from sapkit.data.phantom._render import render_body
 from sapkit.data.phantom._shapes import Grid, rotation
 from sapkit.data.manifest import write_manifest
 from sapkit.io.atomic import atomic_write_text
+from sapkit.io.nifti import save_nifti
 from sapkit.jobs.progress import progress_bar
 from sapkit.imaging.components import label_components
 
@@ -194,8 +195,6 @@ def _header() -> nib.Nifti1Header:
 
 
 def _write_scan(scan: SynthScan, out_dir: Path) -> dict[str, str]:
-    from sapkit.io.nifti import save_nifti
-
     folder = "healthy" if scan.cohort == "healthy" else "patients"
     hdr = _header()
     rel = {}
