@@ -72,19 +72,25 @@ def froc_figure(curves: Mapping[str, Any], *, x: str = "fp_per_exam", y: str = "
         df = df.sort_values(x)
         fig.add_trace(go.Scatter(x=df[x].to_numpy(), y=df[y].to_numpy(), mode="lines", name=name,
                                  legendgroup=str(key), line=dict(color=init_color(key), width=2)))
+    points = []
     for key in sorted_inits(operating_points or {}):
         fp, sens = operating_points[key]
+        points.append(float(fp))
         fig.add_trace(go.Scatter(x=[fp], y=[sens], mode="markers", name=f"{init_label(key)} operating point",
-                                 legendgroup=str(key), showlegend=False,
+                                 legendgroup=str(key), showlegend=False, cliponaxis=False,  # whole at x = 0 or y = 1
                                  marker=dict(symbol="diamond", size=11, color=init_color(key),
                                              line=dict(color="black", width=1))))
     fig.update_layout(title=title, template="plotly_white", xaxis_title=axis_title(x), yaxis_title=axis_title(y),
-                      yaxis_range=[0, 1.02])
+                      yaxis_range=[-0.02, 1.04])
     if limits:  # the area counts up to max_fp: show that part (curves may run to ~100 FP/exam) and mark the limit
         limit = max(limits)
-        fig.update_xaxes(range=[0, 1.2 * limit])
-        fig.add_vline(x=limit, line=dict(color="black", dash="dash", width=1),
-                      annotation_text=f"AUC limit {limit:g} FP/exam", annotation_position="top left")
+        right = max([1.2 * limit] + [1.05 * p for p in points])  # an operating point beyond the limit stays in view
+        fig.update_xaxes(range=[-0.02 * right, right])
+        fig.add_vline(x=limit, line=dict(color="black", dash="dash", width=1))
+        # the label above the plot area, where no curve runs
+        fig.add_annotation(x=limit, y=1, xref="x", yref="paper", yanchor="bottom", showarrow=False,
+                           text=f"AUC limit {limit:g} FP/exam", font=dict(size=11))
+        fig.update_layout(margin=dict(t=90))
     return fig
 
 

@@ -59,25 +59,34 @@ def _read_table(source: str | Path | pd.DataFrame, what: str) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+_FOLD_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+_INIT_SYMBOLS = {"scratch": "circle", "ssl": "square", "sap": "diamond"}
+
+
 def learning_curves(logs: Mapping[str, str | Path | pd.DataFrame], *, x: str = "epoch",
                     metrics: Sequence[str] | None = None, title: str | None = "Learning curves"):
-    """Learning curves, one row per metric and one line per run, coloured by initialisation.
+    """Learning curves, one row per metric and one trace per run, coloured by initialisation.
 
     Parameters
     ----------
     logs : mapping name → log.csv path or DataFrame
-        Names like ``"sap"`` or ``"sap/fold_0"``; the part before ``/`` picks the colour.
+        Names like ``"sap"`` or ``"sap/fold_0"``; the part before ``/`` picks the colour and the
+        marker symbol, the run's place among that init's runs picks the dash (fold 1 solid, fold 2
+        dashed …), so the folds of one init stay apart.
     x : str
         Column on the horizontal axis.
     metrics : sequence of str, optional
         Columns to plot; default every numeric column except ``x`` present in any log.
-        Missing values (e.g. validation only every k epochs) are skipped, not drawn as gaps.
+        Missing values (e.g. validation only every k epochs) are skipped, not drawn as gaps; a
+        metric logged at no more than half of a log's rows (validation at epochs 0 and 6) is drawn
+        as markers only: a line between two points would invent the epochs in between.
     title : str, optional
 
     Returns
     -------
     plotly.graph_objects.Figure
-        ``len(metrics) × len(logs)`` line traces; each row titled by :func:`~sapkit.plotting.colors.axis_title`.
+        ``len(metrics) × len(logs)`` traces, semi-transparent so one init's line never hides another's;
+        each row titled by :func:`~sapkit.plotting.colors.axis_title`.
     """
     from plotly.subplots import make_subplots
     import plotly.graph_objects as go
@@ -95,15 +104,26 @@ def learning_curves(logs: Mapping[str, str | Path | pd.DataFrame], *, x: str = "
         raise ConfigError("no metric columns to plot; pass metrics=[...] naming columns of log.csv.")
     fig = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, subplot_titles=[axis_title(m) for m in metrics],
                         vertical_spacing=min(0.08, 0.3 / len(metrics)))
+    keys = sorted_inits(tables)
+    runs_of: dict[str, list[str]] = {}
+    for key in keys:
+        runs_of.setdefault(str(key).split("/")[0].lower(), []).append(key)
     for row, metric in enumerate(metrics, start=1):
-        for key in sorted_inits(tables):
+        for key in keys:
             df = tables[key]
             if metric not in df.columns:
                 continue
             part = df[[x, metric]].dropna()
-            fig.add_trace(go.Scatter(x=part[x].to_numpy(), y=part[metric].to_numpy(), mode="lines+markers",
+            init = str(key).split("/")[0].lower()
+            sparse = len(part) <= max(len(df) / 2, 1)
+            fig.add_trace(go.Scatter(x=part[x].to_numpy(), y=part[metric].to_numpy(),
+                                     mode="markers" if sparse else "lines+markers", opacity=0.8,
                                      name=init_label(key), legendgroup=str(key), showlegend=row == 1,
-                                     line=dict(color=init_color(key)), marker=dict(size=4)), row=row, col=1)
+                                     line=dict(color=init_color(key), width=2,
+                                               dash=_FOLD_DASHES[runs_of[init].index(key) % len(_FOLD_DASHES)]),
+                                     marker=dict(size=9 if sparse else 5, symbol=_INIT_SYMBOLS.get(init, "circle"),
+                                                 color=init_color(key))),
+                          row=row, col=1)
     fig.update_xaxes(title_text=axis_title(x), row=len(metrics), col=1)
     fig.update_layout(title=title, height=220 * len(metrics) + 80, template="plotly_white")
     return fig
@@ -128,13 +148,14 @@ def box_figure(df: pd.DataFrame, *, value: str, group: str = "init",
     group : str
         Grouping column (initialisation).
     pvalues : mapping (group_a, group_b) → p-value or TestResult, optional
-        From a paired test (``sapkit.evaluation.statistics``); each becomes a bracket with :func:`p_to_stars`.
+        From a paired test (``sapkit.evaluation.statistics``); each becomes a bracket with :func:`p_to_stars`,
+        the narrowest pairs lowest.
 
     Returns
     -------
     plotly.graph_objects.Figure
         One box trace per group; one bracket shape and one annotation per p-value, stacked
-        above the data in the order given.
+        above the data from the narrowest pair (neighbours) to the widest.
     """
     import plotly.graph_objects as go
 
@@ -151,9 +172,14 @@ def box_figure(df: pd.DataFrame, *, value: str, group: str = "init",
     finite = finite[np.isfinite(finite)]
     top, span = (float(finite.max()), float(np.ptp(finite)) or 1.0) if finite.size else (1.0, 1.0)
     position = {g: i for i, g in enumerate(groups)}
-    for level, ((a, b), p) in enumerate((pvalues or {}).items(), start=1):
+    for (a, b) in pvalues or {}:
         if str(a) not in position or str(b) not in position:
             raise ConfigError(f"p-value pair ({a!r}, {b!r}) names a group not in the table {groups}.")
+    # narrow brackets low, wide ones above them: a wide bracket's star then sits between the legs of
+    # nothing, and no star lands on the leg of a bracket drawn higher up
+    ordered = sorted((pvalues or {}).items(), key=lambda item: (abs(position[str(item[0][0])] - position[str(item[0][1])]),
+                                                               min(position[str(item[0][0])], position[str(item[0][1])])))
+    for level, ((a, b), p) in enumerate(ordered, start=1):
         xa, xb = sorted((position[str(a)], position[str(b)]))
         y0, y1 = top + span * 0.06 * (2 * level - 1), top + span * 0.06 * 2 * level
         fig.add_shape(type="path", path=f"M {xa},{y0} L {xa},{y1} L {xb},{y1} L {xb},{y0}",
@@ -162,6 +188,8 @@ def box_figure(df: pd.DataFrame, *, value: str, group: str = "init",
                            hovertext=f"p = {_p_value(p):.3g}")
     fig.update_layout(title=title, template="plotly_white", showlegend=False, yaxis_title=axis_title(value),
                       xaxis_title=axis_title(group))
+    if ordered and finite.size:  # room for the highest star (annotations do not widen plotly's autorange)
+        fig.update_yaxes(range=[float(finite.min()) - span * 0.05, top + span * (0.12 * len(ordered) + 0.1)])
     return fig
 
 

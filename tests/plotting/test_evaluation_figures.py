@@ -66,6 +66,17 @@ def test_froc_figure_takes_curves_and_their_frames_alike():
     assert from_curve.data[0].name == f"SAP (AUC≤15 = {curve.auc:.2f})" and from_frame.data[0].name == "SAP"
 
 
+def test_froc_keeps_operating_points_and_the_limit_label_in_view():
+    curves = {"sap": _curve([3.0, 1.0, 0.0], [1.0, 0.9, 0.8], max_fp=4.0),
+              "scratch": _curve([20.0, 6.0, 2.0], [0.9, 0.7, 0.4], max_fp=4.0)}
+    fig = ef.froc_figure(curves, operating_points={"sap": (0.0, 1.0), "scratch": (6.0, 0.7)})
+    low, high = fig.layout.xaxis.range
+    assert low < 0 and high >= 6.0 * 1.05  # SAP at 0 FP/exam not cut in half, scratch beyond the limit shown
+    assert fig.layout.yaxis.range[1] > 1.0 and all(t.cliponaxis is False for t in fig.data if t.mode == "markers")
+    label = [a for a in fig.layout.annotations if a.text.startswith("AUC limit")]
+    assert len(label) == 1 and label[0].yref == "paper" and label[0].y == 1 and label[0].yanchor == "bottom"  # above the curves
+
+
 def test_operating_points_read_the_tuned_threshold():
     curve = _curve([3.0, 1.0, 0.5], [0.9, 0.7, 0.4])
     assert ef.operating_points({"sap": curve, "ssl": curve}, {"sap": 0.5, "ssl": 0.6}) == {"sap": (1.0, 0.7)}

@@ -39,6 +39,7 @@ def test_learning_curves_from_csv_files(tmp_path):
     np.testing.assert_allclose(fig.data[3].x, [1, 3])                               # NaN epochs skipped
     np.testing.assert_allclose(fig.data[3].y, [0.2, 0.4])
     assert [t.showlegend for t in fig.data] == [True, True, False, False]
+    assert [t.mode for t in fig.data] == ["lines+markers"] * 2 + ["markers"] * 2  # validation at 2 of 4 epochs: no line
     assert [a.text for a in fig.layout.annotations] == ["train loss", "validation Dice"]   # readable, not raw
     assert fig.layout.xaxis2.title.text == "epoch"
 
@@ -57,15 +58,22 @@ def test_box_plot_with_significance_brackets():
                                                         ("sap", "ssl"): TestResult("wilcoxon", 3.0, 0.2, 3)})
     assert [t.name for t in fig.data] == ["Scratch", "SSL", "SAP"]
     np.testing.assert_allclose(fig.data[2].y, [0.7, 0.8, 0.9])
-    assert [a.text for a in fig.layout.annotations] == ["**", "ns"]
-    assert [a.x for a in fig.layout.annotations] == [1.0, 1.5]                       # scratch(0)–sap(2), ssl(1)–sap(2)
+    # the neighbours' bracket (SSL–SAP) lowest, the wide one (scratch–SAP) above it (issue 25: the wide
+    # bracket's star used to sit on the left leg of the SSL–SAP bracket drawn above it)
+    assert [a.text for a in fig.layout.annotations] == ["ns", "**"]
+    assert [a.x for a in fig.layout.annotations] == [1.5, 1.0]                       # ssl(1)–sap(2), scratch(0)–sap(2)
     assert len(fig.layout.shapes) == 2
     assert fig.layout.yaxis.title.text == "Dice" and fig.layout.xaxis.title.text == "initialisation"
-    assert fig.layout.annotations[1].hovertext == "p = 0.2"                        # a TestResult's p_value
+    assert fig.layout.annotations[0].hovertext == "p = 0.2"                        # a TestResult's p_value
     top, span = 0.9, 0.5
     assert fig.layout.annotations[0].y == pytest.approx(top + span * 0.12)
     assert fig.layout.annotations[1].y == pytest.approx(top + span * 0.24)         # stacked above the first
-    assert fig.layout.shapes[0].path == f"M 0,{top + span * 0.06} L 0,{top + span * 0.12} L 2,{top + span * 0.12} L 2,{top + span * 0.06}"
+    assert fig.layout.shapes[1].path == f"M 0,{top + span * 0.18} L 0,{top + span * 0.24} L 2,{top + span * 0.24} L 2,{top + span * 0.18}"
+    for level, star in enumerate(fig.layout.annotations):  # no star under a leg of a higher bracket
+        for shape in fig.layout.shapes[level + 1:]:
+            legs = {float(shape.path.split()[1].split(",")[0]), float(shape.path.split()[-1].split(",")[0])}
+            assert star.x not in legs
+    assert fig.layout.yaxis.range[1] >= fig.layout.annotations[-1].y + span * 0.05  # the top star is in view
     with pytest.raises(ConfigError, match="names a group not in the table"):
         figures.box_figure(df, value="dice", pvalues={("sap", "mae"): 0.01})
 
@@ -108,3 +116,17 @@ def test_label_efficiency_averages_over_other_axes():
     assert list(numbered.data[2].x) == [0, 1, 2]
     with pytest.raises(ConfigError, match="aggregate_runs"):
         figures.label_efficiency_figure(summary.drop(columns="median_f2"))
+
+
+def test_learning_curves_tell_folds_apart():
+    log = pd.DataFrame({"epoch": range(7), "loss": [np.nan, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5],
+                        "val_dice_mean": [0.1, np.nan, np.nan, np.nan, np.nan, np.nan, 0.4]})
+    logs = {f"{init}/fold_{k}": log for init in ("scratch", "ssl", "sap") for k in (0, 1, "tune")}
+    fig = figures.learning_curves(logs, metrics=["loss", "val_dice_mean"])
+    loss = [t for t in fig.data if t.mode == "lines+markers"]
+    assert len(loss) == 9 and all(t.opacity < 1 for t in fig.data)  # one init's line never hides another's
+    dashes = {(t.line.color, t.line.dash) for t in loss}
+    assert len(dashes) == 9  # the folds of an init share its colour, each with its own dash
+    assert {t.marker.symbol for t in loss} == {"circle", "square", "diamond"}  # scratch, SSL, SAP
+    val = [t for t in fig.data if t.mode == "markers"]
+    assert len(val) == 9 and all(list(t.x) == [0, 6] for t in val)  # epochs 0 and 6: points, no diagonal
