@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,13 +31,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from sapkit.config import Config, SSLConfig
-from sapkit.errors import ConfigError
+from sapkit.errors import CheckpointError, ConfigError
+from sapkit.io.checkpoints import load_checkpoint
 from sapkit.networks.factory import bottleneck_channels, build_model, downsample_factor, encoder_features
 
 __all__ = [
     "SSLModel",
     "SSLLosses",
     "build_ssl_model",
+    "load_ssl_model",
     "rotate_views",
     "drop_voxels",
     "swap_patches",
@@ -92,6 +95,30 @@ def build_ssl_model(config: Config, *, seed: int | None = None) -> SSLModel:
         if seed is not None:
             torch.manual_seed(seed + 1)
         return SSLModel(backbone, in_channels=config.model.in_channels, projection_dim=config.ssl.projection_dim)
+
+
+def load_ssl_model(checkpoint: str | Path, config: Config) -> SSLModel:
+    """The SSL model (backbone and heads) of a checkpoint of :func:`sapkit.training.ssl_task.train_ssl`, in eval mode.
+
+    Loaded safely (``weights_only=True``) on the CPU into :func:`build_ssl_model` of ``config``.
+
+    Raises
+    ------
+    CheckpointError
+        Missing or unsafe file, or weights that do not fit ``config.model``/``config.ssl`` (another run's checkpoint).
+    """
+    payload = load_checkpoint(checkpoint)
+    state = payload.get("state_dict") if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {checkpoint} holds no state_dict; pass ssl/model_final.pt of a run")
+    model = build_ssl_model(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit the SSL model of this configuration ({first}); "
+                              "load it with the profile and overrides it was trained with") from None
+    return model.eval()
 
 
 def rotate_views(x: torch.Tensor, *, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -77,3 +77,21 @@ def test_losses_and_gradients(cfg, roi):
         parts = model_parts(bb)
         assert all(p.grad is not None for m in parts["encoder"] for p in m.parameters())
         assert all(p.grad is None for m in parts["decoder"] + parts["head"] for p in m.parameters())
+
+
+def test_load_ssl_model_returns_the_saved_weights_in_eval_mode(tmp_path):
+    from sapkit.config import load_config
+    from sapkit.errors import CheckpointError
+    from sapkit.io.checkpoints import save_checkpoint
+    from sapkit.training.ssl import build_ssl_model, load_ssl_model
+
+    config = load_config("smoke")
+    trained = build_ssl_model(config, seed=3)
+    path = save_checkpoint(tmp_path / "model_final.pt", state_dict=trained.state_dict(), epoch=1)
+    loaded = load_ssl_model(path, config)
+    assert not loaded.training
+    for (name, a), (_, b) in zip(trained.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    other = load_config("smoke", {"ssl.projection_dim": 16})  # another run's heads
+    with pytest.raises(CheckpointError, match="does not fit the SSL model of this configuration"):
+        load_ssl_model(path, other)
