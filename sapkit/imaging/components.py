@@ -31,8 +31,8 @@ import numpy.typing as npt
 
 from sapkit.errors import ConfigError, SapkitError
 
-__all__ = ["CONNECTIVITIES_2D", "CONNECTIVITIES_3D", "ComponentStats", "foreground", "label_components",
-           "component_stats", "remove_small_components"]
+__all__ = ["CONNECTIVITIES_2D", "CONNECTIVITIES_3D", "ComponentStats", "label_components", "component_stats",
+           "remove_small_components"]
 
 #: Neighbourhoods of a 2D pixel (edges; edges and corners).
 CONNECTIVITIES_2D = (4, 8)
@@ -40,7 +40,7 @@ CONNECTIVITIES_2D = (4, 8)
 CONNECTIVITIES_3D = (6, 18, 26)
 
 
-def foreground(mask: npt.ArrayLike, *, name: str = "mask") -> npt.NDArray[np.bool_] | npt.NDArray[np.integer]:
+def _foreground(mask: npt.ArrayLike, *, name: str = "mask") -> npt.NDArray[np.bool_] | npt.NDArray[np.integer]:
     """The mask's foreground as the array to label: bool as is, unsigned integers as is, signed ``> 0``.
 
     Unsigned integer masks are passed on without a copy: cc3d labels the non-zero voxels of a
@@ -102,7 +102,7 @@ def label_components(mask: npt.ArrayLike, *, connectivity: int = 26, order: Lite
     >>> label_components(m, connectivity=4, order="F")[0].tolist()  # F order: (2, 0) first
     [[0, 0, 2], [0, 0, 0], [1, 0, 3]]
     """
-    fg = foreground(mask)
+    fg = _foreground(mask)
     connectivity = _check(fg, connectivity, order)
     fg = np.ascontiguousarray(fg) if order == "C" else np.asfortranarray(fg)
     labels, n = cc3d.connected_components(fg, connectivity=connectivity, return_N=True)
@@ -171,7 +171,7 @@ def remove_small_components(mask: npt.ArrayLike, min_voxels: int, *, connectivit
     >>> remove_small_components(m, 2)[0, 0].tolist()
     [True, True, True, False, False, False]
     """
-    fg = foreground(mask)
+    fg = _foreground(mask)
     connectivity = _check(fg, connectivity, "C")
     if min_voxels <= 1:
         return fg.astype(bool, copy=False)
