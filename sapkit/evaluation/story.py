@@ -235,24 +235,33 @@ def _read_log(path: Path) -> pd.DataFrame | None:
         return None
 
 
+def _trend(log: pd.DataFrame, column: str, what: str) -> str:
+    """``"<what> went from a (epoch i) to b (epoch j)"`` or ``"<what> was a after its only epoch"``."""
+    part = log.dropna(subset=[column])
+    first, last = part.iloc[0], part.iloc[-1]
+    if len(part) == 1:
+        return f"{what} was {_num(first[column])} (epoch {int(first['epoch'])}, its only value)"
+    return (f"{what} went from {_num(first[column])} (epoch {int(first['epoch'])}) to {_num(last[column])} "
+            f"(epoch {int(last['epoch'])})")
+
+
 def learning_story(run_dir: str | Path, stage: str) -> str:
     """What the training logs of ``stage`` (``skeleton``, ``ssl`` or ``lesion``) show, in sentences."""
     rd = RunDir(run_dir)
     if stage in ("skeleton", "ssl"):
-        md = rd.skeleton if stage == "skeleton" else rd.ssl
+        md, name = (rd.skeleton, "skeleton model") if stage == "skeleton" else (rd.ssl, "SSL model")
         log = _read_log(md.log_csv)
         if log is None or "loss" not in log or log["loss"].dropna().empty:
             return f"No training log in `{stage}/log.csv` yet."
-        loss = log.dropna(subset=["loss"])
-        text = (f"The {stage} model's training loss went from {_num(loss['loss'].iloc[0])} (epoch "
-                f"{int(loss['epoch'].iloc[0])}) to {_num(loss['loss'].iloc[-1])} (epoch {int(loss['epoch'].iloc[-1])}).")
+        sentences = [_trend(log, "loss", f"The {name}'s training loss") + "."]
         if "val_dice_mean" in log and log["val_dice_mean"].notna().any():
             val = log.dropna(subset=["val_dice_mean"])
             best = val.loc[val["val_dice_mean"].idxmax()]
-            text += (f" Validation Dice (mean over bones): {_num(val['val_dice_mean'].iloc[0])} at epoch "
-                     f"{int(val['epoch'].iloc[0])}, {_num(val['val_dice_mean'].iloc[-1])} at epoch "
-                     f"{int(val['epoch'].iloc[-1])}, best {_num(best['val_dice_mean'])} at epoch {int(best['epoch'])}.")
-        return text
+            sentences.append(_trend(log, "val_dice_mean", "Its validation Dice (mean over bones)")
+                             + f", best {_num(best['val_dice_mean'])} at epoch {int(best['epoch'])}.")
+        elif "val_loss" in log and log["val_loss"].notna().any():
+            sentences.append(_trend(log, "val_loss", "Its loss on the validation scans") + ".")
+        return " ".join(sentences)
     rows = []
     for init_dir in sorted(p for p in rd.lesion_dir.glob("*") if p.is_dir()) if rd.lesion_dir.is_dir() else []:
         for log_csv in sorted(init_dir.glob("fold_*/log.csv")):
@@ -262,26 +271,28 @@ def learning_story(run_dir: str | Path, stage: str) -> str:
             loss = log.dropna(subset=["loss"])
             val = log.dropna(subset=["val_dice_mean"]) if "val_dice_mean" in log else log.iloc[:0]
             rows.append({"init": init_dir.name, "first_loss": loss["loss"].iloc[0] if len(loss) else np.nan,
-                         "last_loss": loss["loss"].iloc[-1] if len(loss) else np.nan,
-                         "last_val": val["val_dice_mean"].iloc[-1] if len(val) else np.nan,
-                         "val_epoch": int(val["epoch"].iloc[-1]) if len(val) else -1})
+                         "last_loss": loss["loss"].iloc[-1] if len(loss) else np.nan, "epochs": len(loss),
+                         "last_val": val["val_dice_mean"].iloc[-1] if len(val) else np.nan})
     if not rows:
         return "No lesion model has a training log yet."
     table = pd.DataFrame(rows).groupby("init").agg(first_loss=("first_loss", "mean"), last_loss=("last_loss", "mean"),
-                                                   last_val=("last_val", "mean"), val_epoch=("val_epoch", "max"),
+                                                   last_val=("last_val", "mean"), epochs=("epochs", "max"),
                                                    folds=("first_loss", "size"))
+    measures = [("first_loss", "training loss after the first epoch", "lowest")]
+    if table["epochs"].max() > 1:
+        measures.append(("last_loss", "training loss at the last epoch", "lowest"))
+    measures.append(("last_val", "validation Dice at the last validated epoch", "highest"))
     sentences = []
-    for column, what, best in (("first_loss", "training loss after the first epoch", "lowest"),
-                               ("last_loss", "training loss at the last epoch", "lowest"),
-                               ("last_val", "validation Dice at the last validated epoch", "highest")):
+    for column, what, best in measures:
         col = table[column].dropna()
         if col.empty:
             continue
         order = col.sort_values(ascending=best == "lowest")
         listed = ", ".join(f"{_name(i)} {_num(v)}" for i, v in order.items())
-        sentences.append(f"{what[0].upper() + what[1:]} (mean over folds): **{_name(order.index[0])} {best}** ({listed}).")
+        lead = (f"no init ahead" if len({_num(v) for v in order}) == 1 else f"**{_name(order.index[0])} {best}**")
+        sentences.append(f"{what[0].upper() + what[1:]} (mean over folds): {lead} ({listed}).")
     n_folds = ", ".join(f"{_name(i)} {int(n)}" for i, n in table["folds"].items())
-    return " ".join(sentences) + f" Folds per init: {n_folds}. Training curves say how the models fit; only the " \
+    return " ".join(sentences) + f" Models per init: {n_folds}. Training curves say how the models fit; only the " \
         "held-out patients of notebook 05 say which init finds lesions better."
 
 

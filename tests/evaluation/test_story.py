@@ -76,3 +76,19 @@ def test_learning_story_from_the_logs(tmp_path):
     for md in (rd.lesion("sap", 0), rd.lesion("sap", "tune")):  # now SAP starts highest, SSL lowest
         pd.DataFrame({"epoch": [0, 1], "loss": [None, 2.0], "val_dice_mean": [0.0, 0.05], "seconds": [0, 1]}).to_csv(md.log_csv, index=False)
     assert "**SSL lowest** (SSL 0.800, scratch 0.900, SAP 2.000)" in run_story(rd.config_yaml.parent, stage="lesion")
+
+
+def test_learning_story_of_short_runs_and_ties(tmp_path):
+    rd = RunDir(tmp_path / "run")
+    for init in ("scratch", "sap"):
+        md = rd.lesion(init, 0)
+        md.path.mkdir(parents=True)
+        pd.DataFrame({"epoch": [0, 1], "loss": [None, 1.0 if init == "sap" else 1.5],
+                      "val_dice_mean": [0.0, 0.0], "seconds": [0, 1]}).to_csv(md.log_csv, index=False)
+    text = run_story(rd.config_yaml.parent, stage="lesion")
+    assert "**SAP lowest**" in text and "no init ahead (" in text and "at the last epoch" not in text  # one epoch
+    rd.ssl.path.mkdir()
+    pd.DataFrame({"epoch": [0, 1], "loss": [None, 2.8], "val_loss": [2.9, 2.7]}).to_csv(rd.ssl.log_csv, index=False)
+    assert run_story(rd.config_yaml.parent, stage="ssl").startswith(
+        "The SSL model's training loss was 2.800 (epoch 1, its only value). Its loss on the validation scans went "
+        "from 2.900 (epoch 0) to 2.700 (epoch 1).")
