@@ -11,6 +11,7 @@ Both cohorts live in one manifest. Loading validates everything it can and raise
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -234,7 +235,9 @@ def _format(problems: list[str], csv_path: Path) -> str:
 def _check_table(scans: pd.DataFrame, csv_path: Path, data_root: Path) -> list[str]:
     missing = [c for c in REQUIRED_COLUMNS if c not in scans.columns]
     if missing:
-        return [f"missing column(s) {missing}; the CSV needs {list(REQUIRED_COLUMNS)} (optional: fold)"]
+        sep = next((c for c in ";\t|" if len(scans.columns) == 1 and c in str(scans.columns[0])), None)
+        hint = f"; the file seems to be separated by {sep!r} — save it comma-separated" if sep else ""
+        return [f"missing column(s) {missing}; the CSV needs {list(REQUIRED_COLUMNS)} (optional: fold){hint}"]
     if scans.empty:
         return ["no rows; add one row per scan (scan_id, subject_id, site, cohort, t1, b1000, ...)"]
     problems: list[str] = []
@@ -255,6 +258,9 @@ def _check_table(scans: pd.DataFrame, csv_path: Path, data_root: Path) -> list[s
         for col in ("t1", "b1000"):
             if not row[col]:
                 problems.append(f"{sid}: no {col} file; every scan needs both channels (t1, b1000)")
+        if row["t1"] and row["b1000"] and os.path.realpath(data_root / row["t1"]) == os.path.realpath(data_root / row["b1000"]):
+            problems.append(f"{sid}: t1 and b1000 name the same file {row['b1000']!r}; b1000 must be the diffusion-"
+                            "weighted image (b = 1000 s/mm²) — fix the b1000 column")
         if row["cohort"] == "healthy" and not row["skeleton_label"]:
             problems.append(f"{sid}: healthy scan without skeleton_label; label it (notebook 01) or drop the row")
         if row["cohort"] == "patient" and not row["lesion_label"]:
@@ -263,6 +269,12 @@ def _check_table(scans: pd.DataFrame, csv_path: Path, data_root: Path) -> list[s
             problem = _path_problem(sid, col, data_root, row[col]) if row[col] else None
             if problem:
                 problems.append(problem)
+    cohorts = scans[scans["cohort"].isin(_COHORTS)].groupby("subject_id")["cohort"].nunique()
+    for subject in cohorts[cohorts > 1].index:  # one person in both: the healthy split and the folds would share them
+        mine = scans[scans["subject_id"] == subject]
+        healthy, patient = (list(mine.loc[mine["cohort"] == c, "scan_id"]) for c in _COHORTS)
+        problems.append(f"subject {subject} has healthy scan(s) {healthy} and patient scan(s) {patient}; a subject "
+                        "belongs to one cohort — give the other person their own subject_id, or drop the wrong rows")
     if "fold" in scans.columns:
         folds = scans[scans["fold"] != ""].groupby("subject_id")["fold"].nunique()
         for subject in folds[folds > 1].index:
@@ -287,12 +299,14 @@ def validate_files(manifest: Manifest) -> list[str]:
         except NiftiError as exc:
             problems.append(f"{sid}: {exc}")
             continue
+        problems += _constant_image(sid, "T1", row["t1"], t1)
         for col, kind in (("b1000", "image"), ("skeleton_label", "skeleton"), ("lesion_label", "lesion")):
             if not row[col]:
                 continue
             try:
                 if kind == "image":
                     data, aff, _ = read_image(row[col], what="b1000")
+                    problems += _constant_image(sid, "b1000", row[col], data)
                 else:
                     allowed = skeleton_values if kind == "skeleton" else lesion_values
                     data, aff, _ = read_label(row[col], allowed=allowed, what=col)
@@ -305,6 +319,15 @@ def validate_files(manifest: Manifest) -> list[str]:
             except NiftiError as exc:
                 problems.append(f"{sid}: {exc}")
     return problems
+
+
+def _constant_image(sid: str, what: str, path: str, data: np.ndarray) -> list[str]:
+    """An image holding one value everywhere has no signal: the wrong file, or a conversion that failed."""
+    low, high = float(data.min()), float(data.max())
+    if low != high:
+        return []
+    return [f"{sid}: {what} file {path} holds the value {low:g} in every voxel: no image (a failed conversion or the "
+            "wrong file); check that the right file is named, or convert the series again"]
 
 
 def write_manifest(

@@ -12,7 +12,6 @@ Conventions
 from __future__ import annotations
 
 import gzip
-import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +21,14 @@ import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
-from sapkit.errors import GeometryWarning, NiftiError
+from sapkit.errors import NiftiError
+from sapkit.io._nifti_header import PLAUSIBLE_SPACING_MM, check_dimensions, check_geometry, voxel_corners
 from sapkit.io.atomic import atomic_path
 
 __all__ = [
     "grid_corners_mm",
     "GRID_TOLERANCE_VOXELS",
+    "PLAUSIBLE_SPACING_MM",
     "Scan",
     "nifti_header",
     "open_nifti",
@@ -90,66 +91,6 @@ def orientation_code(affine: npt.ArrayLike) -> str:
     return "".join(nib.aff2axcodes(np.asarray(affine)))
 
 
-def _corners(shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
-    """The 8 corner voxel centres of a 3D grid as homogeneous (4, 8) coordinates."""
-    s = [max(int(n) - 1, 0) for n in shape[:3]]
-    return np.array([[x, y, z, 1.0] for x in (0, s[0]) for y in (0, s[1]) for z in (0, s[2])]).T
-
-
-def _raw_pixdim(img: nib.Nifti1Image) -> npt.NDArray[np.float64]:
-    """Voxel sizes as stored in the file (before nibabel's header fixes)."""
-    holder = img.file_map.get("header") if "header" in img.file_map else img.file_map["image"]
-    with holder.get_prepare_fileobj("rb") as fh:
-        raw = type(img.header).from_fileobj(fh, check=False)
-    return np.asarray(raw["pixdim"][1:4], dtype=np.float64)
-
-
-def _check_geometry(img: nib.Nifti1Image, path: Path, what: str) -> None:
-    """Raise on a non-finite/singular affine or bad spacing; warn on an ambiguous orientation.
-
-    Geometry rule (docs/design.md, "NIfTI geometry"): the affine is nibabel's ``img.affine`` —
-    the sform when ``sform_code > 0``, else the qform when ``qform_code > 0``, else nibabel's
-    fallback (voxel sizes from pixdim, x flipped, origin at the volume centre).
-    """
-    affine = np.asarray(img.affine, dtype=np.float64)
-    if not np.isfinite(affine).all():
-        raise NiftiError(
-            f"{what} file {path} has a non-finite affine (NaN/Inf in its voxel→world matrix); "
-            "fix the header's sform/qform (re-export the file from the scanner or converter)"
-        )
-    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    if not (spacing > 0).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12 * float(np.prod(np.maximum(spacing, 1e-300))):
-        raise NiftiError(
-            f"{what} file {path} has an invalid geometry: voxel spacing ({', '.join(f'{v:.4g}' for v in spacing)}) mm "
-            "or a singular (flat) affine; fix the header's pixdim/sform/qform (spacing must be > 0 mm)"
-        )
-    header = img.header
-    q_code, s_code = int(header["qform_code"]), int(header["sform_code"])
-    pixdim = _raw_pixdim(img) if s_code == 0 else None  # nibabel silently sets a zero pixdim to 1 mm
-    if pixdim is not None and not (np.isfinite(pixdim).all() and (pixdim > 0).all()):
-        raise NiftiError(
-            f"{what} file {path} has an invalid voxel spacing pixdim ({', '.join(f'{v:.4g}' for v in pixdim)}) mm "
-            "and no sform; fix the header's pixdim (spacing must be > 0 mm)"
-        )
-    if q_code == 0 and s_code == 0:
-        warnings.warn(
-            f"{what} file {path} stores no orientation (qform_code = sform_code = 0); sapkit assumes nibabel's "
-            f"fallback ({orientation_code(affine)}, spacing from pixdim, origin at the volume centre) — check "
-            "left/right on a viewer, or fix the header", GeometryWarning, stacklevel=4,
-        )
-    elif q_code > 0 and s_code > 0:
-        corners = _corners(img.shape)
-        qform, sform = header.get_qform(), header.get_sform()
-        if np.isfinite(qform).all():
-            gap = float(np.linalg.norm((qform @ corners - sform @ corners)[:3], axis=0).max())
-            if gap > float(spacing.min()):
-                warnings.warn(
-                    f"{what} file {path}: its qform (code {q_code}, {orientation_code(qform)}) and sform (code {s_code}, "
-                    f"{orientation_code(sform)}) disagree by {gap:.3g} mm, more than a voxel; sapkit uses the sform — "
-                    "check which one is right and fix the header", GeometryWarning, stacklevel=4,
-                )
-
-
 def _load(path: Path, what: str, *, decode: bool = True) -> nib.Nifti1Image:
     if path.is_symlink() and not path.exists():
         raise NiftiError(f"{what} file {path} is a broken symbolic link or a symlink loop; point it at the real file")
@@ -173,10 +114,8 @@ def _load(path: Path, what: str, *, decode: bool = True) -> nib.Nifti1Image:
             f"{what} file {path} holds {kind} voxels ({dtype}); sapkit needs one real-valued grey level per voxel "
             "(convert it to a scalar magnitude image, e.g. float32)"
         )
-    _check_geometry(img, path, what)
-    if len(img.shape) not in (3, 4) or (len(img.shape) == 4 and img.shape[3] != 1):
-        raise NiftiError(f"{what} file {path} is {len(img.shape)}D with shape {img.shape}; sapkit needs one 3D "
-                         "volume per file (split 4D series into one file per channel)")
+    check_dimensions(img, path, what)  # before the geometry checks, which place a 3D grid's corners
+    check_geometry(img, path, what)
     if decode and len(img.shape) == 4:  # (X, Y, Z, 1): decoded once here into a 3D image
         data = decode_voxels(path, what, lambda: np.asanyarray(img.dataobj))
         img = nib.Nifti1Image(data[..., 0], img.affine, img.header)
@@ -374,7 +313,7 @@ def nifti_image(
     q_code, s_code = _output_codes(header)
     img.set_sform(affine, code=s_code)
     img.set_qform(affine, code=q_code)
-    corners = _corners(data.shape)
+    corners = voxel_corners(data.shape)
     if np.abs(img.header.get_qform() @ corners - affine @ corners).max() > _GRID_ATOL_MM:
         img.set_qform(affine, code=0)  # a shear a quaternion cannot hold: the sform alone defines the grid
     img.header.set_slope_inter(1.0 if slope is None else float(slope), 0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-COMMAND_FILES = ["check", "fingerprint", "profile", "prepare", "split", "evaluate", "train", "predict", "sweep",
+COMMAND_FILES = ["check", "headers", "fingerprint", "profile", "prepare", "split", "evaluate", "train", "predict", "sweep",
                  "reproduce"]
 
 
