@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from sapkit.errors import LabelError
 from sapkit.imaging.components import label_components
+from sapkit.imaging.resample import resample, to_sitk
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.run_paths import RunDir
 from sapkit.label_maps import SKELETON_CLASSES
@@ -62,21 +63,6 @@ class PropagationResult:
     label_map: npt.NDArray[np.int16]
     global_label_map: npt.NDArray[np.int16]
     metric_values: dict = field(default_factory=dict)
-
-
-def _to_sitk(array: np.ndarray, affine: np.ndarray, pixel=sitk.sitkFloat32) -> sitk.Image:
-    """(X, Y, Z) array + voxel→world affine → SimpleITK image in the same world frame."""
-    img = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array, (2, 1, 0))))
-    img = sitk.Cast(img, pixel)
-    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    img.SetSpacing(tuple(float(s) for s in spacing))
-    img.SetOrigin(tuple(float(v) for v in affine[:3, 3]))
-    img.SetDirection(tuple(float(v) for v in (affine[:3, :3] / spacing).ravel()))
-    return img
-
-
-def _from_sitk(img: sitk.Image) -> np.ndarray:
-    return np.transpose(sitk.GetArrayFromImage(img), (2, 1, 0))
 
 
 def _method(metric: str, shrink: tuple[int, ...], iterations: int, seed: int, sampling: float) -> sitk.ImageRegistrationMethod:
@@ -152,7 +138,7 @@ def _refine_piece(piece, init, m_img, f_img, m_aff, fixed_shape, *, dilate_vox: 
     mask = ndimage.binary_dilation(piece, iterations=dilate_vox)
     lo, hi = _box(mask, 1)
     m_crop = _crop(m_img, lo, hi)
-    mask_img = _crop(_to_sitk(mask.astype(np.uint8), m_aff, sitk.sitkUInt8), lo, hi)
+    mask_img = _crop(to_sitk(mask.astype(np.uint8), m_aff), lo, hi)
     centre = m_aff[:3, :3] @ np.argwhere(piece).mean(axis=0) + m_aff[:3, 3]
     centre_f = np.asarray(init.GetInverse().TransformPoint(tuple(float(c) for c in centre)))
     f_idx = np.asarray(f_img.TransformPhysicalPointToContinuousIndex(tuple(float(c) for c in centre_f)))
@@ -218,15 +204,14 @@ def propagate_labels(
     if lab.shape != mov.shape:
         raise LabelError(f"moving_label shape {lab.shape} ≠ moving_image shape {mov.shape}; label the same grid")
     m_aff, f_aff = np.asarray(moving_affine, float), np.asarray(fixed_affine, float)
-    f_img, m_img = _to_sitk(fix, f_aff), _to_sitk(mov, m_aff)
-    m_lab = _to_sitk(lab, m_aff, sitk.sitkInt16)
+    f_img, m_img = to_sitk(fix, f_aff), to_sitk(mov, m_aff)
     g_tx, g_val = register_rigid(f_img, m_img, shrink=(4, 2), sampling=0.1, iterations=100, seed=seed)
     metrics = {"global": g_val}
 
-    def warp(label_img, tx):
-        return _from_sitk(sitk.Resample(label_img, f_img, tx, sitk.sitkNearestNeighbor, 0, sitk.sitkInt16))
+    def warp(labels: np.ndarray, tx: sitk.Transform) -> np.ndarray:  # int16 labels onto the fixed grid
+        return resample(labels, m_aff, fix.shape, f_aff, transform=tx, nearest=True)
 
-    global_map = warp(m_lab, g_tx).astype(np.int16)
+    global_map = warp(lab, g_tx).astype(np.int16)
     if not refine:
         return PropagationResult(global_map, global_map.copy(), metrics)
     if groups is None:
@@ -246,8 +231,7 @@ def propagate_labels(
             pieces = [comp == k for k in range(1, n + 1) if sizes[k] >= min_voxels]
             small = in_group & ~np.any(pieces, axis=0) if pieces else in_group
             if small.any():  # tiny fragments keep the global transform
-                piece_lab = _to_sitk(np.where(small, lab, 0).astype(np.int16), m_aff, sitk.sitkInt16)
-                w = warp(piece_lab, g_tx)
+                w = warp(np.where(small, lab, 0).astype(np.int16), g_tx)
                 out[(w > 0) & (out == 0)] = w[(w > 0) & (out == 0)]
         for j, piece in enumerate(pieces):
             tx = g_tx
@@ -257,8 +241,7 @@ def propagate_labels(
                 tx, val = _refine_piece(piece, tx, m_img, f_img, m_aff, fix.shape, dilate_vox=max(1, int(round(dil_mm / spacing))),
                                         shrink=shrink, sampling=sampling, margin_vox=margin, seed=seed)
             metrics[f"{name}#{j}" if len(pieces) > 1 else name] = val
-            piece_lab = _to_sitk(np.where(piece, lab, 0).astype(np.int16), m_aff, sitk.sitkInt16)
-            w = warp(piece_lab, tx)
+            w = warp(np.where(piece, lab, 0).astype(np.int16), tx)
             put = w > 0
             out[put] = w[put]
     return PropagationResult(out, global_map, metrics)
