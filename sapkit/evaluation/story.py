@@ -55,6 +55,12 @@ def _name(init: str) -> str:
     return INIT_LABELS.get(init, init)
 
 
+def _names(inits: Sequence[str]) -> str:
+    """``scratch``, ``scratch and SSL``, ``SSL, scratch and SAP``."""
+    names = [_name(i) for i in inits]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def _num(v: float, metric: str = "") -> str:
     """Three decimals; counts (false positives) with one."""
     if v is None or not math.isfinite(v):
@@ -117,6 +123,12 @@ class Lead:
     paper_leader: str | None
 
     @property
+    def tied(self) -> list[str]:
+        """The inits whose median equals the leader's as the text prints it (one init: a real lead)."""
+        best = _num(self.medians[self.leader], self.metric)
+        return [i for i, v in self.medians.items() if _num(v, self.metric) == best]
+
+    @property
     def significant(self) -> bool:
         """Whether the lead holds at 0.05 (after Bonferroni when ``comparisons.csv`` gave the pair)."""
         p = self.p_bonferroni if math.isfinite(self.p_bonferroni) else self.p_value
@@ -159,6 +171,11 @@ def metric_leads(patients: pd.DataFrame, comparisons: pd.DataFrame | None = None
 
 def _lead_line(lead: Lead) -> str:
     m = lead.metric
+    if len(lead.tied) > 1:
+        rest = ", ".join(f"{_name(i)} {_num(v, m)}" for i, v in lead.medians.items() if i not in lead.tied)
+        return (f"- **{METRIC_LABELS.get(m, m)}**: **no single init led**: "
+                f"{_names(lead.tied)} share the best median ({_num(lead.medians[lead.leader], m)})"
+                + (f", then {rest}" if rest else "") + f" (n = {lead.n}).")
     others = ", ".join(f"{_name(i)} {_num(v, m)}" for i, v in list(lead.medians.items())[1:])
     p = f"paired Wilcoxon p = {_p(lead.p_value)}"
     if math.isfinite(lead.p_bonferroni):
@@ -206,14 +223,23 @@ def outcome_markdown(run_dir: str | Path) -> str:
 
 
 def _headline(leads: Sequence[Lead]) -> str:
+    clear = [lead for lead in leads if len(lead.tied) == 1]
+    if not clear:
+        return f"No init led on any of the {len(leads)} key metrics: the best medians are shared."
+    wins: dict[str, list[str]] = {}
+    for lead in clear:
+        wins.setdefault(lead.leader, []).append(_SHORT.get(lead.metric, lead.metric))
+    top = max(wins, key=lambda init: len(wins[init]))  # the first-listed init among equals: F2's leader first
+    text = f"{_name(top)} led on {len(wins[top])} of {len(leads)} key metrics ({', '.join(wins[top])})."
     first = leads[0]
-    wins = sum(1 for lead in leads if lead.leader == first.leader)
-    names = ", ".join(_SHORT.get(lead.metric, lead.metric) for lead in leads if lead.leader == first.leader)
+    name = _SHORT.get(first.metric, first.metric)
+    if len(first.tied) > 1:
+        return text + (f" On {name} no single init led: {_names(first.tied)} share "
+                       f"{_num(first.medians[first.leader], first.metric)}.")
     sure = "significant" if first.significant else "not significant"
     paper = "as in the paper" if first.paper_leader == first.leader else \
         (f"unlike the paper ({_name(first.paper_leader)} led there)" if first.paper_leader else "")
-    return (f"{_name(first.leader)} led on {wins} of {len(leads)} key metrics ({names}). On "
-            f"{_SHORT.get(first.metric, first.metric)}, {_name(first.leader)} {_num(first.medians[first.leader], first.metric)} vs "
+    return (text + f" On {name}, {_name(first.leader)} {_num(first.medians[first.leader], first.metric)} vs "
             f"{_name(first.runner_up)} {_num(first.medians[first.runner_up], first.metric)} (median paired difference "
             f"{_diff(first.difference, first.metric)}, p = {_p(first.p_value)}: {sure}), {paper}.").replace(", .", ".")
 

@@ -92,3 +92,15 @@ def test_learning_story_of_short_runs_and_ties(tmp_path):
     assert run_story(rd.config_yaml.parent, stage="ssl").startswith(
         "The SSL model's training loss was 2.800 (epoch 1, its only value). Its loss on the validation scans went "
         "from 2.900 (epoch 0) to 2.700 (epoch 1).")
+
+
+def test_equal_medians_are_no_lead(tmp_path):
+    rd = RunDir(tmp_path / "run")
+    rd.eval_dir.mkdir(parents=True)
+    rows = [{"init": init, "scan_id": f"p{i}", "f2": 1.0 if init != "sap" else 0.0, "dice_mean": 0.0, "global_dice": 0.0,
+             "fp": 0.0 if init != "sap" else 57.0} for i in range(2) for init in ("scratch", "ssl", "sap")]
+    pd.DataFrame(rows).to_csv(rd.eval_table("patients"), index=False)
+    text = run_story(rd.config_yaml.parent)
+    assert "**scratch led**" not in text and "**SSL led**" not in text and "scratch and SSL share the best median (1.000), then SAP 0.000" in text
+    assert "SSL, scratch and SAP share the best median (0.000)" in text or "scratch, SSL and SAP share" in text
+    assert run_headline(rd.config_yaml.parent) == "No init led on any of the 4 key metrics: the best medians are shared."
