@@ -126,7 +126,9 @@ class Lead:
     def tied(self) -> list[str]:
         """The inits whose median equals the leader's as the text prints it (one init: a real lead)."""
         best = _num(self.medians[self.leader], self.metric)
-        return [i for i, v in self.medians.items() if _num(v, self.metric) == best]
+        order = list(INIT_LABELS)
+        return sorted((i for i, v in self.medians.items() if _num(v, self.metric) == best),
+                      key=lambda i: (order.index(i) if i in order else len(order), i))
 
     @property
     def significant(self) -> bool:
