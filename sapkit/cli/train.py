@@ -6,7 +6,9 @@ Works the same under DDP: ``torchrun --standalone --nproc_per_node=N --no-python
 of docs/method.md §6); ``--predict`` also writes the held-out fold's probability maps (rank 0). Train
 ``skeleton``/``ssl`` first for ``--init sap|ssl`` or pass ``--pretrained FILE``. ``--resume``
 continues an interrupted run exactly, and refuses a changed configuration (only ``<task>.epochs``
-may change). ``--print-slurm --nodes N --gpus-per-node G`` prints a SLURM batch script that runs
+may change). Like a notebook that starts a stage, it records the run's ``config.yaml`` and
+``versions.json`` (:func:`sapkit.io.run_paths.prepare_run_dir`: unchanged when they already hold
+this configuration), which ``sapkit export`` reads. ``--print-slurm --nodes N --gpus-per-node G`` prints a SLURM batch script that runs
 the command on N nodes with torchrun (:mod:`sapkit.training.launch`) instead of training.
 """
 
@@ -15,10 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sapkit.cli._cluster import add_cluster_arguments
 from sapkit.cli._common import add_profile_arguments, config_from_args, declare_profile, run_dir_from_args
 from sapkit.io.output_paths import OutputPlan
+
+if TYPE_CHECKING:
+    from sapkit.io.run_paths import RunDir
 
 __all__ = ["add_arguments", "outputs", "run"]
 
@@ -64,13 +70,21 @@ def outputs(args: argparse.Namespace) -> OutputPlan | None:
             plan.reads(args.pretrained or default, f"the pretrained {args.init} weights")
         if args.predict:
             plan.writes_folder(rd.predictions(args.init), "--run-dir")
-    for path in (md.model("final"), md.model("best"), md.checkpoint_last, md.log_csv, md.transfer_csv, md.model_card):
+    record = (rd.config_yaml, rd.versions_json) if _records(args, rd) else ()
+    for path in (*record, md.model("final"), md.model("best"), md.checkpoint_last, md.log_csv, md.transfer_csv,
+                 md.model_card):
         plan.writes(path, "--run-dir", folder=run_dir)
     return plan
 
 
+def _records(args: argparse.Namespace, rd: RunDir) -> bool:
+    """Whether ``train`` writes the run's record: not when the profile is the run's own ``config.yaml`` (an input)."""
+    profile = Path(str(args.profile))
+    return not (profile.is_file() and os.path.realpath(profile) == os.path.realpath(rd.config_yaml))
+
+
 def run(args: argparse.Namespace) -> int:
-    from sapkit.io.run_paths import ModelDir
+    from sapkit.io.run_paths import ModelDir, RunDir, prepare_run_dir
     from sapkit.training.engine import read_train_result
     from sapkit.training.cross_validation import finetune
     from sapkit.training.skeleton_task import train_skeleton
@@ -88,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         print(script_from_args(args, config, run_dir), end="")
         return 0
     rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if rank == 0 and _records(args, RunDir(run_dir)):  # the run's record, as a notebook starting a stage writes it
+        prepare_run_dir(run_dir, config)
     predictions: tuple[Path, ...] = ()
     if args.task == "skeleton":
         result = train_skeleton(run_dir, config, data=args.data, resume=args.resume)

@@ -327,8 +327,9 @@ def export_bundle(run_dir: str | Path, *, init: str, fold: str | int, out: str |
     md = rd.lesion(init, fold)
     checkpoint = md.model(which)  # type: ignore[arg-type]
     if not rd.config_yaml.is_file():
-        raise ConfigError(f"{rd.config_yaml} does not exist; export from a run folder written by sapkit "
-                          "(notebooks, `sapkit reproduce` or `sapkit train`)")
+        raise ConfigError(f"{rd.config_yaml} does not exist; export from a run folder whose configuration sapkit "
+                          "recorded (`sapkit train`, `sapkit reproduce` and the notebooks write config.yaml), or "
+                          "retrain into it with `sapkit train`")
     if not checkpoint.is_file():
         raise CheckpointError(f"{checkpoint} does not exist; train it first (`sapkit train lesion --init {init} "
                               f"--fold {fold} --run-dir {rd.path}`) or pick another --init/--fold/--which")
