@@ -178,9 +178,15 @@ def build_report(run_dir: str | Path) -> Path:
     parts.append(_section("Resolved configuration (config.yaml)", _pre(rd.config_yaml)))
     parts.append(_section("Library versions (versions.json)", _pre(rd.versions_json)))
     parts.append(_section("Splits (splits.json)", _pre(rd.splits_json)))
+    return atomic_write_text(rd.report_html, render_page("sapkit report", parts, figures))
+
+
+def render_page(title: str, parts: list[str], figures: list[dict]) -> str:
+    """One offline HTML page: the sections ``parts`` (HTML; a figure's place is ``<div id='fig{i}'>``)
+    and the plotly ``figures`` (JSON dicts, in the order of those ids), plotly.js embedded once, gzipped."""
     encoded, n_bytes = encode_script(_bundle(figures)) if figures else ("", 0)
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>sapkit report</title>"
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:2px 6px}pre{background:#f6f6f6;padding:8px;max-height:300px;overflow:auto}"
         ".figure{min-height:450px}.wide{overflow-x:auto}.wide table{font-size:0.85em}.wide td{white-space:nowrap}"
@@ -190,4 +196,3 @@ def build_report(run_dir: str | Path) -> Path:
            + _LOADER % {"alphabet": _SAFE} if figures else "")
         + "</body></html>"
     )
-    return atomic_write_text(rd.report_html, page)

@@ -116,23 +116,34 @@ def summarize_seed_study(out: str | Path, *, base: str | Path, training_seeds: S
             atomic_write_csv(getattr(study, name), out / f"{kind}_{name}.csv")
     text = "\n".join(seed_study_markdown(s, machine=machine) for s in studies.values())
     atomic_write_text(out / "seed_study.md", text)
-    atomic_write_text(out / "report.html", seed_study_report(studies, text))
+    atomic_write_text(out / "report.html", seed_study_report(studies))
     return studies
 
 
-def seed_study_report(studies: Mapping[str, SeedStudy], markdown: str) -> str:
-    """A self-contained HTML page: the study's tables and one paired-difference figure per kind."""
+def seed_study_report(studies: Mapping[str, SeedStudy]) -> str:
+    """A self-contained offline HTML page (the run report's renderer): per kind of seed, the verdicts,
+    the medians and ranges over runs, the sign counts with the pooled tests and the per-seed
+    paired-difference figure."""
     import html
 
+    from sapkit.evaluation.seeds import verdicts
+    from sapkit.pipeline.html_report import render_page
     from sapkit.plotting.seed_figures import seed_differences_figure
 
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>sapkit seed study</title></head><body>",
-             "<h1>Seed study: which results hold across draws</h1>", f"<pre>{html.escape(markdown)}</pre>"]
-    first = True
+    parts, figures = ["<h1>Seed study: which results hold across draws</h1>"], []
     for kind, study in studies.items():
-        fig = seed_differences_figure(study.differences, title=f"Per-seed paired differences ({kind} seeds)",
-                                      seed_label=f"{kind} seed")
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=True if first else False))
-        first = False
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        holds, fails = verdicts(study)
+        seeds = ", ".join(str(s) for s in study.runs["seed"])
+        parts.append(f"<h2>{len(study.runs)} {html.escape(kind)} seeds: {html.escape(seeds)}</h2>"
+                     f"<p><b>Holds</b>: {html.escape('; '.join(holds) or 'nothing')}.</p>"
+                     f"<p><b>Does not hold</b>: {html.escape('; '.join(fails) or 'nothing')}.</p>")
+        parts.append("<h3>Median over test patients per run: median (min–max) over runs</h3>"
+                     + study.across.to_html(index=False, float_format=lambda v: f"{v:.3f}"))
+        parts.append("<h3>SAP against each init: runs ahead / behind, and the pooled test (docs/metrics.md §16)</h3>"
+                     + study.signs.drop(columns=["metric"]).to_html(index=False, float_format=lambda v: f"{v:.3g}"))
+        fig = seed_differences_figure(study.differences, title=None, seed_label=f"{kind} seed")
+        fig.layout.title = None
+        parts.append(f"<h3>Per-seed paired differences ({html.escape(kind)} seeds)</h3>"
+                     f"<div id='fig{len(figures)}' class='figure'></div>")
+        figures.append(json.loads(fig.to_json()))
+    return render_page("sapkit seed study", parts, figures)

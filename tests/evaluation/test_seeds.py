@@ -118,7 +118,9 @@ def test_cli_aggregate_writes_tables_report_and_readme_block(study_runs, tmp_pat
     assert "5 training seeds" in printed and "Test CPU (AVX2; torch kernels AVX2, 2 threads)" in printed
     for name in ("seed_study.md", "report.html", "training_signs.csv", "training_differences.csv"):
         assert (out / name).is_file()
-    assert "plotly" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "plotly-gz" in page and "Per-seed paired differences (training seeds)" in page and "<b>Holds</b>" in page
+    assert len(page) < 2_000_000  # plotly.js embedded once, gzipped
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- seeds:start -->\nold\n<!-- seeds:end -->\n")
     from sapkit.pipeline.readme_block import replace_block
