@@ -174,20 +174,23 @@ def _sign_table(comp: pd.DataFrame, diffs: pd.DataFrame, labels: Mapping[str, st
 
 #: Share of runs in which SAP must lead (median patient difference in its favour) for a claim to hold.
 HOLD_SHARE = 0.8
+#: Fewer runs than this never make a claim hold (two agreeing runs are two draws, not a distribution).
+MIN_RUNS = 3
 _LOWER_IS_BETTER = {"fp"}
 
 
 def verdicts(study: SeedStudy) -> tuple[list[str], list[str]]:
     """Which SAP comparisons hold across the runs and which do not, as short phrases.
 
-    A comparison holds when SAP is ahead (higher, or lower for FP per exam) in at least
-    :data:`HOLD_SHARE` of the runs and the pooled test (§16) gives p < 0.05.
+    A comparison holds when there are at least :data:`MIN_RUNS` runs, SAP is ahead (higher, or
+    lower for FP per exam) in at least :data:`HOLD_SHARE` of them and the pooled test (§16) gives
+    p < 0.05 in SAP's favour.
     """
     holds, fails = [], []
     for r in study.signs.itertuples():
         ahead = r.negative if r.metric in _LOWER_IS_BETTER else r.positive
         text = f"{r.label}, SAP vs {r.b} ({ahead} of {r.n_runs} runs, pooled p {r.pooled_p:.2g})"
-        ok = ahead >= HOLD_SHARE * r.n_runs and r.pooled_p < _ALPHA
+        ok = r.n_runs >= MIN_RUNS and ahead >= HOLD_SHARE * r.n_runs and r.pooled_p < _ALPHA
         ok = ok and (r.pooled_median_difference < 0 if r.metric in _LOWER_IS_BETTER else r.pooled_median_difference > 0)
         (holds if ok else fails).append(text)
     return holds, fails
@@ -220,7 +223,7 @@ def seed_study_markdown(study: SeedStudy, *, machine: str = "") -> str:
                      f"{r.negative} ({r.significant_negative}) | {r.zero} | {r.pooled_n} | "
                      f"{r.pooled_median_difference:+.3f} | {r.pooled_p:.3g} |")
     holds, fails = verdicts(study)
-    lines += ["", f"**Holds** (SAP ahead in ≥ {HOLD_SHARE:.0%} of runs and pooled p < {_ALPHA:g}): "
+    lines += ["", f"**Holds** (≥ {MIN_RUNS} runs, SAP ahead in ≥ {HOLD_SHARE:.0%} of them, pooled p < {_ALPHA:g}): "
               + ("; ".join(holds) if holds else "nothing") + ".",
               "**Does not hold**: " + ("; ".join(fails) if fails else "nothing") + "."]
     flag_cols = [c for c in study.runs.columns if c.startswith("flagged_")]

@@ -127,3 +127,9 @@ def test_cli_aggregate_writes_tables_report_and_readme_block(study_runs, tmp_pat
 
     replace_block(readme, (out / "seed_study.md").read_text(), marker="seeds")
     assert "\nold\n" not in readme.read_text() and "5 training seeds" in readme.read_text()
+
+
+def test_two_agreeing_runs_do_not_make_a_claim_hold(study_runs):
+    two = {s: study_runs[s] for s in (42, 1)}  # SAP ahead in both, by 0.2 and 0.1
+    holds, fails = verdicts(seed_study(two))
+    assert not holds and any(f.startswith("F2 (patient level), SAP vs scratch (2 of 2 runs") for f in fails)
