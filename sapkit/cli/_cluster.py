@@ -7,7 +7,8 @@ things with the same options and the same defaults — the fields of
 :class:`sapkit.jobs.executors.Resources`: ``--partition``, ``--account``, ``--qos``,
 ``--mem-gb`` (64), ``--time-min`` (1440) and ``--setup``. What only one of them has:
 
-- job arrays: ``--executor``, ``--resume``, ``--no-wait``, ``--gpus`` (0), ``--cpus`` (2) per
+- job arrays: ``--executor``, ``--resume``, ``--no-wait``, ``--gpus`` (SLURM none; locally every GPU of the
+  machine, :mod:`sapkit.jobs.gpus`), ``--cpus`` (2) per
   element and ``--array-parallelism`` (4); a grid file's ``resources:`` section sits between the
   defaults and the options (options win);
 - ``--print-slurm``: ``--nodes`` (1), ``--gpus-per-node`` (1), ``--procs-per-node`` (the GPUs, or 1),
@@ -60,7 +61,9 @@ def add_cluster_arguments(parser: argparse.ArgumentParser, *, array: bool) -> No
     group.add_argument("--account", default=None, help="SLURM account")
     group.add_argument("--qos", default=None, help="SLURM quality of service")
     if array:
-        group.add_argument("--gpus", type=int, default=None, help=f"GPUs per element (default {_DEFAULT.gpus})")
+        group.add_argument("--gpus", type=int, default=None,
+                           help="GPUs per element (default: slurm none; local every GPU of this machine for each "
+                                "element; --gpus 1 gives each element its own, round robin; 0 = CPU)")
         group.add_argument("--cpus", type=int, default=None, help=f"CPU cores per element (default {_DEFAULT.cpus})")
     group.add_argument("--mem-gb", type=float, default=default("mem_gb"),
                        help=f"memory per {per} in GB (default {_DEFAULT.mem_gb:g})")

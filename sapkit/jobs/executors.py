@@ -39,6 +39,7 @@ import pandas as pd
 from sapkit.errors import ConfigError
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.folders import JobsDir
+from sapkit.jobs.gpus import GpuPool, machine_gpus
 from sapkit.jobs.progress import progress_bar
 from sapkit.jobs.threads import shared_cores
 
@@ -67,8 +68,10 @@ class Resources:
     ----------
     partition, account, qos : str or None
         SLURM partition, account and quality of service (None = the cluster's default).
-    gpus : int
-        GPUs per element (``--gpus-per-node``); locally, the GPUs made visible to it (0 hides all).
+    gpus : int or None
+        GPUs per element (SLURM ``--gpus-per-node``; None asks for none). Locally (:mod:`sapkit.jobs.gpus`):
+        None shows every element all of the machine's GPUs, 0 none, ``k`` gives each element ``k`` of
+        them, round robin (one each with ``--gpus 1``); the assignment is printed.
     cpus : int
         CPU cores per element (``--cpus-per-task``; ignored locally).
     mem_gb : float
@@ -85,7 +88,7 @@ class Resources:
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    gpus: int = 0
+    gpus: int | None = None
     cpus: int = 2
     mem_gb: float = 64.0
     time_min: int = 1440
@@ -94,7 +97,8 @@ class Resources:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "setup", tuple(str(s) for s in self.setup))
-        if self.gpus < 0 or self.cpus < 1 or self.mem_gb <= 0 or self.time_min < 1 or self.array_parallelism < 1:
+        if ((self.gpus is not None and self.gpus < 0) or self.cpus < 1 or self.mem_gb <= 0 or self.time_min < 1
+                or self.array_parallelism < 1):
             raise ConfigError(f"resources need gpus >= 0, cpus >= 1, mem_gb > 0, time_min >= 1 and "
                               f"array_parallelism >= 1; got {self}")
 
@@ -116,7 +120,7 @@ class Resources:
     def submitit_parameters(self, name: str) -> dict[str, Any]:
         """Parameters for ``submitit.AutoExecutor.update_parameters`` (both launchers)."""
         params: dict[str, Any] = {"name": name, "timeout_min": int(self.time_min), "mem_gb": float(self.mem_gb),
-                                  "cpus_per_task": int(self.cpus), "gpus_per_node": int(self.gpus),
+                                  "cpus_per_task": int(self.cpus), "gpus_per_node": int(self.gpus or 0),
                                   "slurm_array_parallelism": int(self.array_parallelism)}
         for key in ("partition", "account", "qos"):
             if getattr(self, key):
@@ -136,9 +140,16 @@ def _write_state(jd: JobsDir, name: str, **values: Any) -> None:
     atomic_write_text(jd.state(name), json.dumps({"name": name, **values}, indent=2, default=str))
 
 
-def _run_element(folder: str, name: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    """What a job runs: record ``running``, call ``fn(*args)``, record ``done`` or ``failed``."""
+def _run_element(folder: str, name: str, fn: Callable[..., Any], args: tuple[Any, ...], visible: str | None = None) -> Any:
+    """What a job runs: record ``running``, call ``fn(*args)``, record ``done`` or ``failed``.
+
+    ``visible``: the element's ``CUDA_VISIBLE_DEVICES`` (local arrays, :mod:`sapkit.jobs.gpus`), set
+    before ``fn`` touches CUDA; None keeps the launcher's (SLURM's).
+    """
     import submitit
+
+    if visible is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible
 
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # inherited from a background shell: stay interruptible
         with contextlib.suppress(ValueError):  # not the main thread: leave it
@@ -327,8 +338,10 @@ def run_array(
         if wait:
             _wait(jobs, progress=progress)
     else:  # local jobs inherit this process's environment: idle OpenMP threads sleep, not spin
+        pool = GpuPool(machine_gpus(), resources.gpus)
         with shared_cores(min(resources.array_parallelism, len(call))):
-            _run_throttled(ex, jd, dict(zip(todo, call)), parallelism=resources.array_parallelism, progress=progress)
+            _run_throttled(ex, jd, dict(zip(todo, call)), parallelism=resources.array_parallelism, progress=progress,
+                           pool=pool)
     table = element_states(jd.path, names, check_jobs=wait or executor == "local")
     atomic_write_text(jd.states_csv, table.to_csv(index=False))
     return table
@@ -338,18 +351,27 @@ def _bar(total: int, progress: bool) -> Any:
     return progress_bar(total=total, desc="jobs", unit="job", disable=not progress)
 
 
-def _run_throttled(ex: Any, jd: JobsDir, calls: dict[str, tuple[Any, ...]], *, parallelism: int, progress: bool) -> None:
-    """Local jobs, at most ``parallelism`` at once, in element order."""
+def _run_throttled(ex: Any, jd: JobsDir, calls: dict[str, tuple[Any, ...]], *, parallelism: int, progress: bool,
+                   pool: GpuPool) -> None:
+    """Local jobs, at most ``parallelism`` at once, in element order, each with the GPUs ``pool`` deals it."""
     pending, running = list(calls), {}
     bar = _bar(len(pending), progress)
+    if pool.available and pending:
+        print(f"local jobs: {len(pool.available)} GPU(s) on this machine ({', '.join(pool.available)}); "
+              + ("every element sees all of them" if pool.per_element is None else
+                 f"{pool.per_element} per element, round robin"), flush=True)
     while pending or running:
         while pending and len(running) < parallelism:
             n = pending.pop(0)
-            job = ex.submit(_run_element, *calls[n])
+            visible = pool.take(n)
+            job = ex.submit(_run_element, *calls[n], visible)
             _record_submission(jd, n, str(job.job_id), "local")
+            if pool.available:
+                print(f"  {n}: {pool.describe(visible)} (CUDA_VISIBLE_DEVICES={visible!r})", flush=True)
             running[n] = job
         for n in [n for n, job in running.items() if job.done()]:
             del running[n]
+            pool.release(n)
             bar.update(1)
         time.sleep(_POLL_S if running else 0)
     bar.close()
