@@ -120,7 +120,9 @@ def training_plan(run_dir: str | Path, config: Config, task: str, *, world_size:
 
     With ``count_samples`` the patch and step counts are exact: skeleton/SSL patches are counted
     from the manifest, the lesion sampler is built for rank 0 (the fold's patient scans are
-    read); a missing run folder or manifest leaves them None.
+    read). What stops the counting (no manifest, no ``splits.json``, an unknown fold, a fold
+    without lesions) would stop the job when it starts, so it is raised here; without
+    ``count_samples`` the counts are None.
 
     Parameters
     ----------
@@ -143,8 +145,12 @@ def training_plan(run_dir: str | Path, config: Config, task: str, *, world_size:
     if count_samples:
         try:
             n = _samples_per_rank(Path(run_dir), config, task, world_size=world_size, fold=str(fold), data=data)
-        except (SapkitError, FileNotFoundError):
-            n = None
+        except SapkitError as exc:
+            exc.args = (f"the job would fail when it starts: {exc}",)
+            raise
+        except FileNotFoundError as exc:
+            raise ConfigError(f"the job would fail when it starts: {exc.filename or exc} does not exist; check "
+                              "--run-dir and --data") from None
     steps = None if n is None else math.ceil(n / tc.batch_size)
     return TrainPlan(task=task, world_size=world_size, batch_per_process=int(tc.batch_size),
                      global_batch=int(tc.batch_size) * world_size, learning_rates=lrs, epochs=int(tc.epochs),

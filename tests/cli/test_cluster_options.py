@@ -48,7 +48,7 @@ def test_options_win_over_a_grid_files_resources():
 
 
 def test_the_training_script_asks_for_qos_and_runs_the_setup_lines(tmp_path):
-    plan = training_plan(tmp_path / "missing", load_config("smoke"), "ssl", world_size=1)
+    plan = training_plan(tmp_path / "missing", load_config("smoke"), "ssl", world_size=1, count_samples=False)
     text = slurm_script(["ssl"], plan=plan, nodes=1, procs_per_node=1, gpus_per_node=0, cpus_per_node=2,
                         mem_gb=Resources().mem_gb, time_min=Resources().time_min, log_dir=tmp_path, qos="high",
                         setup=["module load cuda"])

@@ -54,7 +54,8 @@ def test_steps_and_learning_rates_per_process():
 
 
 def test_script_asks_slurm_for_the_nodes_and_states_the_plan(tmp_path):
-    plan = training_plan(tmp_path / "missing", load_config("smoke"), "lesion", world_size=8, init="sap")
+    plan = training_plan(tmp_path / "missing", load_config("smoke"), "lesion", world_size=8, init="sap",
+                         count_samples=False)
     assert plan.samples_per_epoch is None and plan.global_batch == 16  # no data: the formula only
     text = slurm_script(["lesion", "--fold", "0"], plan=plan, nodes=2, procs_per_node=4, gpus_per_node=4,
                         cpus_per_node=32, mem_gb=100, time_min=90, log_dir=tmp_path, partition="gpu", account="lab",

@@ -100,6 +100,43 @@ def train_infinite_learning_rate(root):
         r"'lesion\.lr_scratch' must be a finite number, got inf", []
 
 
+def _splits(root, folds=None) -> None:
+    import json
+
+    folds = folds or {"0": ["p02", "p03"], "1": ["p04", "p05"]}
+    root.mkdir(exist_ok=True)
+    (root / "splits.json").write_text(json.dumps({"k": len(folds), "seed": 0, "tuning_fold": 1, "folds": folds,
+                                                  "healthy": {"train": ["h00"], "val": ["h01"]}}))
+
+
+@cli_case
+def print_slurm_without_splits(root):  # issue 23: printed a script whose job failed when it started
+    return ["train", "lesion", "--print-slurm", "--run-dir", str(root)], \
+        r"the job would fail when it starts: no splits at .*splits\.json; run notebook 00 or `sapkit split", \
+        [root / "jobs"]
+
+
+@cli_case
+def print_slurm_without_data(root):
+    _splits(root / "run")
+    return ["train", "skeleton", "--print-slurm", "--run-dir", str(root / "run")], \
+        r"the job would fail when it starts: no manifest at .*run/data", [root / "run" / "jobs"]
+
+
+@cli_case
+def print_slurm_unknown_fold(root):
+    _splits(root)
+    return ["train", "lesion", "--print-slurm", "--run-dir", str(root), "--fold", "7"], \
+        r"the job would fail when it starts: fold '7' is not in splits\.json", [root / "jobs"]
+
+
+@cli_case
+def print_slurm_fold_without_patients_in_the_manifest(root):
+    _splits(root, {"0": ["q1"], "1": ["q2"]})
+    return ["train", "lesion", "--print-slurm", "--run-dir", str(root), "--fold", "0"], \
+        r"the job would fail when it starts: ", [root / "jobs"]
+
+
 @pytest.mark.parametrize("make_case", CASES, ids=lambda f: f.__name__)
 def test_bad_input_raises_clear_error_and_leaves_inputs_untouched(tmp_path, make_case):
     check_api_case(tmp_path, make_case)
