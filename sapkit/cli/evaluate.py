@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sapkit.cli._common import add_profile_arguments, config_from_args, declare_profile, run_dir_from_args
+from sapkit.cli._common import add_profile_arguments, declare_profile, run_dir_from_args
 from sapkit.errors import ConfigError, EvaluationError, SapkitError
 from sapkit.io.output_paths import OutputPlan
 
@@ -41,7 +41,7 @@ _RUN_TABLES = ("lesions", "predictions", "patients", "froc", "comparisons", "tab
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_profile_arguments(parser)
+    add_profile_arguments(parser, default_profile=None)  # --run-dir: the run's own config.yaml; else smoke's eval
     one = parser.add_argument_group("one case")
     one.add_argument("--gt", help="ground-truth lesion mask (NIfTI)")
     one.add_argument("--pred", help="predicted mask, or probability map with --prob (NIfTI)")
@@ -72,6 +72,8 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
     from sapkit.io.run_paths import EvalDir, PredictionDir, RunDir
 
     plan = OutputPlan("sapkit evaluate")
+    if args.profile is None and not args.run_dir:
+        args.profile = "smoke"  # the default run folder is runs/smoke
     declare_profile(plan, args)
     if args.gt:
         for path, what in ((args.gt, "the --gt mask"), (args.pred, "the --pred map"), (args.skeleton, "the --skeleton map")):
@@ -115,8 +117,25 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
     return plan
 
 
+def _config(args: argparse.Namespace, run_dir: Path | None = None) -> Any:
+    """``--profile`` with ``-p``; without ``--profile``, the run folder's own ``config.yaml`` (the
+    configuration the run was made with), else the smoke profile (whose ``eval`` is the default)."""
+    from sapkit.cli._common import parse_overrides
+    from sapkit.config import load_config
+
+    profile = args.profile
+    if profile is None:
+        recorded = None
+        if run_dir is not None:
+            from sapkit.io.run_paths import RunDir
+
+            recorded = RunDir(run_dir).config_yaml
+        profile = recorded if recorded is not None and recorded.is_file() else "smoke"
+    return load_config(profile, parse_overrides(args.overrides))
+
+
 def _eval_config(args: argparse.Namespace) -> Any:
-    e = config_from_args(args).eval
+    e = _config(args).eval
     changes = {k: v for k, v in {"tolerance_mm": args.tolerance_mm, "connectivity": args.connectivity,
                                  "hit": args.hit, "nsd_mode": args.nsd_mode, "precision": args.precision}.items()
                if v is not None}
@@ -152,7 +171,10 @@ def case_json(report: Any) -> dict[str, Any]:
         "sensitivity_large": p.sensitivity_large, "fp_large": p.fp_large,
         "lesions": [_lesion_json(r) for r in report.lesion_rows],
         "predictions": [{"id": int(r["pred_id"]), "volume_ml": float(r["volume_ml"]),
-                         "false_positive": bool(r["false_positive"])} for r in report.prediction_rows],
+                         "false_positive": bool(r["false_positive"]), "merges_lesions": bool(r["merges_lesions"]),
+                         "oversized": bool(r["oversized"])} for r in report.prediction_rows],
+        "flagged_predictions": {"merges_lesions": p.n_merging, "oversized": p.n_oversized,
+                                "any": p.flagged},
         "parameters": report.params.to_dict(),
     })
 
@@ -198,7 +220,7 @@ def _run_case(args: argparse.Namespace) -> int:
     report = lesion_report(gt, spacing_mm=spacing_from_affine(affine), connectivity=e.connectivity, hit=e.hit,
                            precision=e.precision,
                            tolerance_mm=e.tolerance_mm, nsd_mode=e.nsd_mode, skeleton=skel,
-                           large_lesion_ml=e.large_lesion_ml, scan_id=Path(args.gt).name, **kw)
+                           large_lesion_ml=e.large_lesion_ml, oversize_ml=e.oversize_ml, scan_id=Path(args.gt).name, **kw)
     text = json.dumps(case_json(report), indent=2)
     if args.json_out:
         from sapkit.io.atomic import atomic_write_text
@@ -294,7 +316,8 @@ def _listed_scans(pred_dir: Any) -> set[str] | None:
 def _run_folder(args: argparse.Namespace) -> int:
     from sapkit.evaluation.cohort import evaluate_run
 
-    result = evaluate_run(run_dir_from_args(args), config_from_args(args), progress=True, jobs=args.jobs)
+    run_dir = run_dir_from_args(args)
+    result = evaluate_run(run_dir, _config(args, run_dir), progress=True, jobs=args.jobs)
     print(result.table1.to_string(index=False))
     for name, path in result.files.items():
         print(f"wrote {name}: {path}")

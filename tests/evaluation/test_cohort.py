@@ -183,3 +183,20 @@ def test_progress_bars_reach_the_last_case(fake_run, monkeypatch):
     evaluate_run(fake_run, load_config("smoke"), progress=True)
     n_bars = 2 * len(INITS)  # tuning counts and test-fold evaluation per init
     assert len(finished) == n_bars, finished
+
+
+def test_run_folder_is_evaluated_with_its_own_configuration(tmp_path):
+    """`sapkit evaluate --run-dir R` without --profile uses R/config.yaml (not the smoke profile's eval)."""
+    import yaml
+
+    from sapkit.cli import main
+    from sapkit.config import config_to_dict
+
+    run = write_fake_run(tmp_path / "run")
+    recorded = config_to_dict(load_config("smoke", {"eval.n_bootstrap": 37, "eval.thresholds": [0.3, 0.6]}))
+    RunDir(run).config_yaml.write_text(yaml.safe_dump(recorded))
+    assert main(["evaluate", "--run-dir", str(run)]) == 0
+    choice = json.loads(RunDir(run).threshold_json.read_text())
+    assert {c["threshold"] for c in choice.values()} <= {0.3, 0.6}
+    assert all(c["curve"]["threshold"] == [0.3, 0.6] for c in choice.values())
+    assert "(37 resamples" in RunDir(run).table1_md.read_text()
