@@ -79,6 +79,7 @@ Norm = Literal["instance", "batch"]
 Device = Literal["auto", "cpu", "cuda"]
 Blend = Literal["constant", "gaussian"]
 ProbDtype = Literal["float16", "float32"]
+AmpDtype = Literal["auto", "bfloat16", "float16"]  # auto: bfloat16 where the GPU supports it (sapkit.networks.precision)
 Connectivity = Literal[6, 18, 26]  # 3D voxel neighbourhood: faces, + edges, + corners
 NsdMode = Literal["surface", "voxel"]
 TuneStatistic = Literal["median", "mean"]
@@ -169,6 +170,7 @@ class SkeletonConfig:
     samples_per_volume: int = 2
     val_every: int = 5
     amp: bool = True
+    amp_dtype: AmpDtype = "auto"
     num_classes: int = 10
 
 
@@ -193,6 +195,7 @@ class SSLConfig:
     loss_weight_reconstruction: float = 1.0
     val_every: int = 5
     amp: bool = True
+    amp_dtype: AmpDtype = "auto"
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,7 @@ class LesionConfig:
     connectivity: Connectivity = 26
     val_every: int = 5
     amp: bool = True
+    amp_dtype: AmpDtype = "auto"
     label_fraction: float = bounded(1.0, 1e-9, 1.0)
     checkpoint: CheckpointChoice = "final"
     val_max_scans: int = bounded(0, 0)  # validation curves on at most this many validation scans (0 = all)
@@ -236,6 +240,7 @@ class InferConfig:
     crop_to_body: bool = False
     prob_dtype: ProbDtype = "float16"
     amp: bool = True
+    amp_dtype: AmpDtype = "auto"
 
 
 @dataclass(frozen=True)

@@ -96,20 +96,20 @@ def n_classes(model: nn.Module, x: torch.Tensor, roi: Sequence[int], device: tor
 class _Predictor:
     """Runs the network on a batch of windows (autocast on CUDA), returns float32 logits."""
 
-    def __init__(self, model: nn.Module, device: torch.device, amp: bool) -> None:
+    def __init__(self, model: nn.Module, device: torch.device, amp: torch.dtype | None) -> None:
         self.layout = memory_format_for(device)
         self.model, self.device, self.amp = model.to(memory_format=self.layout), device, amp
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.to(self.device, memory_format=self.layout)
-        if not self.amp:
+        if self.amp is None:
             return self.model(batch).float().contiguous()
-        with torch.autocast(device_type="cuda", dtype=torch.float16):
+        with torch.autocast(device_type="cuda", dtype=self.amp):
             return self.model(batch).float().contiguous()
 
 
 def run_full(model: nn.Module, x: torch.Tensor, *, roi: tuple[int, int, int], overlap: float,
-                         blend: str, sw_batch_size: int, device: torch.device, amp: bool,
+                         blend: str, sw_batch_size: int, device: torch.device, amp: torch.dtype | None,
                          progress: bool) -> torch.Tensor:
     """Plain MONAI sliding-window inference over the whole volume → logits (K, X, Y, Z) on CPU."""
     from monai.inferers import sliding_window_inference
@@ -124,7 +124,7 @@ def run_full(model: nn.Module, x: torch.Tensor, *, roi: tuple[int, int, int], ov
 
 def run_skip(model: nn.Module, x: torch.Tensor, body: npt.NDArray[np.bool_], *,
                          roi: tuple[int, int, int], overlap: float, blend: str, sw_batch_size: int,
-                         device: torch.device, amp: bool, progress: bool) -> torch.Tensor:
+                         device: torch.device, amp: torch.dtype | None, progress: bool) -> torch.Tensor:
     """MONAI's grid and blending, evaluating only windows that intersect ``body`` → logits on CPU.
 
     When every window intersects the body, this is :func:`run_full` (MONAI itself).

@@ -226,7 +226,7 @@ def _predict_scan(case: Any, model: nn.Module, skel_model: nn.Module | None, out
     masked = inf.skip_background or inf.crop_to_body
     options = dict(roi=inf.roi, overlap=inf.overlap, blend=inf.blend, sw_batch_size=inf.sw_batch_size,
                    skip_background=inf.skip_background, crop_to_body=inf.crop_to_body, tta_flip=inf.tta_flip,
-                   device=device, amp=inf.amp)
+                   device=device, amp=inf.amp, amp_dtype=inf.amp_dtype)
     body = body_mask(case.image) if masked else np.ones(case.shape, bool)
     windows = count_windows(body, roi=inf.roi, overlap=inf.overlap, crop_to_body=inf.crop_to_body)
     prob = lesion_probability(model, case.image, body=body if masked else None, **options)

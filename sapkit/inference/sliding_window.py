@@ -36,6 +36,7 @@ from sapkit.errors import ConfigError, SapkitError
 from sapkit.imaging.components import label_components, remove_small_components
 from sapkit.inference import _window_ops as _infer_ops
 from sapkit.networks.factory import check_roi_fits
+from sapkit.networks.precision import autocast_dtype
 from sapkit.validation import check_roi
 
 __all__ = [
@@ -203,6 +204,7 @@ def predict_probabilities(
     tta_flip: bool = False,
     device: str | torch.device | None = "cpu",
     amp: bool = True,
+    amp_dtype: str = "auto",
     body: npt.NDArray[np.bool_] | None = None,
     progress: bool = False,
 ) -> npt.NDArray[np.float32]:
@@ -238,8 +240,9 @@ def predict_probabilities(
     device : str or torch.device or None
         Where the network runs (``auto``/None picks CUDA when available). The stitched output
         stays on the CPU.
-    amp : bool
-        Mixed precision (float16 autocast); used on CUDA only, ignored on CPU.
+    amp, amp_dtype : bool, {"auto", "bfloat16", "float16"}
+        Mixed precision on CUDA (``auto``: bfloat16 where the GPU supports it, else float16;
+        :mod:`sapkit.networks.precision`); ignored on the CPU.
     body : (X, Y, Z) bool, optional
         Body mask; computed with :func:`body_mask` when needed and not given.
     progress : bool
@@ -283,14 +286,14 @@ def predict_probabilities(
             return full
         inner = predict_probabilities(
             model, x[(slice(None), *box)], roi=roi, overlap=overlap, blend=blend, sw_batch_size=sw_batch_size,
-            skip_background=skip_background, crop_to_body=False, tta_flip=tta_flip, device=dev, amp=amp,
+            skip_background=skip_background, crop_to_body=False, tta_flip=tta_flip, device=dev, amp=amp, amp_dtype=amp_dtype,
             body=np.ascontiguousarray(body[box]), progress=progress,
         )
         full = np.zeros((inner.shape[0], *x.shape[1:]), np.float32)
         full[0] = 1.0
         full[(slice(None), *box)] = inner
         return full
-    use_amp = bool(amp) and dev.type == "cuda"
+    half = autocast_dtype(amp, amp_dtype, dev)  # None on the CPU
     flips: Iterable[tuple[int, ...]] = [()]
     if tta_flip:
         flips = [c for k in range(4) for c in itertools.combinations((0, 1, 2), k)]
@@ -302,10 +305,10 @@ def predict_probabilities(
         bf = None if body is None else (np.flip(body, axes) if axes else body)
         if skip_background:
             logits = _infer_ops.run_skip(model, xf, np.ascontiguousarray(bf), roi=roi, overlap=overlap, blend=blend,
-                                         sw_batch_size=sw_batch_size, device=dev, amp=use_amp, progress=progress)
+                                         sw_batch_size=sw_batch_size, device=dev, amp=half, progress=progress)
         else:
             logits = _infer_ops.run_full(model, xf, roi=roi, overlap=overlap, blend=blend,
-                                         sw_batch_size=sw_batch_size, device=dev, amp=use_amp, progress=progress)
+                                         sw_batch_size=sw_batch_size, device=dev, amp=half, progress=progress)
         prob = torch.softmax(logits, dim=0)
         if axes:
             prob = torch.flip(prob, dims)
@@ -317,7 +320,7 @@ def predict_probabilities(
         raise SapkitError(
             f"the network's output is not finite (NaN/inf) in {bad} of {total[0].numel()} voxels; its weights are "
             "probably non-finite (a diverged training run: retrain with a lower learning rate)"
-            + (", or float16 overflowed (set infer.amp=false)" if use_amp else "")
+            + (", or float16 overflowed (set infer.amp=false or infer.amp_dtype=bfloat16)" if half == torch.float16 else "")
             + "; no probability map was written")
     if n > 1:
         total /= n

@@ -45,7 +45,7 @@ def _fail(task: str, epoch: int, step: int, what: str, *, lrs: Mapping[str, floa
     if inputs_finite:
         causes.append("bad input intensities (unscaled or extreme values)")
     if amp:
-        causes.append(f"mixed-precision (float16) overflow (try {task}.amp=false)")
+        causes.append(f"mixed-precision (float16) overflow (try {task}.amp_dtype=bfloat16 or {task}.amp=false)")
     where = (f"the last good checkpoint {kept} was kept" if kept is not None and kept.is_file()
              else "no checkpoint of this run was written")
     return TrainingError(f"{task} training diverged at epoch {epoch}, step {step}: {what} is not finite; likely "

@@ -43,6 +43,7 @@ from torch import nn
 from sapkit.data.augment import augment, augment_rng
 from sapkit.io.checkpoints import save_checkpoint
 from sapkit.config import Config, LesionConfig, SkeletonConfig, SSLConfig, config_to_dict
+from sapkit.networks.precision import autocast_dtype
 from sapkit.training.divergence import check_step, check_weights
 from sapkit.training.distributed import DistContext, all_mean, barrier, setup_distributed
 from sapkit.errors import ConfigError
@@ -247,9 +248,10 @@ def _fit(out_dir: Path, config: Config, d: DistContext, *, task: str, model: nn.
         g.setdefault("initial_lr", g["lr"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda e: lr_factor(e, warmup_epochs=tc.warmup_epochs, epochs=tc.epochs))
-    use_amp = bool(tc.amp) and d.device.type == "cuda"
+    half = autocast_dtype(tc.amp, tc.amp_dtype, d.device)  # None on the CPU (sapkit.networks.precision)
+    use_amp = half == torch.float16  # a gradient scaler only for float16; bfloat16 has float32's range
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else None
+    autocast = (lambda: torch.autocast("cuda", dtype=half)) if half is not None else None
     names = [g.get("name", f"group{i}") for i, g in enumerate(optimizer.param_groups)]
 
     md = ModelDir(out_dir)

@@ -27,6 +27,7 @@ from sapkit.config import InferConfig
 from sapkit.errors import SapkitError
 from sapkit.metrics import dice_per_class
 from sapkit.networks.factory import unwrap
+from sapkit.networks.precision import autocast_dtype
 from sapkit.training.engine import StepFn, ValFn
 
 __all__ = [
@@ -74,6 +75,7 @@ def per_class_dice_table(gt: npt.NDArray, pred: npt.NDArray, *, class_names: dic
 def evaluate_segmentation(
     model: nn.Module, cases: Sequence[Any], *, label: str, class_names: dict[int, str], roi: Sequence[int],
     overlap: float = 0.25, sw_batch_size: int = 2, device: str | torch.device = "cpu", amp: bool = False,
+    amp_dtype: str = "auto",
 ) -> dict[str, float]:
     """Sliding-window argmax on whole volumes; mean per-class Dice over cases.
 
@@ -96,7 +98,8 @@ def evaluate_segmentation(
         if truth is None:
             raise SapkitError(f"validation case {case.scan_id} has no {label} label")
         x = torch.from_numpy(np.require(case.image, np.float32, ["C_CONTIGUOUS", "WRITEABLE"]))[None].to(device)
-        ctx = torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext()
+        half = autocast_dtype(amp, amp_dtype, x.device)  # None on the CPU
+        ctx = torch.autocast("cuda", dtype=half) if half is not None else contextlib.nullcontext()
         with ctx:
             logits = sliding_window_inference(x, tuple(roi), sw_batch_size, model, overlap=overlap)
         pred = logits.argmax(1)[0].cpu().numpy()
@@ -119,7 +122,7 @@ def segmentation_validator(val_cases: Sequence[Any] | None, *, label: str, class
     """The ``validate`` callable of :func:`sapkit.training.engine.fit` for a segmentation task; None without cases.
 
     It runs :func:`evaluate_segmentation` with ``infer_config``'s ``overlap``, ``sw_batch_size`` and
-    ``amp`` (CUDA only) and scores the model by ``dice_mean``.
+    ``amp``/``amp_dtype`` (CUDA only) and scores the model by ``dice_mean``.
     """
     if not val_cases:
         return None
@@ -128,7 +131,7 @@ def segmentation_validator(val_cases: Sequence[Any] | None, *, label: str, class
     def validate(model: nn.Module, device: torch.device) -> dict[str, float]:
         res = evaluate_segmentation(model, val_cases, label=label, class_names=names, roi=roi,
                                     overlap=infer_config.overlap, sw_batch_size=infer_config.sw_batch_size,
-                                    device=device, amp=bool(infer_config.amp) and device.type == "cuda")
+                                    device=device, amp=infer_config.amp, amp_dtype=infer_config.amp_dtype)
         return {"score": res["dice_mean"], **res}
 
     return validate

@@ -98,7 +98,7 @@ def predict_skeleton(model: nn.Module, image: npt.NDArray, config: Config, *,
     image : (C, X, Y, Z) float32
         Scaled image (``Case.image``).
     config : Config
-        Uses ``skeleton.roi`` (window size, voxels), ``infer.overlap``, ``infer.amp`` and ``device``.
+        Uses ``skeleton.roi`` (window size, voxels), ``infer.overlap``, ``infer.amp``, ``infer.amp_dtype`` and ``device``.
     majority_vote : bool
         One class per 6-connected bone piece (:func:`sapkit.inference.sliding_window.skeleton_labels`).
 
@@ -110,7 +110,7 @@ def predict_skeleton(model: nn.Module, image: npt.NDArray, config: Config, *,
     from sapkit.inference.sliding_window import predict_probabilities, skeleton_labels
 
     prob = predict_probabilities(model, image, roi=config.skeleton.roi, overlap=config.infer.overlap,
-                                 device=config.device, amp=config.infer.amp)
+                                 device=config.device, amp=config.infer.amp, amp_dtype=config.infer.amp_dtype)
     return skeleton_labels(prob, majority_vote=majority_vote)
 
 
