@@ -10,6 +10,7 @@ killed writer left, and only that.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import socket
@@ -31,6 +32,8 @@ STAGING_DIR = ".sapkit-tmp"
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
 _STAGING_RE = re.compile(re.escape(STAGING_DIR) + r"(?:\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+))?")
 _RETRIES = 50
+_FULL = {errno.ENOSPC, errno.EDQUOT}  # no space left; disk quota exceeded
+_WRITE_FAILED = ("file write failed", "PytorchStreamWriter failed")
 
 
 def staging_dir(folder: str | Path) -> Path:
@@ -63,7 +66,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     The temporary file lives in this process's hidden staging folder next to ``path`` (same file
     system, so the rename is atomic; folder globs like ``*.json`` never see half-written files)
     and keeps the final suffix (``.nii.gz``) so writers that infer the format from the name work.
-    On error the temporary file is removed and ``path`` is untouched. The file gets the usual
+    On error the temporary file is removed and ``path`` is untouched; a full disk (``ENOSPC``,
+    ``EDQUOT``, or torch's "file write failed") is one :class:`SapkitError` naming ``path``. The file gets the usual
     permissions (0666 minus the umask), not ``mkstemp``'s private 0600. While a command's output
     plan is active, a ``path`` it does not allow is refused first (:func:`sapkit.io.output_paths.check_write`).
     """
@@ -84,6 +88,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.errno not in _FULL:
+            raise
+        raise SapkitError(f"cannot write {path}: no space left on the device ({exc.strerror or exc}); free space on "
+                          f"the file system of {path.parent} or choose another output folder — {path.name} was not "
+                          "replaced") from None
+    except RuntimeError as exc:  # torch.save's C++ writer reports a full disk this way
+        if not any(text in str(exc) for text in _WRITE_FAILED):
+            raise
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        raise SapkitError(f"cannot write {path}: the writer failed ({first[-160:]}); the disk is probably full — free "
+                          f"space on the file system of {path.parent} or choose another output folder — {path.name} "
+                          "was not replaced") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -144,7 +144,17 @@ class JobsDir(Folder):
 class BundleDir(Folder):
     """The files of an exported MONAI bundle (:mod:`sapkit.pipeline.bundle_export`)::
 
-        configs/metadata.json  configs/inference.json  models/model.pt  docs/README.md  docs/license.txt  inputs/
+        LICENSE  configs/metadata.json  configs/inference.json  models/model.pt  docs/README.md
+        scripts/__init__.py  scripts/sapkit_postprocess.py  inputs/<scan_id>.nii.gz (with --inputs)
+
+    The bundle is built in :attr:`staging` (a hidden folder next to it, which also holds the
+    export's writer lock) and renamed into place when complete.
+
+    Examples
+    --------
+    >>> b = BundleDir("bundles/sap_fold0")
+    >>> b.license.as_posix(), b.postprocess_py.as_posix(), b.staging.as_posix()
+    ('bundles/sap_fold0/LICENSE', 'bundles/sap_fold0/scripts/sapkit_postprocess.py', 'bundles/.sap_fold0.sapkit-export')
     """
 
     @property
@@ -168,9 +178,19 @@ class BundleDir(Folder):
         return self.path / "docs" / "README.md"
 
     @property
-    def license_txt(self) -> Path:
-        """``docs/license.txt``."""
-        return self.path / "docs" / "license.txt"
+    def license(self) -> Path:
+        """``LICENSE``: the licence of the weights and of the sapkit code in the bundle."""
+        return self.path / "LICENSE"
+
+    @property
+    def scripts_init(self) -> Path:
+        """``scripts/__init__.py``: makes ``scripts`` the package MONAI bundles import code from."""
+        return self.path / "scripts" / "__init__.py"
+
+    @property
+    def postprocess_py(self) -> Path:
+        """``scripts/sapkit_postprocess.py``: ``sapkit predict``'s post-processing (a copy of sapkit.pipeline.bundle_postprocess)."""
+        return self.path / "scripts" / "sapkit_postprocess.py"
 
     @property
     def inputs(self) -> Path:
@@ -180,3 +200,13 @@ class BundleDir(Folder):
     def input_volume(self, scan_id: str) -> Path:
         """``inputs/<scan_id>.nii.gz``: one two-channel volume (:func:`sapkit.pipeline.bundle_export.stack_channels`)."""
         return self.inputs / f"{scan_id}.nii.gz"
+
+    def files(self) -> list[Path]:
+        """Every file of the bundle but its inputs."""
+        return [self.license, self.metadata_json, self.inference_json, self.model_pt, self.readme, self.scripts_init,
+                self.postprocess_py]
+
+    @property
+    def staging(self) -> Path:
+        """``.<name>.sapkit-export`` next to the bundle: where it is built, and the export's lock (removed afterwards)."""
+        return self.path.parent / f".{self.path.name}.sapkit-export"

@@ -75,6 +75,8 @@ def _tiny_run(root: Path, **overrides) -> tuple[Path, Path]:
     rd.fingerprint_json.write_text(json.dumps({"dataset": {"median_spacing_mm": [3.0, 3.0, 3.0]}}))
     rd.threshold_json.parent.mkdir(parents=True, exist_ok=True)
     rd.threshold_json.write_text(json.dumps({"sap": {"threshold": 0.35, "value": 0.5}}))
+    rd.splits_json.write_text(json.dumps({"k": 2, "seed": 0, "tuning_fold": 1, "folds": {"0": ["s1"], "1": ["s0"]},
+                                          "healthy": {"train": [], "val": []}}))
     return rd.path, manifest
 
 
@@ -120,7 +122,7 @@ def test_metadata_has_the_schema_keys_and_the_preprocessing_facts(tiny, tmp_path
     assert meta["authors"] == "Lab X" and "Lab X" in meta["copyright"]
     readme = bundle.readme.read_text()
     assert readme.startswith("# Model card") and "0 = T1-weighted, 1 = DWI b = 1000" in readme
-    assert "python -m monai.bundle run" in readme and bundle.license_txt.is_file()
+    assert "python -m monai.bundle run" in readme and bundle.license.is_file()
     infer = json.loads(bundle.inference_json.read_text())
     assert infer["roi_size"] == [16, 16, 16] and infer["overlap"] == 0.5 and infer["clip_percentiles"] == [1.0, 99.0]
     state = torch.load(bundle.model_pt, map_location="cpu", weights_only=True)
@@ -191,18 +193,21 @@ def test_stack_channels_keeps_order_and_grid(tiny, tmp_path):
         np.testing.assert_array_equal(data[..., c], np.asarray(nib.load(str(manifest.parent / name)).dataobj))
 
 
-def test_bundle_run_equals_sapkit_predict_inside_the_body_tiny_run(tiny, tmp_path):
+def test_bundle_run_equals_sapkit_predict_tiny_run(tiny, tmp_path):
+    """The bundle's maps equal `sapkit predict`'s (0 outside the body) and its masks `sapkit predict --threshold`'s."""
     run, manifest = tiny
     assert main(["export", str(run), "--init", "sap", "--fold", "0", "--out", str(tmp_path / "bundle"),
-                 "--inputs", str(manifest)]) == 0
+                 "--inputs", str(manifest), "--scans", "p0", "p1"]) == 0
     out = tmp_path / "monai_out"
     out.mkdir()
     done = _run_bundle(tmp_path / "bundle", BundleDir(tmp_path / "bundle").inputs, out)
     assert done.returncode == 0, done.stderr[-3000:]
     config = load_config(RunDir(run).config_yaml)
     summary = predict_manifest(RunDir(run).lesion_model("sap", 0), manifest, tmp_path / "pred", config=config,
-                               progress=False)
+                               threshold=0.35, progress=False)
     assert (summary["n_windows_evaluated"] < summary["n_windows"]).all()  # body skipping was exercised
+    unmasked = load_config(RunDir(run).config_yaml, {"infer.skip_background": False})
+    predict_manifest(RunDir(run).lesion_model("sap", 0), manifest, tmp_path / "full", config=unmasked, progress=False)
     man = load_manifest(manifest)
     for scan_id in ("p0", "p1"):
         ours = nib.load(str(tmp_path / "pred" / f"{scan_id}_prob.nii.gz"))
@@ -211,29 +216,140 @@ def test_bundle_run_equals_sapkit_predict_inside_the_body_tiny_run(tiny, tmp_pat
         body = body_mask(load_case(man, scan_id).image)
         a, b = ours.get_fdata(dtype=np.float32), theirs.get_fdata(dtype=np.float32)
         assert a.shape == b.shape and 0.05 < body.mean() < 0.5
-        assert float(np.abs(a - b)[body].max()) <= 1e-5
+        assert float(np.abs(a - b).max()) <= 1e-5 and not b[~body].any()  # 0 outside the body, as predict
         assert float(a[body].std()) > 1e-3  # the maps are not constant: the comparison has teeth
+        mask = np.asarray(nib.load(str(out / f"{scan_id}_mask.nii.gz")).dataobj)
+        np.testing.assert_array_equal(mask, np.asarray(nib.load(str(tmp_path / "pred" / f"{scan_id}_mask.nii.gz")).dataobj))
+        assert mask.dtype == np.uint8 and 0 < mask.sum() and not mask[~body].any()
+        full = nib.load(str(tmp_path / "full" / f"{scan_id}_prob.nii.gz")).get_fdata(dtype=np.float32)
+        assert int((full[~body] >= 0.35).sum()) > 0  # without the body mask the threshold finds 'lesions' in the air
 
 
-def test_exported_smoke_run_bundle_equals_sapkit_predict_inside_the_body(smoke_series, tmp_path):
-    """Acceptance: the SAP fold-0 model of the smoke series, exported and run by MONAI alone."""
+def test_bundle_body_mask_is_sapkit_predicts(tiny):
+    """scripts/sapkit_postprocess.py (no sapkit import) gives sapkit's body mask: specks, holes, the dilation."""
+    from sapkit.pipeline import bundle_postprocess
+
+    _, manifest = tiny
+    man = load_manifest(manifest)
+    rng = np.random.default_rng(0)
+    images = [load_case(man, s).image for s in ("p0", "p1")]
+    noisy = rng.random((2, 30, 28, 26)).astype(np.float32) * 0.06  # specks around the 0.05 threshold
+    noisy[0, 5:25, 6:22, 3:20] = 0.6
+    noisy[0, 12:16, 12:15, :] = 0.0  # a tube (airway) and a closed cavity
+    noisy[0, 8:11, 9:12, 8:11] = 0.0
+    for image in [*images, noisy]:
+        np.testing.assert_array_equal(bundle_postprocess.body_mask(image[0]), body_mask(image))
+    source = Path(bundle_postprocess.__file__).read_text()
+    assert "import sapkit" not in source and "from sapkit" not in source
+
+
+def test_bundle_holds_a_licence_no_lock_no_local_path_and_only_the_scans_asked_for(tiny, tmp_path, capsys):
+    run, manifest = tiny
+    out = tmp_path / "share" / "bundle"
+    args = ["export", str(run), "--init", "sap", "--fold", "0", "--out", str(out), "--inputs", str(manifest)]
+    assert main(args) == 1 and "--scans ID [ID ...], or --scans held-out" in capsys.readouterr().err
+    assert not (tmp_path / "share").exists() or not any((tmp_path / "share").iterdir())
+    assert main([*args, "--scans", "p9"]) == 1 and "--scans ['p9'] are not scan ids" in capsys.readouterr().err
+    assert main([*args, "--scans", "held-out"]) == 0
+    bundle = BundleDir(out)
+    assert sorted(p.name for p in bundle.inputs.iterdir()) == ["p1.nii.gz"]  # fold 0 holds out subject s1 only
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == sorted([*(p.relative_to(out).as_posix() for p in bundle.files()), "inputs/p1.nii.gz"])
+    assert sorted(p.name for p in (tmp_path / "share").iterdir()) == ["bundle"]  # no staging folder, no lock left
+    licence = bundle.license.read_text()
+    assert licence.startswith("MIT (sapkit code)") and "Permission is hereby granted" in licence
+    for path in out.rglob("*"):
+        if path.suffix in (".json", ".md", ".py") or path.name == "LICENSE":
+            text = path.read_text()
+            for local in (str(tmp_path), str(Path(run).resolve()), str(Path.home()) + "/"):
+                assert local not in text, (path, local)
+    meta = json.loads(bundle.metadata_json.read_text())
+    assert meta["sapkit"]["source"]["run"] == "run" and "1st-99th percentile" in meta["description"]
+    assert "1th" not in bundle.metadata_json.read_text()
+
+
+def test_a_full_disk_leaves_no_partial_bundle_and_names_the_file(tiny, tmp_path, monkeypatch, capsys):
+    import errno
+
+    run, _ = tiny
+    out = tmp_path / "bundles" / "b"
+    assert main(["export", str(run), "--init", "sap", "--fold", "0", "--out", str(out)]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def torch_full(*args, **kwargs):  # what torch.save's C++ writer raises on a full disk
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0\n"
+                           "PytorchStreamWriter failed writing file data/0: file write failed")
+
+    write_text = Path.write_text
+
+    def text_full(self, *args, **kwargs):  # the disk fills up while the bundle is built (its lock record fits)
+        if ".sapkit-export/bundle/" in self.as_posix():
+            full()
+        return write_text(self, *args, **kwargs)
+
+    for writer, name in ((full, "models/model.pt"), (torch_full, "models/model.pt"), (None, "LICENSE")):
+        with monkeypatch.context() as m:
+            if writer is None:
+                m.setattr(Path, "write_text", text_full)
+            else:
+                m.setattr("torch.save", writer)
+            for dest in (out, tmp_path / "bundles" / "new"):
+                capsys.readouterr()
+                assert main(["export", str(run), "--init", "sap", "--fold", "0", "--out", str(dest)]) == 1
+                err = capsys.readouterr().err
+                assert "Traceback" not in err and f"cannot write {dest / name}: " in err, err
+                assert "no space left" in err or "the disk is probably full" in err
+        assert not (tmp_path / "bundles" / "new").exists()  # nothing partial: no configs/, no empty models/
+        assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # old bundle kept
+        assert sorted(p.name for p in (tmp_path / "bundles").iterdir()) == ["b"]  # no staging folder left
+
+
+def test_export_refuses_a_folder_holding_other_files(tiny, tmp_path, capsys):
+    run, _ = tiny
+    out = tmp_path / "mine"
+    (out / "eval").mkdir(parents=True)
+    (out / "eval" / "p0_prob.nii.gz").write_bytes(b"a result of an earlier bundle run")
+    (out / "notes.txt").write_text("keep me")
+    assert main(["export", str(run), "--init", "sap", "--fold", "0", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "holds 2 file(s) that are not part of a sapkit bundle" in err and "choose another --out" in err
+    assert (out / "notes.txt").read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_exported_smoke_run_bundle_equals_sapkit_predict(smoke_series, tmp_path):
+    """Acceptance (issue 23): the SAP fold-0 model of the smoke series, exported with its held-out scans and run by
+    MONAI alone, writes `sapkit predict`'s probability maps (0 outside the body) and, voxel for voxel, the mask of
+    `sapkit predict --threshold` at the tuned threshold; the bundle holds those scans and no other."""
     rd = RunDir(smoke_series)
-    bundle = export_bundle(smoke_series, init="sap", fold=0, out=tmp_path / "bundle")
+    bundle = BundleDir(tmp_path / "bundle")
+    assert main(["export", str(smoke_series), "--init", "sap", "--fold", "0", "--out", str(bundle.path),
+                 "--inputs", str(rd.data), "--scans", "held-out"]) == 0
     man = load_manifest(rd.data)
     held_out = set(fold_subjects(load_splits(smoke_series), "0"))
-    scan_ids = [s for s, subj in zip(man.scans["scan_id"], man.scans["subject_id"]) if subj in held_out][:2]
-    stack_channels(man, tmp_path / "inputs", scan_ids=scan_ids)
+    scan_ids = [s for s, subj in zip(man.scans["scan_id"], man.scans["subject_id"]) if subj in held_out]
+    assert scan_ids and sorted(p.name for p in bundle.inputs.iterdir()) == sorted(f"{s}.nii.gz" for s in scan_ids)
+    assert len(scan_ids) < len(man.scans)
+    threshold = json.loads(rd.threshold_json.read_text())["sap"]["threshold"]
+    assert json.loads(bundle.metadata_json.read_text())["sapkit"]["threshold"] == threshold
     out = tmp_path / "monai_out"
     out.mkdir()
-    done = _run_bundle(bundle, tmp_path / "inputs", out)
+    done = _run_bundle(bundle.path, bundle.inputs, out)
     assert done.returncode == 0, done.stderr[-3000:]
-    config = load_config(rd.config_yaml, {"infer.prob_dtype": "float32"})
+    config = load_config(rd.config_yaml)
     predict_manifest(rd.lesion_model("sap", 0), man, tmp_path / "pred", config=config, scan_ids=scan_ids,
-                     progress=False)
+                     threshold=threshold, progress=False)
+    n_lesion_voxels = 0
     for scan_id in scan_ids:
         body = body_mask(load_case(man, scan_id).image)
         theirs = nib.load(str(out / f"{scan_id}_prob.nii.gz")).get_fdata(dtype=np.float32)
         ours = nib.load(str(tmp_path / "pred" / f"{scan_id}_prob.nii.gz")).get_fdata(dtype=np.float32)
         stored = nib.load(str(rd.probability_map("sap", scan_id))).get_fdata(dtype=np.float32)  # notebook 04's
-        assert float(np.abs(ours - theirs)[body].max()) <= 1e-5
-        assert float(np.abs(stored - theirs)[body].max()) <= 1e-5  # float16 storage: within 7.7e-6
+        assert float(np.abs(ours - theirs).max()) <= 1e-5  # float16 storage: within 7.7e-6; 0 outside the body
+        assert float(np.abs(stored - theirs).max()) <= 1e-5 and not theirs[~body].any()
+        mask = np.asarray(nib.load(str(out / f"{scan_id}_mask.nii.gz")).dataobj)
+        np.testing.assert_array_equal(mask, np.asarray(nib.load(str(tmp_path / "pred" / f"{scan_id}_mask.nii.gz")).dataobj))
+        n_lesion_voxels += int(mask.sum())
+    assert n_lesion_voxels > 0  # the masks are not empty: the comparison has teeth

@@ -207,7 +207,7 @@ def _(w, t):
 
 @case("export --out onto the data folder of --inputs")
 def _(w, t):
-    return export_argv(w, w / "data", "--inputs", at(w, "data")), r"--out .*data is the input data folder"
+    return export_argv(w, w / "data", "--inputs", at(w, "data"), "--scans", "p02_s0"), r"--out .*data is the input data folder"
 
 
 # fingerprint
