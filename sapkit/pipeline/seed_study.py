@@ -138,7 +138,7 @@ def seed_study_report(studies: Mapping[str, SeedStudy]) -> str:
                      f"<p><b>Holds</b>: {html.escape('; '.join(holds) or 'nothing')}.</p>"
                      f"<p><b>Does not hold</b>: {html.escape('; '.join(fails) or 'nothing')}.</p>")
         parts.append("<h3>Median over test patients per run: median (min–max) over runs</h3>"
-                     + study.across.to_html(index=False, float_format=lambda v: f"{v:.3f}"))
+                     + study.across.drop(columns=["metric"]).to_html(index=False, float_format=lambda v: f"{v:.3f}"))
         parts.append("<h3>SAP against each init: runs ahead / behind, and the pooled test (docs/metrics.md §16)</h3>"
                      + study.signs.drop(columns=["metric"]).to_html(index=False, float_format=lambda v: f"{v:.3g}"))
         fig = seed_differences_figure(study.differences, title=None, seed_label=f"{kind} seed")
