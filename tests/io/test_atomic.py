@@ -1,9 +1,11 @@
+import errno
 import os
 import subprocess
 import sys
 
 import pytest
 
+from sapkit.errors import SapkitError
 from sapkit.io.atomic import STAGING_DIR, atomic_path, atomic_write_text, remove_stale_temporaries, staging_dir
 
 
@@ -88,3 +90,30 @@ def test_three_processes_writing_3000_files_each_into_one_folder_never_fail(tmp_
     assert [int(out) for out, _ in results] == [0, 0, 0]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"f{i}.txt" for i in range(7)]  # no staging left
     assert all(p.read_text().split()[0] in {"w0", "w1", "w2"} for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("error", [
+    OSError(errno.ENOSPC, "No space left on device"), OSError(errno.EDQUOT, "Disk quota exceeded"),
+    RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file data/0: "
+                 "file write failed"),
+], ids=["ENOSPC", "EDQUOT", "torch"])
+def test_a_full_disk_is_one_message_naming_the_file_and_the_old_file_stays(tmp_path, error):
+    """Issue 23: full-disk messages name the file being written (every command writes through atomic_path)."""
+    target = tmp_path / "out" / "p0_prob.nii.gz"
+    target.parent.mkdir()
+    target.write_bytes(b"the previous map")
+    with pytest.raises(SapkitError, match=r"cannot write .*out/p0_prob\.nii\.gz: .*(no space left|disk is probably full)"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a ma")
+            raise error
+    assert target.read_bytes() == b"the previous map"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["p0_prob.nii.gz"]  # no staging left
+
+
+def test_other_errors_pass_through_unchanged(tmp_path):
+    with pytest.raises(RuntimeError, match="a bug"):
+        with atomic_path(tmp_path / "x.txt"):
+            raise RuntimeError("a bug")
+    with pytest.raises(PermissionError):
+        with atomic_path(tmp_path / "y.txt"):
+            raise PermissionError(errno.EACCES, "denied")
