@@ -53,7 +53,7 @@ def test_validator_scores_mean_dice_and_dice_ce_step_is_a_loss():
         def forward(self, x):
             return torch.cat([1 - x[:, :1], x[:, :1]], dim=1) * 10
 
-    infer = SimpleNamespace(overlap=0.25, sw_batch_size=2, amp=False)
+    infer = SimpleNamespace(overlap=0.25, sw_batch_size=2, amp=False, amp_dtype="auto")
     assert segmentation_validator([], label="skeleton", class_names={0: "bg", 1: "a"}, roi=(8, 8, 8),
                                   infer_config=infer) is None
     validate = segmentation_validator([case], label="skeleton", class_names={0: "bg", 1: "a"}, roi=(8, 8, 8),
