@@ -1,43 +1,17 @@
-"""Multi-node launch: the printed SLURM script runs with 2 local CPU ranks and trains the steps it states."""
+"""Multi-node launch: per-process steps and learning rates, the SLURM script's requests and stated plan,
+and the plan's patch counts against the samplers. The printed script run with 2 local CPU ranks is in
+test_distributed.py (it trains the SAP model on top of that file's torchrun skeleton)."""
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
-import pandas as pd
 import pytest
-import torch
 
-from sapkit.cli import main
 from sapkit.config import load_config
 from sapkit.errors import ConfigError
 from sapkit.io.run_paths import RunDir
 from sapkit.training.launch import learning_rates, slurm_script, steps_per_epoch, torchrun_command, training_plan
 
 from test_tasks import write_train_cohort
-
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _fake_slurm(folder: Path) -> Path:
-    """``srun`` that drops its options and runs the command; ``scontrol`` that names this host."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "srun").write_text('#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\nexec "$@"\n')
-    (folder / "scontrol").write_text("#!/bin/bash\necho 127.0.0.1\n")
-    for name in ("srun", "scontrol"):
-        (folder / name).chmod(0o755)
-    return folder
 
 
 def test_steps_and_learning_rates_per_process():
@@ -89,35 +63,3 @@ def test_skeleton_and_ssl_counts_from_the_manifest_match_the_sampler(tmp_path):
                                world_size=world)
         plan = training_plan(run_dir, config, "skeleton", world_size=world)
         assert plan.samples_per_epoch == len(sampler) and plan.steps_per_epoch == -(-len(sampler) // 2)
-
-
-@pytest.mark.skipif(not (BIN / "torchrun").exists() or not (BIN / "sapkit").exists(),
-                    reason="torchrun or the sapkit console script is not installed")
-def test_printed_script_trains_with_two_local_ranks_the_documented_steps(tmp_path, capsys):
-    run_dir = write_train_cohort(tmp_path / "run")
-    args = ["lesion", "--init", "scratch", "--fold", "0", "--profile", "smoke", "--run-dir", str(run_dir),
-            "-p", "lesion.epochs=2", "-p", "lesion.val_every=2"]
-    port = _free_port()
-    assert main(["train", *args, "--print-slurm", "--nodes", "1", "--gpus-per-node", "0", "--procs-per-node", "2",
-                 "--cpus-per-node", "2", "--rdzv-port", str(port)]) == 0
-    script = capsys.readouterr().out
-    stated = re.search(r"per process and epoch (\d+) patches = (\d+) optimiser steps; 2 epochs = (\d+) steps", script)
-    assert stated, script
-    patches, per_epoch, total = map(int, stated.groups())
-    plan = training_plan(run_dir, load_config("smoke", {"lesion.epochs": 2}), "lesion", world_size=2, init="scratch")
-    assert (plan.samples_per_epoch, plan.steps_per_epoch, plan.total_steps) == (patches, per_epoch, total)
-    assert "2 processes; per process batch 2 (global batch 4)" in script
-    path = tmp_path / "train.sbatch"
-    path.write_text(script)
-    env = {**os.environ, "PATH": f"{_fake_slurm(tmp_path / 'bin')}:{os.environ['PATH']}", "SLURM_NNODES": "1",
-           "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "localhost"}
-    done = subprocess.run(["bash", str(path)], capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("lesion: 2 epochs done") == 1  # rank 0 reports
-    md = RunDir(run_dir).lesion("scratch", 0)
-    assert pd.read_csv(md.log_csv)["epoch"].tolist() == [0, 1, 2]
-    ck = torch.load(md.model("final"), map_location="cpu", weights_only=True)
-    assert ck["extra"]["world_size"] == 2
-    steps = {int(s["step"]) for s in ck["optimizer"]["state"].values()}
-    assert steps == {total}  # every parameter stepped exactly as often as the script states
-    assert RunDir(run_dir).jobs("train").is_dir()  # SLURM's log folder exists before sbatch
