@@ -1,6 +1,6 @@
 """The whole series headless (sapkit reproduce --profile smoke): its artefacts and failure reporting.
 
-The sweep over the smoke run is tested in tests/pipeline/test_executors.py (serial and submitit)."""
+The sweep over the smoke run is tested in tests/jobs/test_executors.py (serial and submitit)."""
 
 from __future__ import annotations
 
