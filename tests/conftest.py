@@ -81,18 +81,82 @@ def one_math_thread():
     torch.set_num_threads(before)
 
 
+# ---------------------------------------------------------------- the session's smoke series
+# The smoke series (sapkit reproduce --profile smoke, ~2 minutes on 2 cores) is the suite's most
+# expensive fixture. When a test that will run needs it, it starts at the end of collection in a
+# child process, and the modules that use it run last: the series builds while the rest of the suite
+# runs (mostly single-threaded tests on the other core), and the fixture waits for it.
+_SERIES: dict = {}
+_SERIES_CODE = ("import sys\nfrom sapkit.pipeline.reproduce import reproduce\n"
+                "reproduce('smoke', sys.argv[1], progress=False)\n")
+
+
+def _will_run(item) -> bool:
+    """False for a test that a skip or a true skipif mark (decided at collection) will skip."""
+    if item.get_closest_marker("skip"):
+        return False
+    return not any(mark.args and mark.args[0] is True for mark in item.iter_markers("skipif"))
+
+
+def _start_series(tmp_path_factory) -> None:
+    if _SERIES:
+        return
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("series")
+    log = folder / "reproduce.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", _SERIES_CODE, str(folder / "smoke")], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    _SERIES.update(proc=proc, run_dir=folder / "smoke", log=log)
+
+
+def _stop_series() -> None:
+    proc = _SERIES.get("proc")
+    if proc is not None and proc.poll() is None:  # the session ends early (-x, Ctrl-C): no orphan kernels
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - the last resort below
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection
+def pytest_collection_modifyitems(session, config, items):
+    modules = {item.module for item in items
+               if "smoke_series" in getattr(item, "fixturenames", ()) and getattr(item, "module", None)}
+    if not modules:
+        return
+    # whole modules move (their module-scoped fixtures stay shared), in their own order
+    items[:] = ([i for i in items if getattr(i, "module", None) not in modules]
+                + [i for i in items if getattr(i, "module", None) in modules])
+    if config.option.collectonly or not any("smoke_series" in i.fixturenames and _will_run(i) for i in items):
+        return
+    factory = getattr(config, "_tmp_path_factory", None)  # the session's tmp_path_factory (tmpdir plugin)
+    if factory is not None:
+        config.add_cleanup(_stop_series)
+        _start_series(factory)
+
+
 @pytest.fixture(scope="session")
 def smoke_series(tmp_path_factory) -> Path:
     """One headless run of the whole notebook series (00 → 05) with the smoke profile.
 
     Every notebook test reads this run folder (one session-scoped smoke run feeds all notebook
-    tests); the executed notebooks are in ``run_dir/notebooks``.
+    tests); the executed notebooks are in ``run_dir/notebooks``. Started in the background at the
+    end of collection (see above); here it is waited for (or started, if collection did not).
     """
-    from sapkit.pipeline.reproduce import reproduce
-
-    run_dir = tmp_path_factory.mktemp("series") / "smoke"
-    reproduce("smoke", run_dir, progress=False)
-    return run_dir
+    if not _SERIES:
+        _start_series(tmp_path_factory)
+    code = _SERIES["proc"].wait()
+    if code != 0:
+        tail = _SERIES["log"].read_text()[-4000:]
+        pytest.fail(f"the smoke series failed (exit {code}); its log is {_SERIES['log']}:\n{tail}", pytrace=False)
+    return _SERIES["run_dir"]
 
 
 def executed_text(run_dir: Path, name: str) -> str:
