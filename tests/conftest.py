@@ -81,14 +81,14 @@ def one_math_thread():
     torch.set_num_threads(before)
 
 
-# ---------------------------------------------------------------- the session's smoke series
-# The smoke series (sapkit reproduce --profile smoke, ~2 minutes on 2 cores) is the suite's most
-# expensive fixture. When a test that will run needs it, it starts at the end of collection in a
-# child process, and the modules that use it run last: the series builds while the rest of the suite
-# runs (mostly single-threaded tests on the other core), and the fixture waits for it.
-_SERIES: dict = {}
-_SERIES_CODE = ("import sys\nfrom sapkit.pipeline.reproduce import reproduce\n"
-                "reproduce('smoke', sys.argv[1], progress=False)\n")
+# ---------------------------------------------------------------- the smoke runs, in the background
+# The smoke series (sapkit reproduce --profile smoke) and the sweep over it are the suite's most
+# expensive fixtures (about 2 and 1 minutes on 2 cores). When a test that will run needs one of them,
+# tests/smoke_runs.py starts at the end of collection in a child process with the stages needed, and
+# the modules that use them run last: the runs are built while the rest of the suite runs (mostly
+# single-threaded tests on the other core); the fixtures wait for their stage.
+_RUNS: dict = {}
+_STAGE_OF = {"smoke_series": "series", "smoke_sweep": "sweep"}
 
 
 def _will_run(item) -> bool:
@@ -98,22 +98,19 @@ def _will_run(item) -> bool:
     return not any(mark.args and mark.args[0] is True for mark in item.iter_markers("skipif"))
 
 
-def _start_series(tmp_path_factory) -> None:
-    if _SERIES:
-        return
+def _start_runs(folder: Path, stages: list[str]) -> None:
     import subprocess
     import sys
 
-    folder = tmp_path_factory.mktemp("series")
-    log = folder / "reproduce.log"
+    log = folder / "smoke_runs.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-c", _SERIES_CODE, str(folder / "smoke")], stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    _SERIES.update(proc=proc, run_dir=folder / "smoke", log=log)
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("smoke_runs.py")), str(folder), *stages],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    _RUNS.update(proc=proc, folder=folder, log=log, stages=stages)
 
 
-def _stop_series() -> None:
-    proc = _SERIES.get("proc")
+def _stop_runs() -> None:
+    proc = _RUNS.get("proc")
     if proc is not None and proc.poll() is None:  # the session ends early (-x, Ctrl-C): no orphan kernels
         import signal
 
@@ -127,36 +124,67 @@ def _stop_series() -> None:
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection
 def pytest_collection_modifyitems(session, config, items):
-    modules = {item.module for item in items
-               if "smoke_series" in getattr(item, "fixturenames", ()) and getattr(item, "module", None)}
+    def needs(item) -> set[str]:
+        return {stage for name, stage in _STAGE_OF.items() if name in getattr(item, "fixturenames", ())}
+
+    modules = {item.module for item in items if needs(item) and getattr(item, "module", None)}
     if not modules:
         return
     # whole modules move (their module-scoped fixtures stay shared), in their own order
     items[:] = ([i for i in items if getattr(i, "module", None) not in modules]
                 + [i for i in items if getattr(i, "module", None) in modules])
-    if config.option.collectonly or not any("smoke_series" in i.fixturenames and _will_run(i) for i in items):
-        return
+    wanted = set().union(*(needs(i) for i in items if _will_run(i)))
     factory = getattr(config, "_tmp_path_factory", None)  # the session's tmp_path_factory (tmpdir plugin)
-    if factory is not None:
-        config.add_cleanup(_stop_series)
-        _start_series(factory)
+    if wanted and not config.option.collectonly and factory is not None:
+        config.add_cleanup(_stop_runs)
+        _start_runs(factory.mktemp("smoke_runs"), [s for s in _STAGE_OF.values() if s in wanted | {"series"}])
+
+
+def _wait_for(stage: str, request) -> Path:
+    """The runs' folder once ``stage`` is done."""
+    import time
+
+    if not _RUNS:  # collection did not start the runs (another plugin reordered or deselected late)
+        request.config.add_cleanup(_stop_runs)
+        _start_runs(request.getfixturevalue("tmp_path_factory").mktemp("smoke_runs"),
+                    [s for s in _STAGE_OF.values() if s in {"series", stage}])
+    folder, proc = _RUNS["folder"], _RUNS["proc"]
+    if stage not in _RUNS["stages"]:  # not foreseen at collection: after the others, in the foreground
+        import smoke_runs
+
+        proc.wait()
+        smoke_runs.main(folder, [stage])
+    while not (folder / f"{stage}.done").exists():
+        code = proc.poll()
+        if code is not None and not (folder / f"{stage}.done").exists():
+            tail = _RUNS["log"].read_text()[-4000:]
+            pytest.fail(f"the smoke runs failed before stage {stage!r} finished (exit {code}); "
+                        f"log {_RUNS['log']}:\n{tail}", pytrace=False)
+        time.sleep(0.5)
+    return folder
 
 
 @pytest.fixture(scope="session")
-def smoke_series(tmp_path_factory) -> Path:
+def smoke_series(request) -> Path:
     """One headless run of the whole notebook series (00 → 05) with the smoke profile.
 
     Every notebook test reads this run folder (one session-scoped smoke run feeds all notebook
-    tests); the executed notebooks are in ``run_dir/notebooks``. Started in the background at the
-    end of collection (see above); here it is waited for (or started, if collection did not).
+    tests); the executed notebooks are in ``run_dir/notebooks``. Built in the background (above).
     """
-    if not _SERIES:
-        _start_series(tmp_path_factory)
-    code = _SERIES["proc"].wait()
-    if code != 0:
-        tail = _SERIES["log"].read_text()[-4000:]
-        pytest.fail(f"the smoke series failed (exit {code}); its log is {_SERIES['log']}:\n{tail}", pytrace=False)
-    return _SERIES["run_dir"]
+    import smoke_runs
+
+    return smoke_runs.series_dir(_wait_for("series", request))
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(request):
+    """The sweep over the smoke series (tests/smoke_runs.py, built in the background): ``array`` and
+    ``serial`` (the summaries of the local job array and of ``--jobs 1``) and their grid files."""
+    from types import SimpleNamespace
+
+    folder = _wait_for("sweep", request) / "sweep"
+    return SimpleNamespace(array=pd.read_pickle(folder / "array.pkl"), serial=pd.read_pickle(folder / "serial.pkl"),
+                           array_grid=folder / "array.yaml", serial_grid=folder / "serial.yaml")
 
 
 def executed_text(run_dir: Path, name: str) -> str:

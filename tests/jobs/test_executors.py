@@ -156,27 +156,15 @@ def test_sweep_cli_flags(tmp_path, capsys):
         load_grid(grid)
 
 
-def _grid(tmp_path: Path, reuse: Path, base: str, label_fractions: list[float]) -> Path:
-    path = tmp_path / f"{base}.yaml"
-    path.write_text(yaml.safe_dump(sort_keys=False, data={
-        "profile": "smoke", "base_dir": base, "reuse": str(reuse),
-        "notebooks": ["04_lesion_finetuning", "05_lesion_analysis"],
-        "fixed": {"lesion.inits": ["sap"], "lesion.val_max_scans": 1, "eval.n_bootstrap": 20},
-        "grid": {"seed": [1], "lesion.label_fraction": label_fractions},
-        "resources": {"array_parallelism": 2, "time_min": 30},
-    }))
-    return path
-
-
-def test_sweep_through_the_local_executor_equals_jobs_1_and_resumes_one_element(smoke_series, tmp_path):
+def test_sweep_through_the_local_executor_equals_jobs_1_and_resumes_one_element(smoke_sweep):
     """Two parameter sets run side by side as a local job array; the one also run by ``--jobs 1`` gives
     the same row (the parallel workers' thread settings change no number), a killed element is resumed
     alone and the summary comes back unchanged.
 
     Two elements are the fewest that run in parallel; the Cartesian product and the run names of
-    larger grids are tested without training in tests/pipeline/test_sweep.py."""
-    grid = _grid(tmp_path, smoke_series, "array", [0.5, 1.0])
-    array = sweep(grid, executor="local", progress=False)
+    larger grids are tested without training in tests/pipeline/test_sweep.py. The two sweeps ran in the
+    background while the rest of the suite ran (tests/smoke_runs.py); the resume runs here."""
+    array, grid = smoke_sweep.array, smoke_sweep.array_grid
     base = load_grid(grid).base_dir
     runs = sorted(p.name for p in base.iterdir() if p.is_dir() and p.name != "jobs")
     assert runs == ["seed=1__lesion.label_fraction=0.5", "seed=1__lesion.label_fraction=1.0"]
@@ -187,10 +175,9 @@ def test_sweep_through_the_local_executor_equals_jobs_1_and_resumes_one_element(
     assert len(array) == 2 and array["median_f2"].between(0, 1).all()
     jd = JobsDir(RunDir(base).jobs("sweep"))
     assert pd.read_csv(jd.states_csv)["state"].tolist() == ["done"] * 2
-    # the first element again, in this process (sapkit sweep --jobs 1): the same row, bit for bit
-    serial_grid = _grid(tmp_path, smoke_series, "serial", [0.5])
-    serial = sweep(serial_grid, jobs=1, progress=False)
-    assert len(serial) == 1
+    # the first element again, alone in one process (sapkit sweep --jobs 1): the same row, bit for bit
+    serial = smoke_sweep.serial
+    assert len(serial) == 1 and load_grid(smoke_sweep.serial_grid).grid == {"seed": [1], "lesion.label_fraction": [0.5]}
     pd.testing.assert_frame_equal(array[array["run"] == runs[0]].reset_index(drop=True), serial)
     # the other element dies in notebook 05 (SIGKILL: no final state, no patients.csv)
     victim = runs[1]
