@@ -3,7 +3,8 @@
 The rules live in a YAML file (the packaged ``rules.yaml`` by default; its comments document the
 format). A series is described by its modality, texts (``SeriesDescription``, ``ProtocolName``,
 ``SequenceName``), ``ImageType`` words and whether a b-value was found; the first matching rule
-decides. A series no rule matches is ``unknown`` — listed in the QC table, never an error.
+decides. Texts are matched as written and once more with ``_`` read as a space, so word-boundary
+patterns (``\bt1``) find the words of scanner names such as ``WB_T1_st1`` or ``Dixon_noBH_W``. A series no rule matches is ``unknown`` — listed in the QC table, never an error.
 
 b-values (s/mm²) are read from the standard ``DiffusionBValue`` (0018,9087) or, when absent,
 from the common vendor tags: Siemens (0019,100C), GE (0043,1039, first value, 10⁹ offset
@@ -109,12 +110,13 @@ class Rules:
         >>> rules.classify(modality="CT", texts=("Routine Brain",), image_type=(), has_b_value=False)[0]
         'unused'
         """
+        given, texts = texts, _with_spaces(texts)
         if modality.upper() not in self.modalities:
             return "unused", f"modality {modality or '(none)'} is not one of {list(self.modalities)}"
         for rule in self.rules:
             if rule.matches(texts, image_type, has_b_value):
                 return rule.sequence, f"rule: {rule.name}"
-        shown = " / ".join(t for t in texts if t) or "(no description)"
+        shown = " / ".join(t for t in given if t) or "(no description)"
         words = "\\".join(image_type) or "(none)"
         return "unknown", (f"no rule matched (description '{shown}', ImageType {words}); "
                            f"add a rule to {Path(self.source).name} to use it")
@@ -140,6 +142,11 @@ class Rules:
             if number >= 0:
                 return round(float(number), 3), spec.name
         return None, ""
+
+
+def _with_spaces(texts: tuple[str, ...]) -> tuple[str, ...]:
+    """The texts, then those holding ``_`` once more with ``_`` read as a space (``\b`` sees words)."""
+    return tuple(texts) + tuple(t.replace("_", " ") for t in texts if "_" in t)
 
 
 def default_rules_path() -> Path:

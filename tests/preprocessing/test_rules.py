@@ -19,8 +19,10 @@ RULES = load_rules()
     ("MR", ("DWIBS whole body",), ("ORIGINAL", "PRIMARY"), False, ("dwi", "rule: diffusion by name")),
     ("MR", ("FAST LOCALIZER",), ("ORIGINAL", "PRIMARY"), False, ("ignore", "rule: localizer")),
     ("MR", ("ep2d_diff_ADC",), ("DERIVED", "PRIMARY", "DIFFUSION", "ADC"), True, ("ignore", "rule: derived map or reformat")),
-    ("MR", ("t1_vibe_dixon_W",), ("DERIVED", "PRIMARY", "DIXON", "WATER"), False, ("unknown", None)),
-    ("MR", ("T2 haste cor",), ("ORIGINAL", "PRIMARY"), False, ("unknown", None)),
+    ("MR", ("t1_vibe_dixon_W",), ("DERIVED", "PRIMARY", "DIXON", "WATER"), False, ("ignore", "rule: Dixon water image")),
+    ("MR", ("WB_T1_st1",), ("ORIGINAL", "PRIMARY", "M", "ND"), False, ("t1", "rule: T1-weighted")),
+    ("MR", ("T2 haste cor",), ("ORIGINAL", "PRIMARY"), False, ("ignore", "rule: T2-weighted or STIR (not a kit channel)")),
+    ("MR", ("rfMRI_REST_PA",), ("ORIGINAL", "PRIMARY"), False, ("unknown", None)),
     ("CT", ("Routine Brain",), ("ORIGINAL",), False, ("unused", "modality CT is not one of ['MR']")),
 ])
 def test_classification(modality, texts, image_type, has_b, expected):
@@ -78,8 +80,8 @@ def test_missing_rules_file_and_edited_copy(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_rules(tmp_path / "nope.yaml")
     edited = tmp_path / "rules.yaml"
-    edited.write_text(default_rules_path().read_text().replace("  - name: T1-weighted\n",
+    edited.write_text(default_rules_path().read_text().replace("  - name: localizer\n",
                                                                "  - name: T2 as T1\n    sequence: t1\n    description: ['haste']\n"
-                                                               "  - name: T1-weighted\n"))
+                                                               "  - name: localizer\n", 1))
     sequence, reason = load_rules(edited).classify(modality="MR", texts=("T2 haste cor",), image_type=(), has_b_value=False)
     assert (sequence, reason) == ("t1", "rule: T2 as T1")
