@@ -8,6 +8,10 @@
   classes of the SAP skeleton map keep their colours everywhere (:data:`BONE_COLORS`) and are
   named in a discrete legend (:func:`label_legend`), never with a continuous colour bar. The
   label palette leaves out green and cyan, so labels never look like a reference or a prediction.
+- **Lesion outcomes** of a thresholded prediction (:data:`OUTCOMES`): a predicted lesion that hits
+  a reference lesion (true positive) in cyan, one that hits none (false positive) in orange, a
+  reference lesion no prediction hit (missed) in magenta (:data:`OUTCOME_COLORS`, named by
+  :data:`OUTCOME_LABELS`; label value ``k`` of an outcome map is ``OUTCOMES[k - 1]``).
 - Table columns become readable axis titles through :func:`axis_title`.
 """
 
@@ -23,6 +27,11 @@ from sapkit.label_maps import SKELETON_CLASSES
 __all__ = [
     "REFERENCE_COLOR",
     "PREDICTION_COLOR",
+    "OUTCOMES",
+    "OUTCOME_COLORS",
+    "OUTCOME_LABELS",
+    "outcome_names",
+    "outcome_value_colors",
     "INIT_ORDER",
     "INIT_COLORS",
     "INIT_LABELS",
@@ -40,6 +49,16 @@ __all__ = [
 REFERENCE_COLOR = "#2ca02c"
 #: Outline of a predicted mask: cyan.
 PREDICTION_COLOR = "#00e5ff"
+
+#: Lesion outcomes of a thresholded prediction, in label-value order (value k ≥ 1 is ``OUTCOMES[k - 1]``).
+OUTCOMES: tuple[str, ...] = ("true_positive", "false_positive", "missed")
+#: One colour per outcome: a true positive is a prediction (cyan), a false positive orange, a missed
+#: reference lesion magenta; told apart also with red–green colour blindness (light blue, olive, blue).
+OUTCOME_COLORS: Mapping[str, str] = MappingProxyType(
+    {"true_positive": PREDICTION_COLOR, "false_positive": "#ff8c00", "missed": "#ff00ff"})
+#: Legend names of the outcomes.
+OUTCOME_LABELS: Mapping[str, str] = MappingProxyType(
+    {"true_positive": "true positive", "false_positive": "false positive", "missed": "missed lesion"})
 
 #: Initialisations in the order every figure and table lists them.
 INIT_ORDER: tuple[str, ...] = ("scratch", "ssl", "sap")
@@ -135,7 +154,24 @@ def label_color(value: int) -> str:
 BONE_COLORS: Mapping[int, str] = MappingProxyType({k: label_color(k) for k in SKELETON_CLASSES if k != 0})
 
 
-def label_legend(values: Iterable[int], names: Mapping[int, str] | None = None) -> list[tuple[int, str, str]]:
+def outcome_names() -> dict[int, str]:
+    """Label value → legend name of an outcome map (:data:`OUTCOMES`).
+
+    Examples
+    --------
+    >>> outcome_names()
+    {1: 'true positive', 2: 'false positive', 3: 'missed lesion'}
+    """
+    return {k: OUTCOME_LABELS[o] for k, o in enumerate(OUTCOMES, start=1)}
+
+
+def outcome_value_colors() -> dict[int, str]:
+    """Label value → colour of an outcome map (:data:`OUTCOME_COLORS`)."""
+    return {k: OUTCOME_COLORS[o] for k, o in enumerate(OUTCOMES, start=1)}
+
+
+def label_legend(values: Iterable[int], names: Mapping[int, str] | None = None,
+                 colors: Mapping[int, str] | None = None) -> list[tuple[int, str, str]]:
     """Legend entries ``(value, name, colour)`` of a label map, in label order, background left out.
 
     Parameters
@@ -144,6 +180,8 @@ def label_legend(values: Iterable[int], names: Mapping[int, str] | None = None) 
         Label values present (duplicates and 0 are ignored).
     names : mapping int → str, optional
         E.g. ``sapkit.label_maps.SKELETON_CLASSES``; a value without a name is called ``label <k>``.
+    colors : mapping int → colour, optional
+        Colours of the values (e.g. :func:`outcome_value_colors`); default :func:`label_color`.
 
     Examples
     --------
@@ -152,7 +190,8 @@ def label_legend(values: Iterable[int], names: Mapping[int, str] | None = None) 
     """
     names = names or {}
     unique = sorted({int(v) for v in values} - {0})
-    return [(k, str(names.get(k, f"label {k}")), label_color(k)) for k in unique]
+    colors = colors or {}
+    return [(k, str(names.get(k, f"label {k}")), colors.get(k) or label_color(k)) for k in unique]
 
 
 def axis_title(column: str) -> str:

@@ -20,9 +20,11 @@ from sapkit.metrics import CENTROID_COLUMNS
 from sapkit.plotting.colors import init_label
 from sapkit.plotting.slices import _plane, slice_traces
 
-__all__ = ["lesion_gallery_figure", "failure_gallery_figure"]
+__all__ = ["lesion_gallery_figure", "failure_items", "failure_gallery_figure", "GALLERY_KINDS"]
 
-_KINDS = ("missed", "false_positive")
+#: What a failure gallery shows: undetected reference lesions, or predicted lesions that hit none.
+GALLERY_KINDS = ("missed", "false_positive")
+_KINDS = GALLERY_KINDS
 
 
 def lesion_gallery_figure(items: pd.DataFrame, *, manifest: Any, pred_dir: str | Path, threshold: float,
@@ -64,9 +66,9 @@ def lesion_gallery_figure(items: pd.DataFrame, *, manifest: Any, pred_dir: str |
     n = len(rows)
     cols = min(3, max(n, 1))
     n_rows = max(1, -(-n // cols))
-    fig = make_subplots(rows=n_rows, cols=cols,
-                        subplot_titles=[f"{r.scan_id} ({r.volume_ml:.2f} mL)" if hasattr(r, "volume_ml")
-                                        else str(r.scan_id) for r in rows.itertuples()] or None)
+    fig = make_subplots(rows=n_rows, cols=cols,  # numbered: the explorer's gallery picker names panels so
+                        subplot_titles=[f"{k}. {r.scan_id} ({r.volume_ml:.2f} mL)" if hasattr(r, "volume_ml")
+                                        else f"{k}. {r.scan_id}" for k, r in enumerate(rows.itertuples(), 1)] or None)
     scans = manifest.scans.set_index("scan_id")
     cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, ...]]] = {}
     for k, r in enumerate(rows.itertuples()):
@@ -84,12 +86,43 @@ def lesion_gallery_figure(items: pd.DataFrame, *, manifest: Any, pred_dir: str |
                                   reference=_plane(reference[crop], 1, y), prediction=_plane(pred[crop], 1, y),
                                   showlegend=k == 0):
             fig.add_trace(trace, row=k // cols + 1, col=k % cols + 1)
-    fig.update_layout(title=title, template="plotly_white", height=300 * n_rows)
+    fig.update_layout(title=title, template="plotly_white", height=300 * n_rows, legend=dict(itemsizing="constant"))
     fig.update_xaxes(showticklabels=False)
     for k in range(n):
         fig.update_yaxes(showticklabels=False, scaleanchor=f"x{'' if k == 0 else k + 1}", row=k // cols + 1,
                          col=k % cols + 1)
     return fig
+
+
+def failure_items(evaluation: Any, *, init: str = "sap", kind: str = "missed") -> tuple[pd.DataFrame, str]:
+    """The rows a failure gallery shows, in its order, and its title.
+
+    Parameters
+    ----------
+    evaluation : RunEvaluation
+        ``.lesions`` (missed: ``detected`` false), ``.predictions`` (``false_positive``), ``.thresholds``.
+    init : str
+    kind : {"missed", "false_positive"}
+        Undetected reference lesions, largest first, or false-positive lesions, highest maximum
+        probability first (ties: table order).
+
+    Returns
+    -------
+    (DataFrame, str)
+        Rows of ``evaluation.lesions`` or ``evaluation.predictions`` (``scan_id``, centroid columns)
+        and a title with their count.
+    """
+    if kind not in _KINDS:
+        raise ConfigError(f"kind must be one of {_KINDS}, got {kind!r}.")
+    if init not in evaluation.thresholds:
+        raise ConfigError(f"init {init!r} was not evaluated; choose one of {list(evaluation.thresholds)}.")
+    if kind == "missed":
+        lesions = evaluation.lesions[evaluation.lesions["init"] == init]
+        items = lesions[~lesions["detected"].astype(bool)].sort_values("volume_ml", ascending=False, kind="stable")
+        return items, f"{init_label(init)}: largest missed lesions ({len(items)} missed)"
+    preds = evaluation.predictions[evaluation.predictions["init"] == init]
+    items = preds[preds["false_positive"].astype(bool)].sort_values("max_prob", ascending=False, kind="stable")
+    return items, f"{init_label(init)}: most confident false positives ({len(items)})"
 
 
 def failure_gallery_figure(evaluation: Any, run_dir: str | Path, *, init: str = "sap", kind: str = "missed",
@@ -105,8 +138,7 @@ def failure_gallery_figure(evaluation: Any, run_dir: str | Path, *, init: str = 
     init : str
         Initialisation shown, at its tuned threshold.
     kind : {"missed", "false_positive"}
-        Undetected reference lesions, largest first, or false-positive components, highest
-        maximum probability first.
+        See :func:`failure_items`.
     max_items : int
     manifest : Manifest, optional
         Default: the run's ``data/`` manifest.
@@ -114,24 +146,14 @@ def failure_gallery_figure(evaluation: Any, run_dir: str | Path, *, init: str = 
     Returns
     -------
     plotly.graph_objects.Figure
-        :func:`lesion_gallery_figure` of the selected rows, titled with their count.
+        :func:`lesion_gallery_figure` of :func:`failure_items`, panels numbered 1, 2, … (the
+        explorer's gallery picker opens panel ``k`` in the 3D viewer).
     """
     from sapkit.data.manifest import load_manifest
 
-    if kind not in _KINDS:
-        raise ConfigError(f"kind must be one of {_KINDS}, got {kind!r}.")
-    if init not in evaluation.thresholds:
-        raise ConfigError(f"init {init!r} was not evaluated; choose one of {list(evaluation.thresholds)}.")
+    items, title = failure_items(evaluation, init=init, kind=kind)
     rd = RunDir(run_dir)
     if manifest is None:
         manifest = load_manifest(rd.data, check_files=False)
-    if kind == "missed":
-        lesions = evaluation.lesions[evaluation.lesions["init"] == init]
-        items = lesions[~lesions["detected"].astype(bool)].sort_values("volume_ml", ascending=False)
-        title = f"{init_label(init)}: largest missed lesions ({len(items)} missed)"
-    else:
-        preds = evaluation.predictions[evaluation.predictions["init"] == init]
-        items = preds[preds["false_positive"].astype(bool)].sort_values("max_prob", ascending=False)
-        title = f"{init_label(init)}: most confident false positives ({len(items)})"
     return lesion_gallery_figure(items, manifest=manifest, pred_dir=rd.predictions(init),
                                  threshold=evaluation.thresholds[init].threshold, max_items=max_items, title=title)

@@ -111,7 +111,7 @@ def slice_traces(image: npt.ArrayLike, *, spacing_mm: float | Sequence[float] = 
                  window: tuple[float, float] | None = None, labels: npt.ArrayLike | None = None,
                  label_values: Sequence[int] | None = None, label_names: Mapping[int, str] | None = None,
                  reference: npt.ArrayLike | None = None, prediction: npt.ArrayLike | None = None,
-                 marker_px: int = 3, showlegend: bool = True) -> list:
+                 marker_px: int = 3, showlegend: bool = True, label_colors: Mapping[int, str] | None = None) -> list:
     """Plotly traces of one image plane with its outlines.
 
     Parameters
@@ -137,6 +137,8 @@ def slice_traces(image: npt.ArrayLike, *, spacing_mm: float | Sequence[float] = 
         Size of the outline squares in screen pixels.
     showlegend : bool
         Whether the outline traces appear in the legend (one panel of a multi-panel figure).
+    label_colors : mapping int → colour, optional
+        Colours of label values (e.g. ``sapkit.plotting.colors.outcome_value_colors()``); default ``label_color``.
 
     Returns
     -------
@@ -166,7 +168,7 @@ def slice_traces(image: npt.ArrayLike, *, spacing_mm: float | Sequence[float] = 
         if lab.shape != img.shape:
             raise ConfigError(f"labels plane shape {lab.shape} ≠ image plane shape {img.shape}; use one grid.")
         values = np.unique(lab) if label_values is None else label_values
-        for value, name, color in label_legend(values, label_names):
+        for value, name, color in label_legend(values, label_names, label_colors):
             traces.append(_outline(lab == value, name, color, f"label {value}"))
     for mask, name, color in ((reference, "reference", REFERENCE_COLOR), (prediction, "prediction", PREDICTION_COLOR)):
         if mask is not None:
@@ -180,7 +182,8 @@ def slice_traces(image: npt.ArrayLike, *, spacing_mm: float | Sequence[float] = 
 def slice_figure(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, prediction: npt.ArrayLike | None = None,
                  *, spacing_mm: float | Sequence[float], reference: npt.ArrayLike | None = None,
                  label_names: Mapping[int, str] | None = None, axis: str = "coronal", channel: int = 0,
-                 max_slices: int = 64, title: str | None = None, focus_index: int | None = None):
+                 max_slices: int = 64, title: str | None = None, focus_index: int | None = None,
+                 label_colors: Mapping[int, str] | None = None):
     """Static plotly slice viewer: a slider over slices with label, reference and prediction outlines.
 
     Parameters
@@ -204,6 +207,9 @@ def slice_figure(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, pred
 
     focus_index : int, optional
         Slice (voxel index along ``axis``) shown first; default the slice with the most prediction/lesion voxels.
+    label_colors : mapping int → colour, optional
+        Colours of label values, as in :func:`slice_traces`.
+
     Returns
     -------
     plotly.graph_objects.Figure
@@ -236,7 +242,7 @@ def slice_figure(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, pred
     def _traces(k: int) -> list:
         return slice_traces(_plane(img, ax, k), spacing_mm=(spacing[u_ax], spacing[v_ax]), window=window,
                             labels=_plane(lab, ax, k), label_values=values, label_names=label_names,
-                            reference=_plane(ref, ax, k), prediction=_plane(pred, ax, k))
+                            reference=_plane(ref, ax, k), prediction=_plane(pred, ax, k), label_colors=label_colors)
 
     focus = next((m for m in (pred, ref, lab) if m is not None and m.any()), None)
     start = len(indices) // 2 if focus is None else \
@@ -249,6 +255,7 @@ def slice_figure(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, pred
         duration=0, redraw=True), transition=dict(duration=0))]) for k in indices]
     fig.update_layout(
         title=title, height=520, margin=dict(l=40, r=20, t=50 if title else 20, b=40),
+        legend=dict(itemsizing="constant"),  # legend squares readable, not the outline's 3 px
         sliders=[dict(active=start, steps=steps, currentvalue=dict(prefix=f"{axis} slice {_NAMES[ax]} = "))],
         xaxis=dict(title=f"{_NAMES[u_ax]} (mm)", constrain="domain",
                    range=[-0.5 * spacing[u_ax], (img.shape[u_ax] - 0.5) * spacing[u_ax]]),
@@ -305,7 +312,8 @@ def label_overlay_figure(image: npt.ArrayLike, labels: npt.ArrayLike | None = No
         fig.update_xaxes(title_text=f"{_NAMES[u_ax]} (mm)", row=1, col=col)
         fig.update_yaxes(title_text=f"{_NAMES[v_ax]} (mm)", scaleanchor=f"x{'' if col == 1 else col}", scaleratio=1,
                          row=1, col=col)
-    fig.update_layout(title=title, height=440, margin=dict(l=10, r=10, t=60, b=10), template="plotly_white")
+    fig.update_layout(title=title, height=440, margin=dict(l=10, r=10, t=60, b=10), template="plotly_white",
+                      legend=dict(itemsizing="constant"))
     return fig
 
 
@@ -373,5 +381,6 @@ def image_panels_figure(panels: Mapping[str, Any], *, axis: str = "axial", index
         fig.update_yaxes(scaleanchor=f"x{'' if col == 1 else col}", scaleratio=1, row=1, col=col)
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
-    fig.update_layout(title=title, height=320, margin=dict(l=10, r=10, t=60, b=10), template="plotly_white")
+    fig.update_layout(title=title, height=320, margin=dict(l=10, r=10, t=60, b=10), template="plotly_white",
+                      legend=dict(itemsizing="constant"))
     return fig

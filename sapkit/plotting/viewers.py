@@ -17,7 +17,8 @@ Three backends, chosen by :func:`select_backend`:
     survives HTML export and headless execution: the choice of ``auto`` there.
 
 Every backend uses the colours of :mod:`sapkit.plotting.colors` (label value ``k`` in
-``label_color(k)``, the prediction in ``PREDICTION_COLOR``).
+``label_color(k)``, the prediction in ``PREDICTION_COLOR``, lesion outcomes in ``OUTCOME_COLORS``
+with a legend on the viewer).
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ import numpy.typing as npt
 from sapkit.errors import ConfigError
 from sapkit.imaging.window import RENDER_PERCENTILES, display_window
 from sapkit.jobs.progress import is_headless
-from sapkit.plotting.colors import PREDICTION_COLOR, REFERENCE_COLOR, label_color
+from sapkit.plotting.colors import (PREDICTION_COLOR, REFERENCE_COLOR, label_color, label_legend, outcome_names,
+                                   outcome_value_colors)
 from sapkit.plotting.slices import _check_inputs, slice_figure
 
-__all__ = ["BACKENDS", "select_backend", "view", "nifti_bytes", "focus_fraction"]
+__all__ = ["BACKENDS", "select_backend", "view", "nifti_bytes", "focus_fraction", "legend_html"]
 
 BACKENDS = ("ipyniivue", "itkwidgets", "plotly")
 
@@ -177,17 +179,43 @@ def _hex_rgb(color: str) -> tuple[int, int, int]:
     return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
 
 
-def _label_lut(values: Sequence[int], names: Mapping[int, str] | None, *, single: str | None = None) -> dict:
+def _label_lut(values: Sequence[int], names: Mapping[int, str] | None, *, single: str | None = None,
+               colors: Mapping[int, str] | None = None) -> dict:
     """NiiVue ``colormap_label`` dict: value 0 transparent, each value its colour."""
     lut: dict[str, list] = {"R": [0], "G": [0], "B": [0], "A": [0], "I": [0], "labels": ["background"]}
     for value in values:
         if value == 0:
             continue
-        r, g, b = _hex_rgb(single or label_color(value))
+        r, g, b = _hex_rgb(single or (colors or {}).get(int(value)) or label_color(value))
         for key, item in zip("RGBAI", (r, g, b, 255, int(value))):
             lut[key].append(item)
         lut["labels"].append((names or {}).get(int(value), str(int(value))))
     return lut
+
+
+def legend_html(entries: Sequence[tuple[str, str]], *, title: str = "") -> str:
+    """A one-line HTML legend: a 14 px colour square per ``(name, colour)`` entry (class ``sapkit-legend``).
+
+    Examples
+    --------
+    >>> "background:#00e5ff" in legend_html([("true positive", "#00e5ff")])
+    True
+    """
+    import html
+
+    items = "".join(f"<span style='margin-right:14px;white-space:nowrap'><span style='display:inline-block;width:14px;"
+                    f"height:14px;background:{c};border:1px solid #333;vertical-align:middle;margin-right:5px'></span>"
+                    f"{html.escape(n)}</span>" for n, c in entries)
+    head = f"<b>{html.escape(title)}</b> " if title else ""
+    return f"<div class='sapkit-legend' style='font-size:13px;line-height:20px;margin:4px 0'>{head}{items}</div>"
+
+
+def _outcome_legend(outcomes: np.ndarray, *, reference: bool) -> str:
+    """The three outcome colours (those absent from this scan say so), then the reference's green."""
+    present = set(np.unique(outcomes).tolist())
+    entries = [(name + ("" if k in present else " (none here)"), color)
+               for k, name, color in label_legend(range(1, 4), outcome_names(), outcome_value_colors())]
+    return legend_html(entries + ([("reference not covered", REFERENCE_COLOR)] if reference else []))
 
 
 def focus_fraction(shape: Sequence[int], focus_vox: Sequence[float]) -> list[float]:
@@ -203,7 +231,8 @@ def focus_fraction(shape: Sequence[int], focus_vox: Sequence[float]) -> list[flo
     return [float(np.clip((float(f) + 0.5) / n, 0.0, 1.0)) for f, n in zip(focus_vox, shape)]
 
 
-def _view_ipyniivue(image, labels, prediction, spacing, *, label_names, height_px, focus_vox=None, reference=None):
+def _view_ipyniivue(image, labels, prediction, spacing, *, label_names, height_px, focus_vox=None, reference=None,
+                    outcomes=None):
     import ipyniivue
 
     # is_alpha_clip_dark: voxels below the window are transparent in the 3D render (no grey fog)
@@ -215,16 +244,27 @@ def _view_ipyniivue(image, labels, prediction, spacing, *, label_names, height_p
                                 colormap="gray", cal_min=low, cal_max=high)]
     for arr, name, opacity, single in ((labels, "labels.nii.gz", 0.9, None),
                                        (reference, "reference.nii.gz", 0.9, REFERENCE_COLOR),
-                                       (prediction, "prediction.nii.gz", 1.0, PREDICTION_COLOR)):
+                                       (prediction, "prediction.nii.gz", 1.0, PREDICTION_COLOR),
+                                       (outcomes, "outcomes.nii.gz", 1.0, None)):
         if arr is None:
             continue
         vol = ipyniivue.Volume(data=nifti_bytes(arr, spacing_mm=spacing), name=name, opacity=opacity)
-        vol.set_colormap_label(_label_lut(np.unique(arr).tolist(), label_names, single=single))
+        is_outcome = arr is outcomes
+        vol.set_colormap_label(_label_lut(np.unique(arr).tolist(), outcome_names() if is_outcome else label_names,
+                                          single=single, colors=outcome_value_colors() if is_outcome else None))
         volumes.append(vol)
     nv.load_volumes(volumes)
     if focus_vox is not None:
         nv.scene.crosshair_pos = focus_fraction(image.shape, focus_vox)
-    return nv
+    if outcomes is None:
+        return nv
+    import ipywidgets
+
+    legend = ipywidgets.HTML(_outcome_legend(outcomes, reference=reference is not None))
+    box = ipywidgets.VBox([legend, nv])
+    box.add_class("sapkit-outcome-viewer")
+    box.niivue = nv  # the canvas widget, for code that needs it
+    return box
 
 
 # ----------------------------------------------------------------------------- itkwidgets
@@ -261,7 +301,7 @@ def view(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, prediction: 
          *, spacing_mm: float | Sequence[float], backend: str = "auto", channel: int = 0,
          axis: str = "coronal", label_names: Mapping[int, str] | None = None, height_px: int = 480,
          title: str | None = None, focus_vox: Sequence[float] | None = None,
-         reference: npt.ArrayLike | None = None):
+         reference: npt.ArrayLike | None = None, outcomes: npt.ArrayLike | None = None):
     """Show a scan with its label map and a prediction, in the best viewer available.
 
     Parameters
@@ -292,11 +332,17 @@ def view(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, prediction: 
     focus_vox : (X, Y, Z) voxel index, optional
         Where the viewer opens (ipyniivue's crosshair; the plotly slider's first slice), e.g. a
         lesion centroid; default the volume centre (plotly: the slice with the most lesion voxels).
+    outcomes : (X, Y, Z) uint8 array, optional
+        Lesion outcomes (``CaseOutcomes.label_map()``: 1 true positive, 2 false positive, 3 missed),
+        each in its :data:`~sapkit.plotting.colors.OUTCOME_COLORS` colour with a legend on the viewer;
+        instead of ``labels`` and ``prediction`` (``reference`` may come along, green underneath).
 
     Returns
     -------
     ipyniivue.NiiVue or itkwidgets.viewer.Viewer or plotly.graph_objects.Figure
-        Display it by leaving it as the last expression of a cell.
+        Display it by leaving it as the last expression of a cell. With ``outcomes``, ipyniivue's
+        canvas comes in an ``ipywidgets.VBox`` under its legend (``.niivue`` is the canvas widget);
+        the plotly figure names the outcomes in its legend.
 
     Raises
     ------
@@ -306,6 +352,11 @@ def view(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, prediction: 
         Unknown or uninstalled backend.
     """
     chosen = select_backend(backend)
+    if outcomes is not None:
+        if labels is not None or prediction is not None:
+            raise ConfigError("view() shows outcomes= instead of labels= and prediction=; pass only outcomes (and reference).")
+        return _view_outcomes(chosen, image, outcomes, reference, spacing_mm=spacing_mm, channel=channel, axis=axis,
+                              height_px=height_px, title=title, focus_vox=focus_vox)
     if reference is not None and labels is not None:
         raise ConfigError("view() shows either a label map (labels=) or a reference mask (reference=), not both.")
     img, lab, pred, spacing, _ = _check_inputs(image, labels if reference is None else reference, prediction,
@@ -321,3 +372,20 @@ def view(image: npt.ArrayLike, labels: npt.ArrayLike | None = None, prediction: 
     index = None if focus_vox is None else int(round(float(focus_vox[{"sagittal": 0, "coronal": 1, "axial": 2}[axis]])))
     return slice_figure(img, lab, pred, spacing_mm=spacing, reference=ref, label_names=label_names, axis=axis,
                         title=title, focus_index=index)
+
+
+def _view_outcomes(chosen: str, image, outcomes, reference, *, spacing_mm, channel, axis, height_px, title, focus_vox):
+    """:func:`view` with an outcome map (1 true positive, 2 false positive, 3 missed)."""
+    img, out, _, spacing, ref = _check_inputs(image, outcomes, None, spacing_mm, channel, reference)
+    out = out.astype(np.uint8)
+    if out.max(initial=0) > 3:
+        raise ConfigError(f"outcomes hold values 0–3 (none, true positive, false positive, missed); got {int(out.max())}.")
+    ref = None if ref is None else (ref > 0).astype(np.uint8)
+    if chosen == "ipyniivue":
+        return _view_ipyniivue(img, None, None, spacing, label_names=None, height_px=height_px, focus_vox=focus_vox,
+                               reference=ref, outcomes=out)
+    if chosen == "itkwidgets":
+        return _view_itkwidgets(img, out, None, spacing)
+    index = None if focus_vox is None else int(round(float(focus_vox[{"sagittal": 0, "coronal": 1, "axial": 2}[axis]])))
+    return slice_figure(img, out, None, spacing_mm=spacing, reference=ref, label_names=outcome_names(), axis=axis,
+                        title=title, focus_index=index, label_colors=outcome_value_colors())

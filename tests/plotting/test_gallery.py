@@ -54,7 +54,7 @@ def test_gallery_panel_outlines_reference_and_prediction_in_mm(run):
     assert sorted(zip(np.asarray(reference.x).tolist(), np.asarray(reference.y).tolist())) == \
         [(2.0, 3.0), (2.0, 6.0), (4.0, 3.0), (4.0, 6.0)]
     np.testing.assert_array_equal(np.sort(np.asarray(prediction.x)), np.sort(np.asarray(reference.x)))
-    assert [a.text for a in fig.layout.annotations] == ["p02_s0 (0.10 mL)"]
+    assert [a.text for a in fig.layout.annotations] == ["1. p02_s0 (0.10 mL)"]  # numbered for the explorer
     with pytest.raises(ConfigError, match="gallery items need columns"):
         lesion_gallery_figure(items.drop(columns="centroid_z_vox"), manifest=manifest, pred_dir=rd.predictions("sap"),
                               threshold=0.5)
@@ -68,7 +68,7 @@ def test_failure_gallery_selects_false_positives_and_missed_lesions(run):
     assert len(fig.data[2].x) == 2 * 3                        # its 2 × 3 coronal cut, all boundary
     missed = failure_gallery_figure(evaluation, rd.path, init="sap", kind="missed")
     assert missed.layout.title.text == "SAP: largest missed lesions (1 missed)"
-    assert [a.text for a in missed.layout.annotations] == ["p03_s0 (0.10 mL)"]
+    assert [a.text for a in missed.layout.annotations] == ["1. p03_s0 (0.10 mL)"]
     assert len(missed.data[1].x) == 2 * 4 and len(missed.data[2].x) == 0  # p03's two 2×2 lesions, no prediction
     with pytest.raises(ConfigError, match="kind must be one of"):
         failure_gallery_figure(evaluation, rd.path, kind="hits")
