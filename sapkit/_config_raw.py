@@ -87,6 +87,11 @@ class RegisterConfig:
     ``shrink_factors``/``smoothing_mm`` define the pyramid; the simplex optimiser stops after
     ``iterations`` or when it moves less than ``tolerance_mm``. A result farther than
     ``max_shift_mm`` from the scanner position is rejected (identity kept, QC flags it).
+    ``dwi_stations``: ``none`` (default) registers each DWI station to the T1 on its own;
+    ``chained`` first registers the DWI stations to each other through their overlaps, outwards
+    from the centre station (each to its already-aligned inner neighbour, a translation), then the
+    stitched whole-body DWI to the T1 with one ``transform``
+    (:mod:`sapkit.preprocessing.station_registration`; the authors' order).
     """
 
     enabled: bool = True
@@ -99,6 +104,7 @@ class RegisterConfig:
     smoothing_mm: tuple[float, ...] = (4.0, 0.0)
     margin_mm: float = 20.0
     max_shift_mm: float = bounded(25.0, 0.0)
+    dwi_stations: Literal["none", "chained"] = "none"
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,16 @@ class RawConfig:
     ``rules.yaml``); ``converter``: ``dcm2niix`` or ``simpleitk``; ``b_value``: the DWI channel
     (the nearest acquired b-value within ``b_tolerance`` s/mm²); ``write_adc``: write ADC (mm²/s)
     as an extra manifest column when ≥ 2 b-values exist (not a network input).
+
+    ``on_incomplete``: what a scan with a defective acquisition becomes (a missing station, a gap,
+    missing slices, T1 and DWI covering different ranges, a spacing outlier, a station mirrored
+    against its header; :mod:`sapkit.preprocessing.acquisition`): ``fail`` (default) — not
+    preprocessed, status ``incomplete`` or ``inconsistent`` in ``qc/scans.csv`` with the station and
+    the world range (mm), left out of the manifest; ``warn`` — preprocessed as acquired and in the
+    manifest, status ``warned``, the defects in the ``acquisition`` and ``warnings`` columns;
+    ``keep`` — the same with status ``ok`` (the defects still in ``acquisition``).
+    ``spacing``: voxel size of the output grid (mm; one value = isotropic, or X Y Z); empty = the
+    finest T1 spacing of any station on each axis (never the first file's).
     """
 
     input: str = ""
@@ -162,6 +178,8 @@ class RawConfig:
     b_value: float = bounded(1000.0, 0.0, low_open=True)
     b_tolerance: float = bounded(150.0, 0.0)
     write_adc: bool = True
+    on_incomplete: Literal["fail", "warn", "keep"] = "fail"
+    spacing: tuple[float, ...] = ()
     synth: RawSynthConfig = field(default_factory=RawSynthConfig)
     n4: N4Config = field(default_factory=N4Config)
     standardise: StandardiseConfig = field(default_factory=StandardiseConfig)
@@ -196,6 +214,8 @@ def check_raw_config(config: RawConfig) -> RawConfig:
          and 0 <= n.percentiles[0] and n.percentiles[-1] <= 100,
          "raw.nyul.percentiles must be ≥ 3 increasing values in [0, 100]"),
         (n.scale[1] > n.scale[0], "raw.nyul.scale must be (low, high) with high > low"),
+        (len(config.spacing) in (0, 1, 3) and all(0.05 <= v <= 50 for v in config.spacing),
+         "raw.spacing must be empty (finest T1 spacing), one value or three values (X Y Z), each 0.05–50 mm"),
         (len(s.b_values) >= 1 and min(s.b_values) >= 0, "raw.synth.b_values must be ≥ 0 s/mm²"),
         (0 <= s.shift_mm[0] <= s.shift_mm[1], "raw.synth.shift_mm must be (low, high) with 0 ≤ low ≤ high"),
         (1 <= s.scale_step[0] <= s.scale_step[1], "raw.synth.scale_step must be (low, high) with 1 ≤ low ≤ high"),

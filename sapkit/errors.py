@@ -18,6 +18,7 @@ __all__ = [
     "EvaluationError",
     "LabelError",
     "TrainingError",
+    "AcquisitionError",
     "SapkitWarning",
     "GeometryWarning",
     "LesionLabelWarning",
@@ -63,6 +64,15 @@ class EvaluationError(SapkitError):
 
 class TrainingError(SapkitError):
     """Training cannot go on: a loss, gradient or weight became non-finite (NaN/inf)."""
+
+
+class AcquisitionError(SapkitError):
+    """A scan's stations are incomplete or inconsistent (``sapkit.preprocessing.acquisition``);
+    ``status`` names the defect (``incomplete``, ``inconsistent``) and the message each station and range."""
+
+    def __init__(self, message: str, status: str = "incomplete") -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class SapkitWarning(UserWarning):

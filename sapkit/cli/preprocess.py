@@ -65,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     scans = result.scans
     for _, row in scans.iterrows():
-        note = row["error"] if row["status"] == "failed" else (row["warnings"] or "")
+        done = row["status"] in ("ok", "reused", "warned")
+        note = (row["warnings"] or "") if done else row["error"]
         print(f"  {row['scan_id']:<20} {row['status']:<7} {note}")
-    failed = int((scans["status"] == "failed").sum())
+    failed = int((~scans["status"].isin(["ok", "reused", "warned"])).sum())
     print(f"{len(scans) - failed} of {len(scans)} scans preprocessed; QC: {result.out_dir / 'qc'}")
     if result.series is not None:
         unknown = int(result.series["sequence"].isin(["unknown", "unusable"]).sum())

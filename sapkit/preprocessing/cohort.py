@@ -6,7 +6,11 @@ is preprocessed (:func:`sapkit.preprocessing.pipeline.preprocess_scan`) in this 
 A scan that fails is listed with its error in ``qc/scans.csv`` and the others finish. A scan whose
 inputs and settings are unchanged since its last successful run is reused, not recomputed
 (``force`` recomputes). Nyúl standardisation, when enabled, is learned across the finished scans
-and applied last. The manifest (``manifest.yaml`` + ``manifest.csv``, written with
+and applied last. ``qc/scans.csv`` has a row per scan: its status (``ok``, ``reused``, ``failed``, a
+defective acquisition's ``incomplete`` / ``inconsistent`` / ``warned``; ``raw.on_incomplete``), the
+``acquisition`` defects with station and range (mm), the grid and its rule, and the lesion volume
+kept (``lesion_ml`` on the output grid, ``lesion_ml_source`` in a whole-body lesion label or the
+synthetic truth, ``lesion_kept`` their ratio). The manifest (``manifest.yaml`` + ``manifest.csv``, written with
 :func:`sapkit.data.manifest.write_manifest`) lists the successful scans. The input is only read.
 """
 
@@ -24,7 +28,7 @@ from sapkit.config import RawConfig, check_raw_config
 from sapkit.data.manifest import write_manifest
 from sapkit.errors import SapkitError
 from sapkit.io.atomic import atomic_write_text
-from sapkit.io.nifti import read_image, save_nifti
+from sapkit.io.nifti import read_image, read_label, save_nifti
 from sapkit.jobs.executors import Resources
 from sapkit.jobs.progress import progress_bar
 from sapkit.jobs.threads import shared_cores
@@ -41,8 +45,9 @@ from sapkit.preprocessing.stations import ScanSource, attach_labels, load_labels
 
 __all__ = ["PreprocessResult", "SCAN_COLUMNS", "discover_scans", "declare_outputs", "preprocess"]
 
-SCAN_COLUMNS = ("scan_id", "subject_id", "site", "cohort", "status", "error", "n_t1_stations", "n_dwi_stations",
-                "b_values", "shape", "spacing_mm", "dwi_body_coverage", "max_shift_mm", "seconds", "warnings")
+SCAN_COLUMNS = ("scan_id", "subject_id", "site", "cohort", "status", "error", "acquisition", "n_t1_stations",
+                "n_dwi_stations", "b_values", "shape", "spacing_mm", "grid_rule", "dwi_body_coverage", "max_shift_mm",
+                "lesion_ml", "lesion_ml_source", "lesion_kept", "seconds", "warnings")
 
 
 @dataclass(frozen=True)
@@ -126,10 +131,30 @@ def _run_all(todo: list[tuple[ScanSource, str]], config: RawConfig, out: Preproc
 def _scan_row(record: dict) -> dict:
     s = record["summary"]
     row = {c: s.get(c, "") for c in SCAN_COLUMNS}
-    row["status"] = "reused" if record.get("reused") else s.get("status")
+    row["status"] = "reused" if record.get("reused") and s.get("status") == "ok" else s.get("status")
     row["seconds"] = s.get("seconds_total", "")
     row["warnings"] = "; ".join(s.get("warnings", []))
     return row
+
+
+def _lesion_kept(table: pd.DataFrame, input_path: Path) -> pd.DataFrame:
+    """Fill ``lesion_ml_source`` from the truth of a synthetic raw cohort (``raw_config.json`` and
+    ``truth/<scan_id>_lesion.nii.gz`` beside the DICOM folder or stations CSV), then ``lesion_kept``
+    = ``lesion_ml`` / ``lesion_ml_source`` (1 = every lesion voxel of the source is on the output grid)."""
+    root = input_path.parent
+    table = table.copy()
+    for col in ("lesion_ml", "lesion_ml_source"):
+        table[col] = pd.to_numeric(table[col], errors="coerce")
+    if (root / "raw_config.json").is_file():
+        for i, scan_id in table["scan_id"].items():
+            truth = root / "truth" / f"{scan_id}_lesion.nii.gz"
+            if truth.is_file():
+                data, affine, _ = read_label(truth, what="synthetic lesion truth")
+                table.loc[i, "lesion_ml_source"] = np.count_nonzero(data) * abs(np.linalg.det(affine[:3, :3])) / 1000.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kept = (table["lesion_ml"] / table["lesion_ml_source"]).where(table["lesion_ml_source"] > 0)
+    table["lesion_kept"] = kept.round(4)
+    return table
 
 
 def declare_outputs(plan: OutputPlan, input_path: str | Path, out_dir: str | Path, *, labels: str | Path | None = None,
@@ -231,7 +256,7 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
     if config.nyul.enabled:
         records = standardise_cohort(records, scans, config, out.path, digests)
     ordered = [records[s.scan_id] for s in scans]
-    scan_table = pd.DataFrame([_scan_row(r) for r in ordered], columns=list(SCAN_COLUMNS))
+    scan_table = _lesion_kept(pd.DataFrame([_scan_row(r) for r in ordered], columns=list(SCAN_COLUMNS)), input_path)
     stations = pd.DataFrame([row for r in ordered for row in r.get("stations", [])])
     atomic_write_text(out.table("scans"), scan_table.to_csv(index=False))
     atomic_write_text(out.table("stations"), stations.to_csv(index=False))

@@ -12,7 +12,9 @@ from typing import Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Volume", "union_grid", "corners_mm"]
+from sapkit.imaging.resample import target_grid
+
+__all__ = ["Volume", "union_grid", "corners_mm", "output_spacing", "output_grid"]
 
 
 @dataclass(frozen=True)
@@ -74,3 +76,41 @@ def union_grid(grids: Sequence[tuple[Sequence[int], npt.ArrayLike]], *,
     affine[:3, 3] = (ref @ np.r_[lo, 1.0])[:3]
     shape = tuple(int(v) for v in hi - lo + 1)
     return shape, np.round(affine, 4) + 0.0  # type: ignore[return-value]
+
+
+def output_spacing(volumes: Sequence[Volume], spacing_mm: Sequence[float] = ()) -> tuple[tuple[float, float, float], str]:
+    """Voxel size (mm, X Y Z) of the stitched grid and the rule that chose it.
+
+    ``spacing_mm`` (the profile's ``raw.spacing``: one value = isotropic, or three) when given; else
+    the finest spacing of any T1 station on each axis — never the first file's.
+
+    Examples
+    --------
+    >>> a = Volume(np.zeros((2, 2, 2)), np.diag([2.0, 2.0, 5.0, 1.0]))
+    >>> b = Volume(np.zeros((2, 2, 2)), np.diag([1.0, 1.0, 6.0, 1.0]))
+    >>> output_spacing([a, b])
+    ((1.0, 1.0, 5.0), 'finest T1 spacing per axis')
+    >>> output_spacing([a, b], (3.0,))
+    ((3.0, 3.0, 3.0), 'raw.spacing')
+    """
+    if len(spacing_mm):
+        values = [float(v) for v in spacing_mm]
+        return (tuple(values * 3) if len(values) == 1 else tuple(values)), "raw.spacing"  # type: ignore[return-value]
+    finest = np.min(np.array([v.spacing_mm for v in volumes]), axis=0)
+    return tuple(float(v) for v in finest), "finest T1 spacing per axis"  # type: ignore[return-value]
+
+
+def output_grid(volumes: Sequence[Volume], spacing_mm: Sequence[float]
+                ) -> tuple[tuple[int, int, int], npt.NDArray[np.float64]]:
+    """The stitched grid: the union of ``volumes`` at ``spacing_mm`` (X Y Z, mm).
+
+    Its lattice is that of the first station with exactly this spacing (so stations on it map onto
+    the output without interpolation), else the first station's axes with the first voxel's outer
+    edge kept (:func:`sapkit.imaging.resample.target_grid`).
+    """
+    grids = [(v.array.shape[:3], v.affine) for v in volumes]
+    match = [k for k, v in enumerate(volumes) if np.allclose(v.spacing_mm, spacing_mm, rtol=0, atol=1e-4)]
+    if match:
+        return union_grid(grids, reference=match[0])
+    _, reference = target_grid(grids[0][0], grids[0][1], spacing_mm)
+    return union_grid(grids + [((1, 1, 1), reference)], reference=len(grids))

@@ -21,13 +21,14 @@ import numpy.typing as npt
 import pandas as pd
 
 from sapkit.config import RawConfig
-from sapkit.errors import NiftiError, SapkitError
+from sapkit.errors import AcquisitionError, NiftiError, SapkitError
 from sapkit.imaging.resample import resample
 from sapkit.io.nifti import read_label, reorient_to_ras
+from sapkit.preprocessing.acquisition import model_acquisition
 from sapkit.preprocessing.adc import fit_adc
 from sapkit.preprocessing.bias import body_mask, n4_field
 from sapkit.preprocessing.convert import convert_dicom, read_nifti_station, snap_affine
-from sapkit.preprocessing.geometry import Volume, union_grid
+from sapkit.preprocessing.geometry import Volume, output_grid, output_spacing
 from sapkit.preprocessing.isis import chain_factors, overlap_ratio, reference_station
 from sapkit.preprocessing.register import Registration, identity_transform, register_station
 from sapkit.preprocessing.stations import ScanSource, StationSource
@@ -89,7 +90,7 @@ def _read(station: StationSource, b: float | None, files: tuple[str, ...], scan_
     what = f"scan {scan_id} {station.sequence} station {station.station}" + (f" b={b:g}" if b is not None else "")
     if station.kind == "nifti":
         return read_nifti_station(files[0])
-    return convert_dicom(files, converter=converter, what=what)
+    return convert_dicom(files, converter=converter, what=what, b_value=b)
 
 
 def _read_label(path: str, shape, affine, what: str) -> npt.NDArray:
@@ -213,6 +214,16 @@ def _station_rows(scan_id: str, sequence: str, stations, masks, fields, factors,
     return rows
 
 
+def _lesion_volumes(labels: dict, affine: npt.NDArray, whole: dict) -> dict[str, float]:
+    """Lesion volume (mL) on the output grid and, for a whole-body lesion label, in the label as given."""
+    def ml(data, aff) -> float:
+        return float(np.count_nonzero(data) * abs(np.linalg.det(aff[:3, :3])) / 1000.0)
+
+    out = {"lesion_ml": ml(labels["lesion_label"], affine) if "lesion_label" in labels else float("nan")}
+    out["lesion_ml_source"] = ml(*whole["lesion_label"]) if "lesion_label" in whole else float("nan")
+    return out
+
+
 @contextlib.contextmanager
 def _sitk_threads(n: int):
     """SimpleITK's default thread count set to ``n`` for the block (N4 and registration results
@@ -260,18 +271,26 @@ def _preprocess(source: ScanSource, config: RawConfig) -> ProcessedScan:
         clock = now
 
     t1, dwi, whole = load_scan(source, converter=config.converter)
-    b_key = _b1000_key(dwi, config)
     tick("load")
+    acquisition = model_acquisition(t1, dwi)
+    defects = [d.message for d in acquisition.defects]
+    if defects and config.on_incomplete == "fail":
+        raise AcquisitionError(f"{'; '.join(defects)} (scan {source.scan_id}; raw.on_incomplete=warn or keep "
+                               "preprocesses it as acquired)", acquisition.status)
+    if config.on_incomplete == "warn":
+        warnings += defects
+    b_key = _b1000_key(dwi, config)
+    tick("acquisition")
     t1_masks = [body_mask(s.volume().array) for s in t1]
     dwi_masks = [body_mask(s.volume().array) for s in dwi]
     adcs = [fit_adc({b: v for b, v in s.images.items()}) for s in dwi] \
         if config.write_adc and all(len(s.images) >= 2 for s in dwi) else None
-    shape, affine = union_grid([(s.volume().array.shape, s.affine) for s in t1], reference=0)
+    spacing, grid_rule = output_spacing([s.volume() for s in t1], config.spacing)
+    shape, affine = output_grid([s.volume() for s in t1], spacing)
     before = stitch([s.volume() for s in t1], shape, affine, blend=config.stitch.blend).image
     tick("masks_adc")
-    t1_spacing = t1[0].volume().spacing_mm
-    t1_fields = _n4(t1, t1_masks, config, t1_spacing) if config.n4.enabled else []
-    dwi_fields = _n4(dwi, dwi_masks, config, t1_spacing) if config.n4.enabled and config.n4.dwi else []
+    t1_fields = _n4(t1, t1_masks, config, spacing) if config.n4.enabled else []
+    dwi_fields = _n4(dwi, dwi_masks, config, spacing) if config.n4.enabled and config.n4.dwi else []
     tick("n4")
     t1_factors, t1_ratios, dwi_factors, dwi_ratios = [], [], [], []
     if config.standardise.enabled:
@@ -311,7 +330,9 @@ def _preprocess(source: ScanSource, config: RawConfig) -> ProcessedScan:
         "b_values": " ".join(f"{b:g}" for b in sorted({b for s in dwi for b in s.images})), "b1000_used": b_key,
         "shape": "x".join(map(str, shape)), "spacing_mm": " ".join(f"{v:.3g}" for v in Volume(before, affine).spacing_mm),
         "dwi_body_coverage": round(coverage, 4), "max_shift_mm": max((r.shift_mm for r in regs), default=0.0),
-        "seconds": timings, "warnings": warnings,
+        "seconds": timings, "warnings": warnings, "grid_rule": grid_rule,
+        "status": "warned" if defects and config.on_incomplete == "warn" else "ok",
+        "acquisition": "; ".join(defects) or "ok", **_lesion_volumes(labels, affine, whole),
     }
     z_ranges = [tuple(np.sort((s.affine @ np.array([[0, 0, 0, 1], [0, 0, s.volume().array.shape[2] - 1, 1]]).T)[2]))
                 for s in t1]

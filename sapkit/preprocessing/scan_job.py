@@ -27,7 +27,7 @@ import numpy as np
 
 from sapkit import __version__
 from sapkit.config import RawConfig
-from sapkit.errors import SapkitError
+from sapkit.errors import AcquisitionError, SapkitError
 from sapkit.io.atomic import STAGING_DIR, atomic_write_text
 from sapkit.io.nifti import save_nifti
 from sapkit.preprocessing.bias import body_mask
@@ -92,7 +92,8 @@ def _commit(staging: Path, final: Path) -> None:
 
 
 def run_scan(source: ScanSource, config: RawConfig, out_dir: str | Path, digest: str) -> dict[str, Any]:
-    """Preprocess and write one scan; never raises (a failure is returned as ``status: failed``).
+    """Preprocess and write one scan; never raises (a failure is returned as ``status: failed``, a
+    defective acquisition under ``raw.on_incomplete=fail`` as ``incomplete`` or ``inconsistent``).
 
     Returns the scan's QC record: ``summary`` (a row of ``qc/scans.csv``), ``stations`` (rows of
     ``qc/stations.csv``), ``files`` (manifest columns → paths relative to ``out_dir``).
@@ -102,7 +103,7 @@ def run_scan(source: ScanSource, config: RawConfig, out_dir: str | Path, digest:
     base = {"scan_id": source.scan_id, "subject_id": source.subject_id, "site": source.site, "cohort": source.cohort}
     try:
         processed = preprocess_scan(source, config)
-        record: dict[str, Any] = {"status": "ok", "digest": digest, "summary": {**processed.summary, "status": "ok"},
+        record: dict[str, Any] = {"status": "ok", "digest": digest, "summary": dict(processed.summary),
                                   "stations": processed.stations.to_dict(orient="records")}
         if config.nyul.enabled:
             mask = body_mask(processed.t1)
@@ -117,7 +118,8 @@ def run_scan(source: ScanSource, config: RawConfig, out_dir: str | Path, digest:
         shutil.rmtree(out.scan_dir(source.scan_id), ignore_errors=True)
         message = str(exc) if isinstance(exc, SapkitError) else f"{type(exc).__name__}: {exc}"
         detail = "" if isinstance(exc, SapkitError) else traceback.format_exc(limit=3)
-        return {"status": "failed", "summary": {**base, "status": "failed", "error": message,
+        status = exc.status if isinstance(exc, AcquisitionError) else "failed"
+        return {"status": status, "summary": {**base, "status": status, "error": message,
                                                 "seconds_total": round(time.perf_counter() - start, 2)},
                 "stations": [], "files": {}, "traceback": detail}
 
