@@ -9,6 +9,11 @@ folder (never in the input tree), ~50 ms each. SimpleITK's GDCM series reader
 (``raw.converter=simpleitk``) is the in-process alternative for plain single-frame series; both
 give the same volume on the synthetic cohort (tested).
 
+Enhanced (multi-frame) MR files are read by the kit's own reader
+(:mod:`sapkit.preprocessing.enhanced`: per-frame positions, rescale and b-values from the
+functional groups) when one b-value is taken out of a diffusion file or the converter is SimpleITK
+(whose series reader cannot place frames); an Enhanced T1 goes to dcm2niix otherwise.
+
 Every volume is reoriented to RAS+ by axis permutation only (values untouched) and its affine is
 rounded to 10⁻⁴ mm, so the float32 geometry that NIfTI and dcm2niix store and the float64
 geometry of a DICOM header give one identical grid.
@@ -28,6 +33,7 @@ import numpy.typing as npt
 
 from sapkit.errors import NiftiError, SapkitError
 from sapkit.io.nifti import read_image, reorient_to_ras
+from sapkit.preprocessing.enhanced import FUNCTIONAL_GROUP_TAGS, is_enhanced, read_enhanced_volume
 
 __all__ = ["snap_affine", "read_nifti_station", "convert_dicom", "dcm2niix_path"]
 
@@ -112,8 +118,17 @@ def _with_simpleitk(files: Sequence[str], what: str) -> nib.Nifti1Image:
     return nib.Nifti1Image(array, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps)
 
 
-def convert_dicom(files: Sequence[str], *, converter: str = "dcm2niix",
-                  what: str = "DICOM stack") -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+def _is_enhanced_file(path: str) -> bool:
+    import pydicom
+
+    try:
+        return is_enhanced(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=FUNCTIONAL_GROUP_TAGS))
+    except Exception:  # noqa: BLE001 - unreadable here: the converter reports it
+        return False
+
+
+def convert_dicom(files: Sequence[str], *, converter: str = "dcm2niix", what: str = "DICOM stack",
+                  b_value: float | None = None, rules=None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
     """Convert one stack of DICOM files to a RAS+ float32 volume (rescale slope/intercept applied).
 
     Parameters
@@ -124,6 +139,10 @@ def convert_dicom(files: Sequence[str], *, converter: str = "dcm2niix",
         ``dcm2niix`` or ``simpleitk``.
     what : str
         Names the stack in error messages.
+    b_value : float, optional
+        The b-value (s/mm²) of the stack: selects the frames of an Enhanced diffusion file.
+    rules : Rules, optional
+        Where per-frame b-values are read (default: the packaged rules).
 
     Returns
     -------
@@ -136,7 +155,14 @@ def convert_dicom(files: Sequence[str], *, converter: str = "dcm2niix",
     SapkitError
         The converter failed or split the stack; the message names the stack and the fix.
     """
-    img = _with_dcm2niix(files, what) if converter == "dcm2niix" else _with_simpleitk(files, what)
+    if files and (b_value is not None or converter != "dcm2niix") and _is_enhanced_file(files[0]):
+        from sapkit.preprocessing.rules import load_rules
+
+        img = read_enhanced_volume(files, b_value=b_value, rules=rules or load_rules(), what=what)
+    elif converter == "dcm2niix":
+        img = _with_dcm2niix(files, what)
+    else:
+        img = _with_simpleitk(files, what)
     data = np.asarray(img.dataobj, dtype=np.float32)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]

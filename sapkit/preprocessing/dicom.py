@@ -4,7 +4,9 @@ Every file under the root is opened with pydicom without pixel data. Files are g
 ``SeriesInstanceUID``; each series is classified by the rules (:mod:`sapkit.preprocessing.rules`);
 T1 and DWI series are cut into *stacks*: one b-value, one orientation and matrix, slices sorted
 along the slice normal, split where slices repeat (several acquisitions in one series, told apart
-by ``AcquisitionNumber``) or jump (several stations in one series). Stacks of one patient and study
+by ``AcquisitionNumber``) or jump (several stations in one series). An Enhanced (multi-frame) file
+is read frame by frame (position, orientation and b-value from its functional groups,
+:mod:`sapkit.preprocessing.enhanced`); its frames of one b-value must form one stack. Stacks of one patient and study
 form a scan ``<PatientID>_s<k>`` (k = study order by date/time); DWI stacks on one grid (the
 b-values of one station) form one DWI station; stations are numbered from the head end.
 
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from sapkit.jobs.progress import progress_bar
+from sapkit.preprocessing.enhanced import FUNCTIONAL_GROUP_TAGS, frame_headers, is_enhanced
 from sapkit.preprocessing.rules import Rules
 from sapkit.preprocessing.stations import ScanSource, StationSource
 
@@ -36,7 +39,7 @@ SERIES_COLUMNS = ("scan_id", "patient_id", "study_uid", "series_uid", "series_nu
 _TAGS = ["SOPClassUID", "SOPInstanceUID", "Modality", "PatientID", "StudyInstanceUID", "StudyDate", "StudyTime",
          "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "ProtocolName", "SequenceName", "ImageType",
          "InstanceNumber", "AcquisitionNumber", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
-         "Rows", "Columns", "NumberOfFrames", "InstitutionName", "Manufacturer"]
+         "Rows", "Columns", "NumberOfFrames", "InstitutionName", "Manufacturer"] + FUNCTIONAL_GROUP_TAGS
 _DICOMDIR_UID = "1.2.840.10008.1.3.10"
 _GAP_FACTOR = 1.5
 
@@ -119,6 +122,16 @@ def _int(value, default: int) -> int:
         return default
 
 
+def _slice_records(path: Path, ds, rules: Rules) -> list[dict]:
+    """One record per slice: the file, or each frame of an Enhanced file (``frame`` = its index)."""
+    if not is_enhanced(ds):
+        return [_slice_record(path, ds, rules)]
+    base = {"path": str(path), "rows": _int(ds.get("Rows"), 0), "columns": _int(ds.get("Columns"), 0), "frames": 1,
+            "acquisition": "", "instance": _int(ds.get("InstanceNumber"), 0)}
+    sop = str(ds.get("SOPInstanceUID", path.name))
+    return [{**base, **frame, "sop": f"{sop}#{k}", "frame": k} for k, frame in enumerate(frame_headers(ds, rules))]
+
+
 def _slice_record(path: Path, ds, rules: Rules) -> dict:
     b_value, b_source = rules.b_value(ds)
     return {"path": str(path), "sop": str(ds.get("SOPInstanceUID", path.name)),
@@ -168,25 +181,45 @@ def _series_row(first, records: list[dict], root: Path) -> dict:
             "description": texts[0] or texts[1], "modality": str(first.get("Modality", "") or ""),
             "image_type": "\\".join(str(w) for w in (first.get("ImageType") or [])),
             "folder": str(Path(os.path.relpath(Path(records[0]["path"]).parent, root))),
-            "n_files": len(records), "b_values": " ".join(f"{b:g}" for b in bs), "texts": texts}
+            "n_files": len({r["path"] for r in records}), "b_values": " ".join(f"{b:g}" for b in bs), "texts": texts}
 
 
 def _stacks_of(records: list[dict], sequence: str) -> tuple[list[tuple[float | None, list[dict]]], str]:
-    unique = {r["sop"]: r for r in records}.values()  # a repeated SOPInstanceUID is one image
+    unique = list({r["sop"]: r for r in records}.values())  # a repeated SOPInstanceUID (frame) is one image
     keyed = defaultdict(list)
     for r in unique:
         key = (r["b_value"] if sequence == "dwi" else None, r["orientation"] and tuple(round(v, 4) for v in r["orientation"]),
                r["rows"], r["columns"], r["spacing"] and tuple(round(v, 4) for v in r["spacing"]))
         keyed[key].append(r)
     if sequence == "dwi" and any(k[0] is None for k in keyed):
+        if any("frame" in r for r in unique):
+            return [], ("Enhanced (multi-frame) diffusion file without DiffusionBValue in its per-frame "
+                        "MRDiffusionSequence; export the series as classic single-frame DICOM, or convert it with dcm2niix")
         return [], "diffusion series without a b-value in the header; add its tag to b_value_tags in the rules file"
     out = []
     for key, members in sorted(keyed.items(), key=lambda kv: str(kv[0])):
         stacks, reason = _split_stack(members)
         if reason:
             return [], reason
+        reason = _whole_files(members, stacks)
+        if reason:
+            return [], reason
         out += [(key[0], stack) for stack in stacks]
     return out, ""
+
+
+def _whole_files(members: list[dict], stacks: list[list[dict]]) -> str:
+    """A reason when the frames of one Enhanced file (at one b-value) fall into several stacks."""
+    for path in {m["path"] for m in members if "frame" in m}:
+        if sum(any(s["path"] == path for s in stack) for stack in stacks) > 1:
+            return (f"Enhanced file {Path(path).name} holds several stacks (stations or repeats) at one b-value; "
+                    "convert it with dcm2niix, or export one file per station")
+    return ""
+
+
+def _files(stack: list[dict]) -> tuple[str, ...]:
+    """The files of a stack in order (an Enhanced file once, however many of its frames it holds)."""
+    return tuple(dict.fromkeys(s["path"] for s in stack))
 
 
 def _station_geometry(stack: list[dict]) -> tuple:
@@ -209,7 +242,7 @@ def _build_scans(usable: list[dict]) -> list[ScanSource]:
     for scan_id in sorted(by_scan):
         items = by_scan[scan_id]
         t1 = sorted([i for i in items if i["sequence"] == "t1"], key=lambda i: -_centre_z(i["stack"]))
-        stations = [StationSource("t1", k + 1, ((None, tuple(s["path"] for s in i["stack"])),), "dicom",
+        stations = [StationSource("t1", k + 1, ((None, _files(i["stack"])),), "dicom",
                                   f"series {i['series_number']} {i['description']}") for k, i in enumerate(t1)]
         dwi = defaultdict(list)
         for i in items:
@@ -217,7 +250,7 @@ def _build_scans(usable: list[dict]) -> list[ScanSource]:
                 dwi[_station_geometry(i["stack"])].append(i)
         ordered = sorted(dwi.values(), key=lambda group: -_centre_z(group[0]["stack"]))
         for k, group in enumerate(ordered):
-            images = tuple((i["b_value"], tuple(s["path"] for s in i["stack"])) for i in sorted(group, key=lambda i: i["b_value"]))
+            images = tuple((i["b_value"], _files(i["stack"])) for i in sorted(group, key=lambda i: i["b_value"]))
             desc = "; ".join(sorted({f"series {i['series_number']} {i['description']}" for i in group}))
             stations.append(StationSource("dwi", k + 1, images, "dicom", desc))
         problems = [f"scan {scan_id} has no {seq} series; check rules.yaml (qc/series.csv lists every series and why)"
@@ -257,14 +290,14 @@ def _scan(root: Path, rules: Rules, *, progress: bool) -> DicomInventory:
     for path in progress_bar(files, desc="DICOM headers", disable=not progress, unit="file"):
         ds, reason = _read_header(path, tags)
         try:
-            record = _slice_record(path, ds, rules) if ds is not None else None
+            found = _slice_records(path, ds, rules) if ds is not None else []
         except (TypeError, ValueError, AttributeError) as exc:
             ds, reason = None, f"malformed header ({type(exc).__name__}: {exc})"
         if ds is None:
             skipped.append({"path": str(path.relative_to(root)), "reason": reason})
             continue
         uid = str(ds.SeriesInstanceUID)
-        series[uid].append(record)
+        series[uid].extend(found)
         headers.setdefault(uid, ds)
     studies: dict = defaultdict(dict)  # patient → study UID → earliest (date, time)
     for uid, ds in headers.items():
