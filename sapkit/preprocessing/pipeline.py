@@ -31,6 +31,7 @@ from sapkit.preprocessing.convert import convert_dicom, read_nifti_station, snap
 from sapkit.preprocessing.geometry import Volume, output_grid, output_spacing
 from sapkit.preprocessing.isis import chain_factors, overlap_ratio, reference_station
 from sapkit.preprocessing.register import Registration, identity_transform, register_station
+from sapkit.preprocessing.station_registration import register_chained
 from sapkit.preprocessing.stations import ScanSource, StationSource
 from sapkit.preprocessing.stitch import station_order, stitch
 
@@ -305,10 +306,13 @@ def _preprocess(source: ScanSource, config: RawConfig) -> ProcessedScan:
     mask = body_mask(t1_out.image)
     tick("stitch")
     regs: list[Registration] = []
-    for s in dwi:
+    chained = config.register.enabled and config.register.dwi_stations == "chained"  # DWI stations to each other first
+    chain = register_chained(Volume(t1_out.image, affine), mask, [s.volume() for s in dwi], dwi_masks,
+                             config=config.register, threads=config.threads) if chained else []
+    for k, s in enumerate(dwi):
         if config.register.enabled:
-            regs.append(register_station(Volume(t1_out.image, affine), mask, s.volume(), config=config.register,
-                                         threads=config.threads))
+            regs.append(chain[k] if chained else register_station(Volume(t1_out.image, affine), mask, s.volume(),
+                                                                  config=config.register, threads=config.threads))
             if not regs[-1].accepted:
                 warnings.append(f"DWI station {s.number}: registration {regs[-1].stop}")
         else:

@@ -24,7 +24,8 @@ from sapkit.config import RegisterConfig
 from sapkit.imaging.resample import to_sitk
 from sapkit.preprocessing.geometry import Volume, corners_mm
 
-__all__ = ["Registration", "register_station", "identity_transform"]
+__all__ = ["Registration", "register_station", "identity_transform", "registration_method", "run_registration",
+           "crop_along"]
 
 _SEED = 20240
 
@@ -69,7 +70,41 @@ def identity_transform():
     return sitk.TranslationTransform(3)
 
 
-def _crop_along(fixed: Volume, mask: npt.NDArray, lo: float, hi: float, u: npt.NDArray) -> tuple[Volume, npt.NDArray]:
+def registration_method(config: RegisterConfig, threads: int, fixed_mask_image=None):
+    """A SimpleITK registration method with the kit's optimiser and pyramid, metric not yet set.
+
+    Nelder–Mead simplex (2 mm initial step, ``config.iterations``, ``config.tolerance_mm``), scales
+    from physical shift, linear interpolation, the pyramid ``config.shrink_factors`` /
+    ``config.smoothing_mm`` (mm), ``threads`` metric threads, and the fixed-image mask when given.
+    """
+    import SimpleITK as sitk
+
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetNumberOfThreads(int(threads))
+    if fixed_mask_image is not None:
+        reg.SetMetricFixedMask(fixed_mask_image)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsAmoeba(simplexDelta=2.0, numberOfIterations=int(config.iterations),
+                             parametersConvergenceTolerance=float(config.tolerance_mm), functionConvergenceTolerance=1e-5)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetShrinkFactorsPerLevel([int(s) for s in config.shrink_factors])
+    reg.SetSmoothingSigmasPerLevel([float(s) for s in config.smoothing_mm])
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    return reg
+
+
+def run_registration(reg, initial, fixed_image, moving_image):
+    """Run ``reg`` from ``initial`` (not modified); the found transform, fixed world → moving world."""
+    import SimpleITK as sitk
+
+    reg.SetInitialTransform(initial, inPlace=False)
+    result = reg.Execute(fixed_image, moving_image)
+    if isinstance(result, sitk.CompositeTransform):
+        result = result.GetBackTransform() if result.GetNumberOfTransforms() else result
+    return result
+
+
+def crop_along(fixed: Volume, mask: npt.NDArray, lo: float, hi: float, u: npt.NDArray) -> tuple[Volume, npt.NDArray]:
     """The slab of ``fixed`` whose voxels lie between ``lo`` and ``hi`` mm along ``u``."""
     a = fixed.affine
     axis = int(np.argmax(np.abs(u @ a[:3, :3])))
@@ -109,7 +144,7 @@ def register_station(fixed: Volume, fixed_mask: npt.ArrayLike, moving: Volume, *
 
     u = np.array([0.0, 0.0, 1.0])
     t = corners_mm(moving.array.shape, moving.affine) @ u
-    crop, crop_mask = _crop_along(fixed, np.asarray(fixed_mask, dtype=bool), t.min() - config.margin_mm,
+    crop, crop_mask = crop_along(fixed, np.asarray(fixed_mask, dtype=bool), t.min() - config.margin_mm,
                                   t.max() + config.margin_mm, u)
     if crop_mask.sum() < 100:
         return Registration(identity_transform(), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), float("nan"), False,
@@ -120,23 +155,11 @@ def register_station(fixed: Volume, fixed_mask: npt.ArrayLike, moving: Volume, *
         initial.SetCenter([float(v) for v in moving.centre_mm])
     else:
         initial = sitk.TranslationTransform(3)
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetNumberOfThreads(int(threads))
+    reg = registration_method(config, threads, to_sitk(crop_mask.astype(np.uint8), crop.affine))
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=int(config.bins))
     reg.SetMetricSamplingStrategy(reg.REGULAR)
     reg.SetMetricSamplingPercentage(float(config.sampling_fraction), _SEED)
-    reg.SetMetricFixedMask(to_sitk(crop_mask.astype(np.uint8), crop.affine))
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsAmoeba(simplexDelta=2.0, numberOfIterations=int(config.iterations),
-                             parametersConvergenceTolerance=float(config.tolerance_mm), functionConvergenceTolerance=1e-5)
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([int(s) for s in config.shrink_factors])
-    reg.SetSmoothingSigmasPerLevel([float(s) for s in config.smoothing_mm])
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    reg.SetInitialTransform(initial, inPlace=False)
-    result = reg.Execute(f_img, m_img)
-    if isinstance(result, sitk.CompositeTransform):
-        result = result.GetBackTransform() if result.GetNumberOfTransforms() else result
+    result = run_registration(reg, initial, f_img, m_img)
     params = np.asarray(result.GetParameters(), dtype=float)
     if config.transform == "rigid":
         rotation, translation = np.rad2deg(params[:3]), params[3:6]

@@ -27,7 +27,7 @@ from scipy import ndimage
 from sapkit.imaging.resample import resample
 from sapkit.io.folders import PreprocessDir
 
-__all__ = ["station_cores", "adjacent_deviation", "score_scan", "score_cohort"]
+__all__ = ["station_cores", "adjacent_deviation", "shift_errors", "score_scan", "score_cohort"]
 
 _MUSCLE, _FAT = 2, 1  # phantom Tissue codes
 
@@ -83,6 +83,21 @@ def _load(path: Path) -> tuple[npt.NDArray, npt.NDArray]:
     return np.asarray(img.dataobj), np.asarray(img.affine, dtype=np.float64)
 
 
+def shift_errors(prep_dir: str | Path, raw_dir: str | Path, scan_id: str) -> npt.NDArray[np.float64]:
+    """Per DWI station (1 = head end), the distance (mm) between the recovered and the true shift.
+
+    Empty when the scan's DWI station count differs from the truth's.
+    """
+    truth_st = pd.read_csv(Path(raw_dir) / "truth" / "stations.csv")
+    found = pd.read_csv(PreprocessDir(prep_dir).table("stations"))
+    found = found[(found["scan_id"] == scan_id) & (found["sequence"] == "dwi")].sort_values("station")
+    known = truth_st[(truth_st["scan_id"] == scan_id) & (truth_st["sequence"] == "dwi")].sort_values("station")
+    axes = ["shift_x_mm", "shift_y_mm", "shift_z_mm"]
+    if len(found) != len(known):
+        return np.zeros(0)
+    return np.linalg.norm(found[axes].to_numpy() - known[axes].to_numpy(), axis=1)
+
+
 def score_scan(prep_dir: str | Path, raw_dir: str | Path, scan_id: str) -> dict:
     """The acceptance measures of one scan (see the module docstring); keys name unit and stage.
 
@@ -113,12 +128,8 @@ def score_scan(prep_dir: str | Path, raw_dir: str | Path, scan_id: str) -> dict:
            "muscle_dev_before": float(np.nanmin(dev_before[:, 0])), "fat_dev_before": float(np.nanmin(dev_before[:, 1])),
            "muscle_dev_after": float(np.nanmax(dev_after[:, 0])), "fat_dev_after": float(np.nanmax(dev_after[:, 1])),
            "t1_correlation": float(np.corrcoef(truth_t1[body].astype(np.float64), on_truth[body].astype(np.float64))[0, 1])}
-    found = pd.read_csv(prep.table("stations"))
-    found = found[(found["scan_id"] == scan_id) & (found["sequence"] == "dwi")].sort_values("station")
-    known = truth_st[(truth_st["scan_id"] == scan_id) & (truth_st["sequence"] == "dwi")].sort_values("station")
-    axes = ["shift_x_mm", "shift_y_mm", "shift_z_mm"]
-    if len(found) == len(known) and len(found):
-        errors = np.linalg.norm(found[axes].to_numpy() - known[axes].to_numpy(), axis=1)
+    errors = shift_errors(prep_dir, raw_dir, scan_id)
+    if len(errors):
         out["shift_error_mm"], out["shift_error_median_mm"] = float(errors.max()), float(np.median(errors))
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     if prep.scan_file(scan_id, "skeleton").is_file():
