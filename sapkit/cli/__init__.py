@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("sapkit.cli.prepare", "reorient/resample a manifest's scans onto the T1 grid into a new folder"),
     "preprocess": ("sapkit.cli.preprocess", "raw stations (DICOM folder or stations CSV) → N4, standardisation, "
                                             "stitching, DWI→T1 → a manifest"),
+    "propagate": ("sapkit.cli.propagate", "skeleton labels for a subject's repeat scans from its one labelled scan"),
     "split": ("sapkit.cli.split", "write splits.json (patient k-fold stratified by lesion count)"),
     "synth": ("sapkit.cli.synth", "generate the synthetic healthy and patient cohorts"),
     "train": ("sapkit.cli.train", "train the skeleton, SSL or lesion model"),

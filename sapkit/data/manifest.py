@@ -160,7 +160,7 @@ def _path_problem(sid: str, col: str, root: Path, rel: str) -> str | None:
     return None
 
 
-def load_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
+def load_manifest(path: str | Path, *, check_files: bool = True, require_labels: bool = True) -> Manifest:
     """Load and validate a manifest.
 
     Parameters
@@ -169,6 +169,9 @@ def load_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
         ``manifest.yaml`` or the folder holding it.
     check_files : bool
         Also open every NIfTI file (readable, 3D, finite, same grid, known label values).
+    require_labels : bool
+        Refuse healthy scans without ``skeleton_label`` (training needs them); False for data that
+        still has to be labelled (``sapkit check`` reports the stage, ``sapkit propagate`` labels it).
 
     Returns
     -------
@@ -209,7 +212,7 @@ def load_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
     if duplicated:
         raise ManifestError(f"{csv_path} has duplicated column name(s) {duplicated}; keep one column of each name")
     label_maps = _parse_label_maps(meta.get("label_maps"), yaml_path)
-    problems = _check_table(scans, csv_path, data_root)
+    problems = _check_table(scans, csv_path, data_root, require_labels=require_labels)
     if problems:
         raise ManifestError(_format(problems, csv_path))
     scans = scans.copy()
@@ -232,7 +235,7 @@ def _format(problems: list[str], csv_path: Path) -> str:
     return "\n".join([head] + [f"  - {p}" for p in problems])
 
 
-def _check_table(scans: pd.DataFrame, csv_path: Path, data_root: Path) -> list[str]:
+def _check_table(scans: pd.DataFrame, csv_path: Path, data_root: Path, *, require_labels: bool = True) -> list[str]:
     missing = [c for c in REQUIRED_COLUMNS if c not in scans.columns]
     if missing:
         sep = next((c for c in ";\t|" if len(scans.columns) == 1 and c in str(scans.columns[0])), None)
@@ -261,7 +264,7 @@ def _check_table(scans: pd.DataFrame, csv_path: Path, data_root: Path) -> list[s
         if row["t1"] and row["b1000"] and os.path.realpath(data_root / row["t1"]) == os.path.realpath(data_root / row["b1000"]):
             problems.append(f"{sid}: t1 and b1000 name the same file {row['b1000']!r}; b1000 must be the diffusion-"
                             "weighted image (b = 1000 s/mm²) — fix the b1000 column")
-        if row["cohort"] == "healthy" and not row["skeleton_label"]:
+        if require_labels and row["cohort"] == "healthy" and not row["skeleton_label"]:
             problems.append(f"{sid}: healthy scan without skeleton_label; label it (notebook 01) or drop the row")
         if row["cohort"] == "patient" and not row["lesion_label"]:
             problems.append(f"{sid}: patient scan without lesion_label; add the lesion mask path")
@@ -371,7 +374,8 @@ def write_manifest(
     return atomic_write_text(out_dir / "manifest.yaml", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
 
 
-def declare_manifest_inputs(plan: OutputPlan, manifest: str | Path | Manifest, *, label: str = "data") -> Manifest | None:
+def declare_manifest_inputs(plan: OutputPlan, manifest: str | Path | Manifest, *, label: str = "data",
+                            require_labels: bool = True) -> Manifest | None:
     """Declare a manifest's files and folders as inputs of ``plan`` (:mod:`sapkit.io.output_paths`).
 
     The YAML, its CSV and every file a row names become input files; the manifest's folder and
@@ -392,7 +396,7 @@ def declare_manifest_inputs(plan: OutputPlan, manifest: str | Path | Manifest, *
             return None  # nothing there to protect; the command says what is missing
         plan.reads(yaml_path, f"the manifest {yaml_path.name}")
         plan.reads_folder(yaml_path.parent, f"{label} folder (it holds {yaml_path.name} or the scans)")
-        manifest = load_manifest(given, check_files=False)
+        manifest = load_manifest(given, check_files=False, require_labels=require_labels)
     for path, what in manifest.files().items():
         plan.reads(path, what)
     for folder in (manifest.path.parent, manifest.data_root):
