@@ -122,10 +122,11 @@ def slopegraph_figure(patients: pd.DataFrame, metric: str = "f2", *, reference: 
                                  mode="lines+markers", name="median of each init", legendgroup="median",
                                  showlegend=col == 1, line=dict(color="black", width=4), marker=dict(size=10)),
                       row=1, col=col)
-    for direction, color in ((f"{ref_name} higher", init_color(reference)), (f"{ref_name} lower", "#555555"),
-                             ("tied", _TIE)):
-        if direction in shown:  # legend entries for the line colours (the "lower" colour is the other init's)
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"patient: {direction}",
+    for direction, color, note in ((f"{ref_name} higher", init_color(reference), ""),
+                                   (f"{ref_name} lower", "#555555", " (line in the other init's colour)"),
+                                   ("tied", _TIE, "")):
+        if direction in shown:  # legend entries for the line colours
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"patient: {direction}{note}",
                                      line=dict(color=color, width=2), legendgroup=direction), row=1, col=1)
     fig.update_layout(title=title, template="plotly_white", height=440, margin=dict(t=110 if title else 90),
                       legend=dict(orientation="h", y=-0.12, itemsizing="constant"))
