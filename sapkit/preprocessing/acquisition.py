@@ -126,7 +126,8 @@ def _mm(v: float) -> str:
 
 
 def _range(lo: float, hi: float) -> str:
-    return f"z {_mm(lo)}–{_mm(hi)} mm"
+    """``z lo–hi mm``, widened to whole mm (so the range always holds the defect)."""
+    return f"z {_mm(np.floor(lo + 1e-6))}–{_mm(np.ceil(hi - 1e-6))} mm"
 
 
 def _name(sequence: str) -> str:
@@ -164,7 +165,7 @@ def _holes(sequence: str, stations: Sequence["LoadedStation"], extents: list[Sta
             continue
         where = _range(low.hi_mm, up.lo_mm)
         covering = [o.number for o in other if o.lo_mm < low.hi_mm + 0.5 * hole < o.hi_mm]
-        by = f" (where {_name(other[0].sequence) if other else ''} station {covering[0]} covers it)" if covering else ""
+        by = f" ({_name(other[0].sequence)} station {covering[0]} does)" if covering else ""
         missed = hole / step
         if _same_series(stations[k], stations[k + 1], up, low) and abs(missed - round(missed)) < 0.1:
             n = int(round(missed))
@@ -174,14 +175,14 @@ def _holes(sequence: str, stations: Sequence["LoadedStation"], extents: list[Sta
                                   f"and {low.number}); re-export the missing DICOM file(s)"))
         elif hole >= 0.5 * float(np.median(lengths)):
             defects.append(Defect("incomplete", "missing_station", sequence, up.number + 1, (low.hi_mm, up.lo_mm),
-                                  f"{_name(sequence)} station {up.number + 1} missing, {where}{by}: no {_name(sequence)} "
-                                  f"station covers it between stations {up.number} and {low.number}; add the station "
-                                  "to the input"))
+                                  f"{_name(sequence)} station {up.number + 1} missing, {where}: no {_name(sequence)} station "
+                                  f"covers it between stations {up.number} and {low.number}{by}; add the station to "
+                                  "the input"))
         else:
             defects.append(Defect("incomplete", "gap", sequence, up.number, (low.hi_mm, up.lo_mm),
                                   f"gap of {hole:.1f} mm between {_name(sequence)} stations {up.number} and "
-                                  f"{low.number}, {where}{by}; the stations do not overlap or touch (check the "
-                                  "table positions of the acquisition)"))
+                                  f"{low.number}, {where}: the stations neither overlap nor touch{by}; check the "
+                                  "table positions of the acquisition"))
     return defects
 
 

@@ -105,12 +105,27 @@ def output_grid(volumes: Sequence[Volume], spacing_mm: Sequence[float]
     """The stitched grid: the union of ``volumes`` at ``spacing_mm`` (X Y Z, mm).
 
     Its lattice is that of the first station with exactly this spacing (so stations on it map onto
-    the output without interpolation), else the first station's axes with the first voxel's outer
-    edge kept (:func:`sapkit.imaging.resample.target_grid`).
+    the output without interpolation; the union of their voxel centres, :func:`union_grid`), else
+    the first station's axes at ``spacing_mm`` covering the union of the stations' voxel boxes.
     """
     grids = [(v.array.shape[:3], v.affine) for v in volumes]
     match = [k for k, v in enumerate(volumes) if np.allclose(v.spacing_mm, spacing_mm, rtol=0, atol=1e-4)]
     if match:
         return union_grid(grids, reference=match[0])
     _, reference = target_grid(grids[0][0], grids[0][1], spacing_mm)
-    return union_grid(grids + [((1, 1, 1), reference)], reference=len(grids))
+    step = np.asarray(spacing_mm, dtype=np.float64)
+    axes = reference[:3, :3] / step  # unit columns
+    boxes = np.concatenate([_box_corners_mm(shape, affine) for shape, affine in grids])  # outer voxel edges
+    local = (boxes - reference[:3, 3]) @ axes  # mm along each output axis
+    lo, hi = local.min(axis=0), local.max(axis=0)
+    shape = tuple(int(max(1, np.ceil((h - lo_) / s - 1e-3))) for lo_, h, s in zip(lo, hi, step))
+    affine = reference.copy()
+    affine[:3, 3] = reference[:3, 3] + axes @ (lo + step / 2)
+    return shape, np.round(affine, 4) + 0.0  # type: ignore[return-value]
+
+
+def _box_corners_mm(shape: Sequence[int], affine: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """(8, 3) world positions (mm) of the outer corners of a grid's voxel box (half a voxel beyond the centres)."""
+    n = np.asarray(shape[:3], dtype=float) - 0.5
+    idx = np.array([[i, j, k, 1.0] for i in (-0.5, n[0]) for j in (-0.5, n[1]) for k in (-0.5, n[2])])
+    return (idx @ np.asarray(affine, dtype=np.float64).T)[:, :3]

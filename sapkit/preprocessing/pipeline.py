@@ -35,19 +35,21 @@ from sapkit.preprocessing.station_registration import register_chained
 from sapkit.preprocessing.stations import ScanSource, StationSource
 from sapkit.preprocessing.stitch import station_order, stitch
 
-__all__ = ["LoadedStation", "ProcessedScan", "load_scan", "preprocess_scan"]
+__all__ = ["LoadedStation", "ProcessedScan", "load_scan", "load_labels", "preprocess_scan"]
 
 
 @dataclass
 class LoadedStation:
     """A station in memory: ``images`` (b-value or None → (X, Y, Z) float32) on ``affine`` (RAS+ mm),
-    per-station ``labels`` on the same grid, its ``number`` (1 = head end) and ``description``."""
+    per-station ``labels`` on the same grid, its ``number`` (1 = head end), ``description`` and the
+    station number the input gave it (``input_number``)."""
 
     number: int
     images: dict
     affine: npt.NDArray[np.float64]
     labels: dict = field(default_factory=dict)
     description: str = ""
+    input_number: int = 0
 
     def volume(self, b_value: float | None = None) -> Volume:
         """The image at ``b_value`` (the lowest b-value, or the T1 image, when None)."""
@@ -105,9 +107,10 @@ def _read_label(path: str, shape, affine, what: str) -> npt.NDArray:
     return data.astype(np.uint8) if data.min() >= 0 and data.max() < 256 else data
 
 
-def load_scan(source: ScanSource, *, converter: str = "dcm2niix"
+def load_scan(source: ScanSource, *, converter: str = "dcm2niix", labels: bool = True
               ) -> tuple[list[LoadedStation], list[LoadedStation], dict[str, tuple[npt.NDArray, npt.NDArray]]]:
-    """Read (or convert) every station of a scan, ordered head → feet, with its labels.
+    """Read (or convert) every station of a scan, ordered head → feet, with its labels
+    (``labels=False``: without; :func:`load_labels` reads them later).
 
     Returns
     -------
@@ -131,21 +134,37 @@ def load_scan(source: ScanSource, *, converter: str = "dcm2niix"
                 raise NiftiError(f"scan {source.scan_id} DWI station {st.station}: b={b:g} is on another grid than the "
                                  "other b-values; the b-values of one station must share one grid")
             images[b], affine = data, aff
-        labels = {name: _read_label(path, images[None].shape, affine, f"{name} of T1 station {st.station}")
-                  for name, path in st.labels} if st.sequence == "t1" else {}
-        (t1 if st.sequence == "t1" else dwi).append(LoadedStation(st.station, images, affine, labels, st.description))
+        (t1 if st.sequence == "t1" else dwi).append(LoadedStation(st.station, images, affine, {}, st.description,
+                                                                  st.station))
     out = []
     for stations in (t1, dwi):
         ordered = [stations[i] for i in station_order([s.volume() for s in stations])] if stations else []
         for k, s in enumerate(ordered):
             s.number = k + 1
         out.append(ordered)
+    return out[0], out[1], (load_labels(source, out[0]) if labels else {})
+
+
+def load_labels(source: ScanSource, t1: list[LoadedStation]) -> dict[str, tuple[npt.NDArray, npt.NDArray]]:
+    """Read the per-station labels into ``t1`` (in place) and return the whole-body labels (name → (map, affine)).
+
+    Raises
+    ------
+    SapkitError
+        A label file that cannot be read, or a per-station label not on its station's grid.
+    """
+    by_number = {s.input_number: s for s in t1}
+    for st in source.stations:
+        if st.sequence == "t1" and st.station in by_number:
+            s = by_number[st.station]
+            s.labels = {name: _read_label(path, s.images[None].shape, s.affine, f"{name} of T1 station {st.station}")
+                        for name, path in st.labels}
     whole = {}
     for name, path in source.labels:
         data, aff, _ = read_label(path, what=name)
         data, aff = reorient_to_ras(data, aff)
         whole[name] = (data, snap_affine(aff))
-    return out[0], out[1], whole
+    return whole
 
 
 def _b1000_key(dwi: list[LoadedStation], config: RawConfig) -> float:
@@ -271,13 +290,14 @@ def _preprocess(source: ScanSource, config: RawConfig) -> ProcessedScan:
         timings[step] = round(now - clock, 3)
         clock = now
 
-    t1, dwi, whole = load_scan(source, converter=config.converter)
+    t1, dwi, _ = load_scan(source, converter=config.converter, labels=False)
     tick("load")
-    acquisition = model_acquisition(t1, dwi)
+    acquisition = model_acquisition(t1, dwi)  # before the labels: a split station would misplace them
     defects = [d.message for d in acquisition.defects]
     if defects and config.on_incomplete == "fail":
         raise AcquisitionError(f"{'; '.join(defects)} (scan {source.scan_id}; raw.on_incomplete=warn or keep "
                                "preprocesses it as acquired)", acquisition.status)
+    whole = load_labels(source, t1)
     if config.on_incomplete == "warn":
         warnings += defects
     b_key = _b1000_key(dwi, config)
