@@ -40,6 +40,11 @@ def _(w, t):
     return ["prepare", at(w, "evil"), "--out", str(t / "out")], EVIL
 
 
+@case("propagate: scan_id ../../x")
+def _(w, t):
+    return ["propagate", at(w, "evil"), "--out", str(t / "out")], EVIL
+
+
 @case("export --inputs: scan_id ../../x")
 def _(w, t):
     return export_argv(w, t / "bundle", "--inputs", at(w, "evil")), EVIL
