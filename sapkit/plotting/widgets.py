@@ -72,7 +72,9 @@ class LesionExplorer:
         self._eval = eval_config or EvalConfig(connectivity=connectivity)
         self._options = dict(connectivity=connectivity, min_volume_ml=min_volume_ml)
         self._channel, self._axis, self._max_rows = channel, _AXES[axis], max_rows
-        self._thresholds, self._backend = dict(thresholds or {}), viewer_backend
+        # chosen now, in the cell that builds the explorer: a widget callback later runs outside any cell,
+        # where "auto" would take the kernel for headless
+        self._thresholds, self._backend = dict(thresholds or {}), select_backend(viewer_backend)
         self.table = pd.DataFrame(columns=LESION_COLUMNS)
         self.comparison_table = pd.DataFrame(columns=["init", "n_lesions", "total_volume_ml"])
         self.component_map: np.ndarray | None = None
@@ -82,6 +84,7 @@ class LesionExplorer:
         labels = case_labels or {}
         self.case_picker = w.Dropdown(options=[(labels.get(c, c), c) for c in cases], value=cases[0],
                                       description="case", layout=w.Layout(width="320px"))
+        self.case_picker.add_class("sapkit-case-picker")
         if init is not None and init not in self.inits:
             raise ConfigError(f"init {init!r} has no probability maps; choose one of {self.inits}.")
         self.init_picker = w.ToggleButtons(options=self.inits, value=init or self.inits[0], description="init")
@@ -297,7 +300,7 @@ class LesionExplorer:
         focus = tuple(float(row[c]) for c in CENTROID_COLUMNS)
         what = row.get("outcome", "predicted lesion") if kind == "predicted" else "missed lesion"
         outcomes = self.outcomes.label_map() if self.outcomes is not None else (self.component_map > 0).astype(np.uint8)
-        backend = select_backend(self._backend)
+        backend = self._backend
         self.viewer = view(self._images[case], outcomes=outcomes, reference=self._masks.get(case),
                            spacing_mm=self._case_spacing(case), channel=self._channel, backend=backend,
                            focus_vox=focus, title=f"{case} · {init_label(init)} · {what} {lesion_id}")

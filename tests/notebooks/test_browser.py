@@ -1,6 +1,8 @@
 """The notebooks' interactive pieces in a real browser: JupyterLab + headless Debian Chromium.
 
-Starts JupyterLab on 127.0.0.1 (free port, random token, throw-away config/settings), opens
+Starts JupyterLab on 127.0.0.1 (free port, random token, throw-away config/settings) in the
+``notebooks/`` folder of a stand-in checkout (the package and the notebooks copied into the test's
+folder, the kernel importing that copy, so ``runs/`` is the checkout's own), opens
 ``tests/fixtures/browser_demo.ipynb`` with the ``sapkit`` kernel, runs all cells with a live kernel,
 moves the threshold slider, and checks: the ipyniivue canvas holds a WebGL2 context and drew
 something, plotly figures are drawn, the slider changed the lesion table, and neither a page error
@@ -85,17 +87,32 @@ def run_dir(tmp_path_factory) -> Path:
     return folder
 
 
+NOTEBOOK_05 = "05_lesion_analysis.ipynb"
+
+
 @pytest.fixture(scope="module")
-def lab(run_dir):
-    """A private JupyterLab server; yields (base_url, token)."""
+def checkout(run_dir) -> Path:
+    """A fresh-clone stand-in: ``sapkit/`` and ``notebooks/`` (05 and the demo notebook) copied; the kernel
+    imports this copy (PYTHONPATH), so its notebooks' ``run_dir = "auto"`` looks in ``checkout/runs``."""
+    folder = run_dir / "checkout"
+    shutil.copytree(REPO / "sapkit", folder / "sapkit", ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "notebooks").mkdir()
+    shutil.copy(REPO / "notebooks" / NOTEBOOK_05, folder / "notebooks" / NOTEBOOK_05)
+    shutil.copy(DEMO, folder / "notebooks" / DEMO.name)
+    (folder / "runs").mkdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lab(run_dir, checkout):
+    """A private JupyterLab server started as ``jupyter lab notebooks/`` in the checkout; yields (base_url, token)."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    root = run_dir / "lab_root"
-    root.mkdir()
-    shutil.copy(DEMO, root / DEMO.name)
+    root = checkout / "notebooks"
     home = run_dir / "jupyter"
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-               JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
+               JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")])))
     # Render every cell (no virtual scrolling) and skip the news prompt.
     tracker = home / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
     tracker.parent.mkdir(parents=True)
@@ -110,7 +127,7 @@ def lab(run_dir):
         spec.mkdir(parents=True)
         spec.joinpath("kernel.json").write_text(json.dumps({
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "Python (sapkit)", "language": "python", "env": {"PYTHONPATH": str(REPO)}}))
+            "display_name": "Python (sapkit)", "language": "python", "env": {"PYTHONPATH": str(checkout)}}))
         env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(home / "path"), env.get("JUPYTER_PATH")]))
     port, token = _free_port(), secrets.token_hex(16)
     log = (run_dir / "jupyterlab.log").open("w")
@@ -269,16 +286,6 @@ def test_demo_notebook_in_chromium(lab, run_dir):
     assert not errors, f"errors in the page (see {run_dir}):\n" + "\n".join(errors)
 
 
-def _notebook_05_for(smoke_run: Path, folder: Path) -> Path:
-    """Notebook 05 with its parameters cell pointing at the session's smoke run."""
-    nb = json.loads((REPO / "notebooks" / "05_lesion_analysis.ipynb").read_text())
-    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    cell["source"] = f'profile = "smoke"\nrun_dir = {str(smoke_run)!r}\noverrides = {{}}\ngallery_init = "sap"\ngallery_size = 2\n'
-    path = folder / "05_lesion_analysis.ipynb"
-    path.write_text(json.dumps(nb))
-    return path
-
-
 def _lesion_count(page) -> int:
     text = page.locator(".sapkit-lesion-explorer").inner_text()
     match = re.search(r"(\d+)\s+lesions,", text)
@@ -293,16 +300,40 @@ def _lesion_count_at(page, threshold: str) -> int:
     return _lesion_count(page)
 
 
-def test_notebook_05_in_chromium(lab, run_dir, smoke_series):
-    """The real notebook 05 on the smoke run: 3D viewer with overlays, explorer image, slider → lesion count."""
+def _colour_pixels(page, png: bytes, rgb: tuple[int, int, int], tol: int = 40) -> int:
+    """Pixels of a screenshot within ``tol`` of ``rgb`` on every channel, counted by the browser."""
+    return page.evaluate("""async ([b64, rgb, tol]) => {
+        const img = new Image(); img.src = 'data:image/png;base64,' + b64; await img.decode();
+        const c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
+        const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+        const d = ctx.getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 0; i < d.length; i += 4)
+            if (Math.abs(d[i] - rgb[0]) <= tol && Math.abs(d[i + 1] - rgb[1]) <= tol && Math.abs(d[i + 2] - rgb[2]) <= tol) n++;
+        return n;
+    }""", [base64.b64encode(png).decode(), list(rgb), tol])
+
+
+def test_notebook_05_in_chromium(lab, run_dir, checkout, smoke_series):
+    """Acceptance 1 of issue 25: after ``sapkit reproduce --profile smoke --run-dir runs/demo``, notebook 05
+    opened from ``jupyter lab notebooks/`` with its default parameters runs to the end on that run; the
+    explorer lists every test scan; a false positive chosen in it opens in the 3D viewer in the three
+    outcome colours. The run is the session's smoke series (tests/smoke_runs.py: the same
+    ``sapkit reproduce --profile smoke``), linked as the checkout's ``runs/demo``; screenshots in
+    ``<run_dir>/notebook_05``."""
+    import pandas as pd
     from playwright.sync_api import sync_playwright
 
+    from sapkit.plotting.colors import OUTCOME_COLORS
+
     base, token = lab
-    notebook = _notebook_05_for(smoke_series, run_dir / "lab_root")
+    (checkout / "runs" / "demo").symlink_to(smoke_series, target_is_directory=True)
+    notebook = checkout / "notebooks" / NOTEBOOK_05
     n_cells = sum(c["cell_type"] == "code" for c in json.loads(notebook.read_text())["cells"])
     shots = run_dir / "notebook_05"
     shots.mkdir(exist_ok=True)
+    print(f"\nnotebook 05 screenshots: {shots}")
     errors: list[str] = []
+    timings: dict[str, float] = {}
     with sync_playwright() as p:
         context = _launch(p, run_dir / "profile05", [])
         page = context.new_page()
@@ -312,10 +343,15 @@ def test_notebook_05_in_chromium(lab, run_dir, smoke_series):
             page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
         try:
+            start = time.perf_counter()
             _open_notebook(page, base, token, notebook.name)
             _run_all_cells(page, n_cells, 400_000, shots / "01_after_run_all.png")
+            timings["open + run all"] = time.perf_counter() - start
             assert not page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] "
                                     ":text('Traceback')").count()
+            # default parameters: "auto" found the checkout's runs/demo
+            chosen = page.locator(".jp-CodeCell .jp-OutputArea", has_text="run folder:").first.inner_text()
+            assert str(checkout / "runs" / "demo") in chosen, chosen
 
             # 1) the 3D viewer (live JupyterLab: ipyniivue) drew the scan with its overlays
             viewer = page.locator(".jp-CodeCell .jp-OutputArea", has_text="viewer: ipyniivue").first
@@ -326,11 +362,16 @@ def test_notebook_05_in_chromium(lab, run_dir, smoke_series):
             shot = viewer.screenshot(path=str(shots / "02_viewer.png"))
             assert _bright_fraction(page, shot) > 0.02, "the viewer canvas stayed black"
 
-            # 2) the explorer's image panel holds the projection image and a title
+            # 2) the explorer lists every test scan; its image panel holds the projection and a title
+            start = time.perf_counter()
             explorer = page.locator(".sapkit-lesion-explorer")
             explorer.scroll_into_view_if_needed()
             explorer.locator(".js-plotly-plot g.hm image").first.wait_for(state="attached", timeout=60_000)
             assert (explorer.locator(".js-plotly-plot .gtitle").first.text_content() or "").strip()
+            test_scans = set(pd.read_csv(smoke_series / "eval" / "patients.csv")["scan_id"].astype(str))
+            listed = [t.replace("\xa0", " ") for t in explorer.locator(".sapkit-case-picker select option").all_inner_texts()]
+            assert len(listed) == len(test_scans) and {t.split(" · ")[0] for t in listed} == test_scans, listed
+            assert f"{len(test_scans)} test scans" in explorer.inner_text()
             explorer.screenshot(path=str(shots / "03_explorer_tuned.png"))
 
             # 3) moving the slider changes the lesion count (down to 0.05, else up to 0.95); the summary
@@ -347,6 +388,28 @@ def test_notebook_05_in_chromium(lab, run_dir, smoke_series):
                     break
             explorer.screenshot(path=str(shots / "04_explorer_moved.png"))
             assert changed, f"the lesion count stayed {before} at both ends of the slider"
+
+            # 4) a false positive chosen in the explorer opens in the 3D viewer, in the three outcome colours
+            picker = explorer.locator(".sapkit-gallery-picker select")
+            fp = next(t for t in picker.locator("option").all_inner_texts() if t.replace("\xa0", " ").startswith("false positive 1 "))
+            picker.select_option(label=fp)   # the gallery's first false positive, at the tuned threshold
+            page.wait_for_function("() => /false.positive/.test(document.querySelector("
+                                   "'.sapkit-lesion-explorer .sapkit-lesion-picker select')?.selectedOptions[0]?.text || '')",
+                                   timeout=60_000)
+            panel = explorer.locator(".sapkit-explorer-viewer")
+            viewer_canvas = panel.locator("canvas").first
+            viewer_canvas.wait_for(state="visible", timeout=60_000)
+            viewer_canvas.scroll_into_view_if_needed()
+            page.wait_for_timeout(3000)
+            legend = panel.locator(".sapkit-legend").inner_text()
+            assert all(name in legend for name in ("true positive", "false positive", "missed lesion")), legend
+            shot = panel.screenshot(path=str(shots / "05_false_positive_in_viewer.png"))
+            orange = tuple(int(OUTCOME_COLORS["false_positive"][i:i + 2], 16) for i in (1, 3, 5))
+            assert _colour_pixels(page, viewer_canvas.screenshot(), orange) > 0, "no false positive drawn in orange"
+            assert "false positive" in explorer.inner_text()
+            page.screenshot(path=str(shots / "06_final.png"), full_page=True)
+            timings["explorer, slider, false positive in the viewer"] = time.perf_counter() - start
         finally:
             context.close()
+    print("notebook 05 in Chromium: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     assert not errors, f"errors in the page (see {shots}):\n" + "\n".join(errors)
