@@ -121,7 +121,8 @@ def crop_along(fixed: Volume, mask: npt.NDArray, lo: float, hi: float, u: npt.ND
 
 
 def register_station(fixed: Volume, fixed_mask: npt.ArrayLike, moving: Volume, *,
-                     config: RegisterConfig = RegisterConfig(), threads: int = 2) -> Registration:
+                     config: RegisterConfig = RegisterConfig(), threads: int = 2,
+                     moving_mask: npt.ArrayLike | None = None) -> Registration:
     """Register one DWI station (``moving``) to the stitched T1 (``fixed``).
 
     Parameters
@@ -135,6 +136,9 @@ def register_station(fixed: Volume, fixed_mask: npt.ArrayLike, moving: Volume, *
     config : RegisterConfig
     threads : int
         Threads of the metric (the result depends slightly on it; fixed for reproducibility).
+    moving_mask : (X', Y', Z') bool, optional
+        Where ``moving`` holds data (e.g. a stitched volume's coverage); fixed samples mapped
+        outside it are left out of the metric. None: all of ``moving``'s grid.
 
     Returns
     -------
@@ -159,6 +163,8 @@ def register_station(fixed: Volume, fixed_mask: npt.ArrayLike, moving: Volume, *
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=int(config.bins))
     reg.SetMetricSamplingStrategy(reg.REGULAR)
     reg.SetMetricSamplingPercentage(float(config.sampling_fraction), _SEED)
+    if moving_mask is not None:
+        reg.SetMetricMovingMask(to_sitk(np.asarray(moving_mask, dtype=np.uint8), moving.affine))
     result = run_registration(reg, initial, f_img, m_img)
     params = np.asarray(result.GetParameters(), dtype=float)
     if config.transform == "rigid":

@@ -8,13 +8,16 @@ The authors' order (Ceranka et al. 2023), offered as ``raw.register.dwi_stations
    each station (moving) is registered to its already-aligned inner neighbour (fixed) over their
    overlap: a translation, normalised cross-correlation (both are the same contrast, the lowest
    b-value, whose scales may still differ a little), sampled on every fixed body voxel within
-   the moving station's extent along the table ± ``margin_mm``. A station's offset ``c_k`` (mm,
-   RAS+) — where its content sits relative to the centre station's frame — is its neighbour's
-   offset plus the pair's translation (for translations, the same as registering to the
-   neighbour moved by its offset).
+   the moving station's extent along the table ± ``margin_mm``; the simplex starts from the best
+   metric of a scan along the table (1.5 mm steps, ± half the overlap, at most ``max_shift_mm``),
+   because slowly changing anatomy (legs) gives local minima a few mm apart there. A station's
+   offset ``c_k`` (mm, RAS+) — where its content sits relative to the centre station's frame — is
+   its neighbour's offset plus the pair's translation (for translations, the same as registering
+   to the neighbour moved by its offset).
 2. **Whole body.** The stations are stitched through their offsets onto the union of the DWI
-   grids and that one volume is registered to the stitched T1 by :func:`.register.register_station`
-   (``transform``: translation or rigid, Mattes MI) — one transform ``W`` for the whole body.
+   grids and that one volume (its voxels outside every station masked out) is registered to the
+   stitched T1 by :func:`.register.register_station` (``transform``: translation or rigid, Mattes
+   MI) — one transform ``W`` for the whole body.
 3. Station ``k``'s transform, fixed (T1) world → station world, is ``x ↦ W(x) + c_k``; its
    ``translation_mm`` is the displacement of the station centre, ``W(p) + c_k − p``.
 
@@ -36,9 +39,10 @@ from sapkit.preprocessing.register import (Registration, crop_along, register_st
                                            run_registration)
 from sapkit.preprocessing.stitch import stacking_direction, station_order, stitch
 
-__all__ = ["chain_order", "register_pair", "register_chained"]
+__all__ = ["chain_order", "register_pair", "station_transform", "register_chained"]
 
 _MIN_VOXELS = 50  # fewer joint body voxels in an overlap: no pair registration (offset of the neighbour kept)
+_SCAN_STEP_MM = 1.5  # the start of a pair's simplex: the best of a scan along the table at this step (mm)
 
 
 def chain_order(n: int) -> list[tuple[int, int]]:
@@ -81,8 +85,6 @@ def register_pair(fixed: Volume, fixed_mask: npt.ArrayLike, moving: Volume, *,
         Optimiser stop condition, or why the pair was not registered.
     accepted : bool
     """
-    import SimpleITK as sitk
-
     u = stacking_direction([fixed, moving])
     t = corners_mm(moving.array.shape, moving.affine) @ u
     crop, crop_mask = crop_along(fixed, np.asarray(fixed_mask, dtype=bool), t.min() - config.margin_mm,
@@ -92,8 +94,11 @@ def register_pair(fixed: Volume, fixed_mask: npt.ArrayLike, moving: Volume, *,
     reg = registration_method(config, threads, to_sitk(crop_mask.astype(np.uint8), crop.affine))
     reg.SetMetricAsCorrelation()
     reg.SetMetricSamplingStrategy(reg.NONE)
-    result = run_registration(reg, sitk.TranslationTransform(3), to_sitk(crop.array, crop.affine),
-                              to_sitk(moving.array, moving.affine))
+    f_img, m_img = to_sitk(crop.array, crop.affine), to_sitk(moving.array, moving.affine)
+    f = corners_mm(fixed.array.shape, fixed.affine) @ u
+    overlap_mm = max(0.0, min(f.max(), t.max()) - max(f.min(), t.min()))
+    reach = min(config.max_shift_mm, 0.5 * overlap_mm)
+    result = run_registration(reg, _best_start(reg, f_img, m_img, u, reach), f_img, m_img)
     translation = np.asarray(result.GetParameters(), dtype=np.float64)[:3]
     stop = reg.GetOptimizerStopConditionDescription()
     if float(np.linalg.norm(translation)) > config.max_shift_mm:
@@ -101,15 +106,52 @@ def register_pair(fixed: Volume, fixed_mask: npt.ArrayLike, moving: Volume, *,
     return translation, stop, True
 
 
-def _station_transform(whole, offset: npt.NDArray, centre: npt.NDArray):
-    """``x ↦ whole(x) + offset`` as one SimpleITK transform, and its displacement at ``centre`` (mm)."""
+def _best_start(reg, fixed_image, moving_image, u: npt.NDArray, reach_mm: float):
+    """The translation along ``u`` (steps of ``_SCAN_STEP_MM`` within ± ``reach_mm``) with the best metric.
+
+    The overlap of two stations is short along the table, and anatomy that changes slowly along
+    it (thighs, lower legs) gives the metric local minima a few mm apart along ``u``; the simplex,
+    started from the scanner position, can stop in one (measured: 9 mm off on the synthetic
+    cohort). Started from the best point of this scan, it refines the global one.
+    """
     import SimpleITK as sitk
 
-    shift = sitk.TranslationTransform(3, [float(v) for v in offset])
+    best, best_value = sitk.TranslationTransform(3), np.inf
+    for step in np.arange(-np.floor(reach_mm / _SCAN_STEP_MM), np.floor(reach_mm / _SCAN_STEP_MM) + 1):
+        candidate = sitk.TranslationTransform(3, [float(v) for v in step * _SCAN_STEP_MM * u])
+        reg.SetInitialTransform(candidate)
+        value = reg.MetricEvaluate(fixed_image, moving_image)
+        if value < best_value - 1e-12:
+            best, best_value = candidate, value
+    return best
+
+
+def station_transform(whole, offset_mm: npt.ArrayLike, centre_mm: npt.ArrayLike):
+    """A station's transform from the whole-body one and its offset in the chain.
+
+    Parameters
+    ----------
+    whole : SimpleITK transform
+        Fixed (T1) world → the centre station's frame (the whole-body registration).
+    offset_mm : (3,) float
+        The station's content relative to the centre station's frame (RAS+ mm).
+    centre_mm : (3,) float
+        The station's centre (world mm).
+
+    Returns
+    -------
+    transform : SimpleITK transform
+        ``x ↦ whole(x) + offset_mm`` (one translation when ``whole`` is one, else a composite).
+    translation_mm : (3,) float
+        Its displacement of ``centre_mm``.
+    """
+    import SimpleITK as sitk
+
+    offset, centre = np.asarray(offset_mm, dtype=np.float64), np.asarray(centre_mm, dtype=np.float64)
     if isinstance(whole, sitk.TranslationTransform):
         transform = sitk.TranslationTransform(3, [float(a + b) for a, b in zip(whole.GetOffset(), offset)])
-    else:
-        transform = sitk.CompositeTransform([shift, whole])  # the last one listed is applied first
+    else:  # a composite applies the last transform listed first
+        transform = sitk.CompositeTransform([sitk.TranslationTransform(3, [float(v) for v in offset]), whole])
     moved = np.asarray(transform.TransformPoint([float(v) for v in centre]), dtype=np.float64)
     return transform, moved - centre
 
@@ -154,11 +196,12 @@ def register_chained(fixed: Volume, fixed_mask: npt.ArrayLike, stations: Sequenc
         notes[k] = f"chained to DWI station {j + 1} ({', '.join(f'{v:+.1f}' for v in t)} mm; {stop})"
     aligned = [_shifted(v, c) for v, c in zip(vols, offsets)]
     shape, affine = union_grid([(v.array.shape, v.affine) for v in aligned], reference=len(aligned) // 2)
-    whole = stitch(aligned, shape, affine).image
-    body = register_station(fixed, fixed_mask, Volume(whole, affine), config=config, threads=threads)
+    whole = stitch(aligned, shape, affine)
+    body = register_station(fixed, fixed_mask, Volume(whole.image, affine), config=config, threads=threads,
+                            moving_mask=whole.coverage)
     out: list[Registration] = [None] * len(vols)  # type: ignore[list-item]
     for k, (v, c) in enumerate(zip(vols, offsets)):
-        transform, translation = _station_transform(body.transform, c, v.centre_mm)
+        transform, translation = station_transform(body.transform, c, v.centre_mm)
         out[order[k]] = Registration(transform, tuple(float(x) for x in translation), body.rotation_deg,  # type: ignore[arg-type]
                                      body.metric, ok[k] and body.accepted, f"{notes[k]}; whole body: {body.stop}")
     return out
