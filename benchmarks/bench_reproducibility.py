@@ -139,7 +139,10 @@ def main() -> int:
             for name in ("default", "pinned"):
                 steps.setdefault(name, []).append(step_seconds({**base_env, **ENVIRONMENTS[name]}))
         fast = {name: min(v) for name, v in steps.items()}
-        print(f"\nfastest training step of the demo lesion model (batch 4, 32³ voxels), {args.repeats + 1} processes each:")
+        from sapkit.config import load_config
+        demo = load_config("demo").lesion
+        print(f"\nfastest training step of the demo lesion model (batch {demo.batch_size}, "
+              f"{'×'.join(map(str, demo.roi))} voxels), {args.repeats + 1} processes each:")
         for name, v in fast.items():
             print(f"  {name:15s} {v * 1000:7.1f} ms  {v / fast['default']:5.2f}x")
         ref = statistics.median(seconds["default"])
