@@ -15,8 +15,8 @@ every station of every scan, the per-scan maxima and the seconds of the registra
 
 Usage::
 
-    python benchmarks/bench_station_registration.py             # ~6-8 min on 2 cores
-    python benchmarks/bench_station_registration.py --quick     # 6 mm grid, 2 scans, ~30 s
+    python benchmarks/bench_station_registration.py             # ~5 min on 2 cores
+    python benchmarks/bench_station_registration.py --quick     # 6 mm grid, 2 scans, ~10 s
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ def _shifted(volume: Volume, offset_mm: npt.ArrayLike) -> Volume:
 
 
 def register_pair(fixed: Volume, fixed_mask: npt.ArrayLike, moving: Volume, *,
-                  config: RegisterConfig = RegisterConfig(), threads: int = 2) -> tuple[npt.NDArray[np.float64], str, bool]:
+                  config: RegisterConfig = RegisterConfig(), threads: int = 2
+                  ) -> tuple[npt.NDArray[np.float64], str, bool]:
     """Translation of ``moving`` relative to its overlapping neighbour ``fixed`` (same contrast).
 
     Parameters
@@ -195,13 +196,14 @@ def register_chained(fixed: Volume, fixed_mask: npt.ArrayLike, stations: Sequenc
         ok[k] = accepted
         notes[k] = f"chained to DWI station {j + 1} ({', '.join(f'{v:+.1f}' for v in t)} mm; {stop})"
     aligned = [_shifted(v, c) for v, c in zip(vols, offsets)]
-    shape, affine = union_grid([(v.array.shape, v.affine) for v in aligned], reference=len(aligned) // 2)
+    shape, affine = union_grid([(v.array.shape, v.affine) for v in aligned], reference=(len(aligned) - 1) // 2)
     whole = stitch(aligned, shape, affine)
     body = register_station(fixed, fixed_mask, Volume(whole.image, affine), config=config, threads=threads,
                             moving_mask=whole.coverage)
     out: list[Registration] = [None] * len(vols)  # type: ignore[list-item]
     for k, (v, c) in enumerate(zip(vols, offsets)):
         transform, translation = station_transform(body.transform, c, v.centre_mm)
-        out[order[k]] = Registration(transform, tuple(float(x) for x in translation), body.rotation_deg,  # type: ignore[arg-type]
+        moved = tuple(float(x) for x in translation)
+        out[order[k]] = Registration(transform, moved, body.rotation_deg,  # type: ignore[arg-type]
                                      body.metric, ok[k] and body.accepted, f"{notes[k]}; whole body: {body.stop}")
     return out

@@ -46,7 +46,8 @@ def _stations(truth: Volume, scales=(1.0, 1.0, 1.0)) -> list[Volume]:
     for shift, z0, scale in zip(SHIFTS, (160.0, 80.0, 0.0), scales):
         affine = np.diag([8.0, 8.0, 6.0, 1.0])
         affine[:3, 3] = [4.0, 4.0, z0]
-        moved = resample(truth.array, truth.affine, (13, 11, 18), affine, transform=sitk.TranslationTransform(3, (-shift).tolist()))
+        content = sitk.TranslationTransform(3, (-shift).tolist())  # output x ← truth at x − shift
+        moved = resample(truth.array, truth.affine, (13, 11, 18), affine, transform=content)
         out.append(Volume(moved * np.float32(scale), affine))
     return out
 
@@ -88,7 +89,8 @@ def test_a_chain_of_stations_recovers_every_known_shift():
     errors = [np.linalg.norm(np.array(r.translation_mm) - s) for r, s in zip(regs, SHIFTS[[2, 0, 1]])]
     assert max(errors) < TOLERANCE_MM, errors
     assert all(r.accepted for r in regs)
-    assert regs[2].stop.startswith("centre station of the chain") and regs[0].stop.startswith("chained to DWI station 2")
+    assert regs[2].stop.startswith("centre station of the chain")
+    assert regs[0].stop.startswith("chained to DWI station 2")
 
 
 def test_a_station_transform_is_the_whole_body_one_then_the_station_offset():
