@@ -56,12 +56,12 @@ def test_notebook_01_propagates_and_writes_qc(run_00):
     rd = RunDir(run_00)
     dice = pd.read_csv(rd.propagation_dice_csv, index_col=[0, 1])
     assert set(dice.index.get_level_values("stage")) == {"global", "per-bone"}
-    assert len(dice) == 4  # 2 subjects × 1 repeat scan × 2 stages
+    assert len(dice) == 2  # n_subjects = 1 by default: 1 subject × 1 repeat scan × 2 stages
     assert list(dice.columns) == list(FINE_BONE_GROUPS) and dice.notna().all().all()
     assert ((dice >= 0) & (dice <= 1)).all().all()
     qc = pd.read_csv(rd.skeleton_qc_csv)
     assert qc["scan_id"].nunique() == 4 and len(qc) == 4 * 9
-    assert len(list(rd.labels_dir.glob("*_skeleton_propagated.nii.gz"))) == 2
+    assert len(list(rd.labels_dir.glob("*_skeleton_propagated.nii.gz"))) == 1
     for scan_id in dice.index.get_level_values("scan_id").unique():
         assert rd.propagated_label(scan_id, "global").is_file() and rd.propagated_label(scan_id).is_file()
     text = executed_text(run_00, "01_skeleton_labelling")
