@@ -25,6 +25,7 @@ from sapkit.errors import ConfigError, SapkitError
 from sapkit.data.cases import load_cases
 from sapkit.data.manifest import load_manifest
 from sapkit.io.run_paths import RunDir
+from sapkit.jobs.progress import progress_bar
 from sapkit.data.splits import fold_subjects, load_splits, resolve_folds, training_subjects
 from sapkit.training.lesion_sampler import build_sampler
 
@@ -225,7 +226,7 @@ def finetune_all(run_dir: str | Path, config: Config, *, data: str | Path | None
         External checkpoint(s) to transfer from instead of the run's ``skeleton/``/``ssl/`` model:
         one path for every non-scratch init, or e.g. ``{"sap": "skeleton_model.pt"}``.
     progress : bool
-        tqdm bars.
+        tqdm bars: one over the models (its ETA is the notebook's) and one per model over epochs.
 
     Returns
     -------
@@ -237,9 +238,12 @@ def finetune_all(run_dir: str | Path, config: Config, *, data: str | Path | None
     folds = resolve_folds(splits, config.lesion.folds)
     manifest = load_manifest(RunDir.data_dir(run_dir, data))
     cases = load_cases(manifest, cohort="patient", percentiles=config.preprocess.clip_percentiles, progress=progress)
+    models = [(init, fold) for init in config.lesion.inits for fold in folds]
+    overall = progress_bar(models, desc=f"lesion models ({len(config.lesion.inits)} inits × {len(folds)} folds)",
+                           unit="model", disable=not progress)  # the notebook's overall estimate
     return [finetune(run_dir, config, init=init, fold=fold, data=data, pretrained=sources.get(init), resume=resume,
                      progress=progress, manifest=manifest, cases=cases)
-            for init in config.lesion.inits for fold in folds]
+            for init, fold in overall]
 
 
 def _pretrained_per_init(pretrained: Any, inits: Sequence[str]) -> dict[str, Path]:
