@@ -3,7 +3,7 @@
 ``manifest.yaml`` holds ``name``, ``description``, ``licence``, ``source``, ``data_root``
 (relative to the YAML), ``channels`` (must be ``[t1, b1000]``), ``csv`` and ``label_maps``.
 The CSV has one row per scan: ``scan_id, subject_id, site, cohort (healthy|patient), t1, b1000,
-skeleton_label, lesion_label`` and optionally ``fold``; paths are relative to ``data_root``.
+skeleton_label, lesion_label``, optionally ``fold`` and :data:`OPTIONAL_PATH_COLUMNS`; paths are relative to ``data_root``.
 Both cohorts live in one manifest. Loading validates everything it can and raises one
 :class:`~sapkit.errors.ManifestError` listing every problem (scan, file, fix).
 """
@@ -43,7 +43,7 @@ __all__ = [
 
 REQUIRED_COLUMNS = ("scan_id", "subject_id", "site", "cohort", "t1", "b1000", "skeleton_label", "lesion_label")
 PATH_COLUMNS = ("t1", "b1000", "skeleton_label", "lesion_label")
-OPTIONAL_PATH_COLUMNS = ("fine_label",)
+OPTIONAL_PATH_COLUMNS = ("fine_label", "adc", "dixon_water", "dixon_fat")  # sapkit preprocess: ADC, Dixon water/fat
 CHANNELS = ("t1", "b1000")
 #: Columns whose values become parts of file names (``<scan_id>_prob.nii.gz`` …): safe file-name stems only.
 ID_COLUMNS = ("scan_id", "subject_id")

@@ -36,6 +36,7 @@ from sapkit.label_maps import FINE_ATLAS
 from sapkit.io.output_paths import OutputPlan
 from sapkit.io.folders import PreprocessDir
 from sapkit.preprocessing.dicom import scan_dicom_tree
+from sapkit.preprocessing.dixon import DIXON_COLUMNS
 from sapkit.preprocessing.jobs import run_scans_as_array
 from sapkit.preprocessing.nyul import apply_standard_scale, fit_standard_scale
 from sapkit.preprocessing.qc import write_summary_html
@@ -128,9 +129,9 @@ def _run_all(todo: list[tuple[ScanSource, str]], config: RawConfig, out: Preproc
     return results
 
 
-def _scan_row(record: dict) -> dict:
+def _scan_row(record: dict, columns: tuple[str, ...] = SCAN_COLUMNS) -> dict:
     s = record["summary"]
-    row = {c: s.get(c, "") for c in SCAN_COLUMNS}
+    row = {c: s.get(c, "") for c in columns}
     row["status"] = "reused" if record.get("reused") and s.get("status") == "ok" else s.get("status")
     row["seconds"] = s.get("seconds_total", "")
     row["warnings"] = "; ".join(s.get("warnings", []))
@@ -256,7 +257,8 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
     if config.nyul.enabled:
         records = standardise_cohort(records, scans, config, out.path, digests)
     ordered = [records[s.scan_id] for s in scans]
-    scan_table = _lesion_kept(pd.DataFrame([_scan_row(r) for r in ordered], columns=list(SCAN_COLUMNS)), input_path)
+    columns = SCAN_COLUMNS + (("dixon",) if any("dixon" in r["summary"] for r in ordered) else ())  # Dixon in the cohort
+    scan_table = _lesion_kept(pd.DataFrame([_scan_row(r, columns) for r in ordered], columns=list(columns)), input_path)
     stations = pd.DataFrame([row for r in ordered for row in r.get("stations", [])])
     atomic_write_text(out.table("scans"), scan_table.to_csv(index=False))
     atomic_write_text(out.table("stations"), stations.to_csv(index=False))
@@ -277,7 +279,8 @@ def _write_manifest(records: list[dict], scans: list[ScanSource], out: Preproces
                      "t1": files["t1"], "b1000": files["b1000"], "skeleton_label": files.get("skeleton_label", ""),
                      "lesion_label": files.get("lesion_label", ""), **({"fine_label": files.get("fine_label", "")}
                                                                       if any("fine_label" in r.get("files", {}) for r in records) else {}),
-                     **({"adc": files.get("adc", "")} if config.write_adc else {})})
+                     **({"adc": files.get("adc", "")} if config.write_adc else {}),
+                     **{c: files.get(c, "") for c in DIXON_COLUMNS.values() if any(c in r.get("files", {}) for r in records)}})
     if not rows:
         return None
     steps = ", ".join(name for name, on in (("ADC", config.write_adc), ("N4", config.n4.enabled),

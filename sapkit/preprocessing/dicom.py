@@ -2,13 +2,14 @@
 
 Every file under the root is opened with pydicom without pixel data. Files are grouped by
 ``SeriesInstanceUID``; each series is classified by the rules (:mod:`sapkit.preprocessing.rules`);
-T1 and DWI series are cut into *stacks*: one b-value, one orientation and matrix, slices sorted
+T1, DWI and Dixon water/fat series are cut into *stacks*: one b-value, one orientation and matrix, slices sorted
 along the slice normal, split where slices repeat (several acquisitions in one series, told apart
 by ``AcquisitionNumber``) or jump (several stations in one series). An Enhanced (multi-frame) file
 is read frame by frame (position, orientation and b-value from its functional groups,
 :mod:`sapkit.preprocessing.enhanced`); its frames of one b-value must form one stack. Stacks of one patient and study
 form a scan ``<PatientID>_s<k>`` (k = study order by date/time); DWI stacks on one grid (the
-b-values of one station) form one DWI station; stations are numbered from the head end.
+b-values of one station) form one DWI station; stations are numbered from the head end (T1, water
+and fat each on their own; :mod:`sapkit.preprocessing.dixon` pairs water/fat with T1 stations by grid).
 
 Nothing is ever written into the tree. What cannot be used is listed with a reason: files that
 are not DICOM (``skipped``), series of other modalities, ignored and unknown series and stacks
@@ -42,6 +43,7 @@ _TAGS = ["SOPClassUID", "SOPInstanceUID", "Modality", "PatientID", "StudyInstanc
          "Rows", "Columns", "NumberOfFrames", "InstitutionName", "Manufacturer"] + FUNCTIONAL_GROUP_TAGS
 _DICOMDIR_UID = "1.2.840.10008.1.3.10"
 _GAP_FACTOR = 1.5
+_STACKED = ("t1", "dwi", "water", "fat")  # the sequences cut into stations (the rest is listed, not used)
 
 
 @dataclass(frozen=True)
@@ -241,9 +243,11 @@ def _build_scans(usable: list[dict]) -> list[ScanSource]:
     scans = []
     for scan_id in sorted(by_scan):
         items = by_scan[scan_id]
-        t1 = sorted([i for i in items if i["sequence"] == "t1"], key=lambda i: -_centre_z(i["stack"]))
-        stations = [StationSource("t1", k + 1, ((None, _files(i["stack"])),), "dicom",
-                                  f"series {i['series_number']} {i['description']}") for k, i in enumerate(t1)]
+        stations = []
+        for sequence in ("t1", "water", "fat"):  # one image per station, numbered from the head end
+            found = sorted([i for i in items if i["sequence"] == sequence], key=lambda i: -_centre_z(i["stack"]))
+            stations += [StationSource(sequence, k + 1, ((None, _files(i["stack"])),), "dicom",
+                                       f"series {i['series_number']} {i['description']}") for k, i in enumerate(found)]
         dwi = defaultdict(list)
         for i in items:
             if i["sequence"] == "dwi":
@@ -317,7 +321,7 @@ def _scan(root: Path, rules: Rules, *, progress: bool) -> DicomInventory:
                                           image_type=tuple(str(w) for w in (ds.get("ImageType") or [])),
                                           has_b_value=bool(row["b_values"]))
         stacks = []
-        if sequence in ("t1", "dwi"):
+        if sequence in _STACKED:
             stacks, problem = _stacks_of(records, sequence)
             if problem:
                 sequence, reason = "unusable", f"{reason}; {problem}"

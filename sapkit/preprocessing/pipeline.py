@@ -3,7 +3,8 @@
 The order follows the authors' pipeline (Ceranka et al. 2023): ADC per DWI station (before
 anything changes the signal ratio between b-values), N4 bias correction per station, inter-station
 intensity standardisation, stitching of T1 onto the union of its stations, registration of every
-DWI station to the stitched T1 and one resampling of b1000 (and ADC) onto the T1 grid. Each step
+DWI station to the stitched T1 and one resampling of b1000 (and ADC) onto the T1 grid; Dixon water
+and fat images, when present, follow their in-phase T1 stations (:mod:`sapkit.preprocessing.dixon`). Each step
 is a function of its own module with its settings in :class:`~sapkit.config.RawConfig`
 and can be switched off. Conventions: arrays ``(X, Y, Z)`` in RAS+ voxel order, affines voxel →
 world mm, stations numbered from the head end (1).
@@ -28,6 +29,7 @@ from sapkit.preprocessing.acquisition import model_acquisition
 from sapkit.preprocessing.adc import fit_adc
 from sapkit.preprocessing.bias import body_mask, n4_field
 from sapkit.preprocessing.convert import convert_dicom, read_nifti_station, snap_affine
+from sapkit.preprocessing.dixon import DIXON_SEQUENCES, read_dixon, stitch_dixon
 from sapkit.preprocessing.geometry import Volume, output_grid, output_spacing
 from sapkit.preprocessing.isis import chain_factors, overlap_ratio, reference_station
 from sapkit.preprocessing.register import Registration, identity_transform, register_station
@@ -77,6 +79,8 @@ class ProcessedScan:
         Intermediates for QC figures: ``t1_before`` (stitched without N4/standardisation),
         ``body_mask``, ``n4_fields`` (per T1 station, with its affine), ``station_z_mm`` (z range of
         each T1 station, mm).
+    dixon : dict
+        Dixon class (``water``, ``fat``) → (X, Y, Z) float32 on the grid, for each class carried.
     """
 
     t1: npt.NDArray[np.float32]
@@ -87,6 +91,7 @@ class ProcessedScan:
     stations: pd.DataFrame
     summary: dict
     extras: dict
+    dixon: dict = field(default_factory=dict)
 
 
 def _read(station: StationSource, b: float | None, files: tuple[str, ...], scan_id: str, converter: str):
@@ -126,7 +131,7 @@ def load_scan(source: ScanSource, *, converter: str = "dcm2niix", labels: bool =
     if source.problems:
         raise SapkitError("; ".join(source.problems))
     t1, dwi = [], []
-    for st in source.stations:
+    for st in (st for st in source.stations if st.sequence not in DIXON_SEQUENCES):  # Dixon: read_dixon
         images, affine = {}, None
         for b, files in st.images:
             data, aff = _read(st, b, files, source.scan_id, converter)
@@ -291,6 +296,7 @@ def _preprocess(source: ScanSource, config: RawConfig) -> ProcessedScan:
         clock = now
 
     t1, dwi, _ = load_scan(source, converter=config.converter, labels=False)
+    dixon_found = read_dixon(source, config.converter)
     tick("load")
     acquisition = model_acquisition(t1, dwi)  # before the labels: a split station would misplace them
     defects = [d.message for d in acquisition.defects]
@@ -324,6 +330,9 @@ def _preprocess(source: ScanSource, config: RawConfig) -> ProcessedScan:
     for name, (data, aff) in whole.items():
         labels[name] = resample(data, aff, shape, affine, nearest=True)
     mask = body_mask(t1_out.image)
+    dixon, dixon_notes = stitch_dixon(dixon_found, [s.volume() for s in t1], [s.number for s in t1], t1_fields,
+                                      t1_factors, shape, affine, blend=config.stitch.blend)
+    warnings += [n for n in dixon_notes if n not in DIXON_SEQUENCES]
     tick("stitch")
     regs: list[Registration] = []
     chained = config.register.enabled and config.register.dwi_stations == "chained"  # DWI stations to each other first
@@ -357,9 +366,10 @@ def _preprocess(source: ScanSource, config: RawConfig) -> ProcessedScan:
         "seconds": timings, "warnings": warnings, "grid_rule": grid_rule,
         "status": "warned" if defects and config.on_incomplete == "warn" else "ok",
         "acquisition": "; ".join(defects) or "ok", **_lesion_volumes(labels, affine, whole),
+        **({"dixon": "; ".join(dixon_notes)} if dixon_found else {}),
     }
     z_ranges = [tuple(np.sort((s.affine @ np.array([[0, 0, 0, 1], [0, 0, s.volume().array.shape[2] - 1, 1]]).T)[2]))
                 for s in t1]
     extras = {"t1_before": before, "body_mask": mask, "n4_fields": [(f, s.affine) for f, s in zip(t1_fields, t1)],
               "station_z_mm": z_ranges}
-    return ProcessedScan(t1_out.image, b1000.image, adc, affine, labels, pd.DataFrame(rows), summary, extras)
+    return ProcessedScan(t1_out.image, b1000.image, adc, affine, labels, pd.DataFrame(rows), summary, extras, dixon)

@@ -1,4 +1,4 @@
-"""Classify DICOM series (T1, DWI, ignored, unknown) and read diffusion b-values, by editable rules.
+"""Classify DICOM series (T1, DWI, Dixon water/fat, ignored, unknown) and read b-values, by editable rules.
 
 The rules live in a YAML file (the packaged ``rules.yaml`` by default; its comments document the
 format). A series is described by its modality, texts (``SeriesDescription``, ``ProtocolName``,
@@ -25,8 +25,9 @@ from sapkit.io.yaml_io import load_yaml_file
 
 __all__ = ["Rule", "BValueTag", "Rules", "SEQUENCES", "default_rules_path", "load_rules"]
 
-#: What a rule may assign.
-SEQUENCES = ("t1", "dwi", "ignore")
+#: What a rule may assign: the kit's channels, the Dixon water and fat images carried beside the T1
+#: (:mod:`sapkit.preprocessing.dixon`), or ``ignore``. A rules file naming only some of them still loads.
+SEQUENCES = ("t1", "dwi", "water", "fat", "ignore")
 _RULE_KEYS = {"name", "sequence", "description", "description_none", "image_type_any", "image_type_none", "has_b_value"}
 
 
@@ -100,7 +101,7 @@ class Rules:
 
     def classify(self, *, modality: str, texts: tuple[str, ...], image_type: tuple[str, ...],
                  has_b_value: bool) -> tuple[str, str]:
-        """``(sequence, reason)``: ``t1``/``dwi``/``ignore`` and the rule name, or ``unused``/``unknown``.
+        """``(sequence, reason)``: a :data:`SEQUENCES` name and the rule name, or ``unused``/``unknown``.
 
         Examples
         --------

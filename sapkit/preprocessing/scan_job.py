@@ -31,6 +31,7 @@ from sapkit.errors import AcquisitionError, SapkitError
 from sapkit.io.atomic import STAGING_DIR, atomic_write_text
 from sapkit.io.nifti import save_nifti
 from sapkit.preprocessing.bias import body_mask
+from sapkit.preprocessing.dixon import DIXON_COLUMNS
 from sapkit.io.folders import PreprocessDir
 from sapkit.preprocessing.nyul import landmarks
 from sapkit.preprocessing.pipeline import ProcessedScan, preprocess_scan
@@ -65,6 +66,8 @@ def _write_outputs(processed: ProcessedScan, source: ScanSource, out: Preprocess
     files = {"t1": ("t1", processed.t1, np.float32), "b1000": ("b1000", processed.b1000, np.float32)}
     if processed.adc is not None and config.write_adc:
         files["adc"] = ("adc", processed.adc, np.float32)
+    for sequence, array in processed.dixon.items():  # Dixon water/fat: only when the scan has them
+        files[DIXON_COLUMNS[sequence]] = (DIXON_COLUMNS[sequence], array, np.float32)
     for name, array in processed.labels.items():
         small = array.size == 0 or (array.min() >= 0 and array.max() < 256)
         files[name] = (_OUTPUT_KEYS.get(name, name), array, np.uint8 if small else np.int16)

@@ -6,12 +6,14 @@ stations). :class:`ScanSource` describes a scan by file names only, so it is che
 worker process; :func:`load_stations_csv` builds them from the per-station NIfTI form, and
 :mod:`sapkit.preprocessing.dicom` from a DICOM tree.
 
-The stations CSV has one row per station image: ``subject_id, sequence (t1|dwi), b_value (s/mm²,
-empty for t1), station, path`` (paths relative to the CSV); optional ``scan_id`` (default
+The stations CSV has one row per station image: ``subject_id, sequence (t1|dwi|water|fat), b_value
+(s/mm², dwi only), station, path`` (paths relative to the CSV); optional ``scan_id`` (default
 ``<subject_id>_s0``), ``site``, ``cohort`` (healthy|patient; default patient when a lesion label
 is given), and label columns ``skeleton_label``, ``lesion_label``, ``fine_label`` on T1 rows: the
 same file on every T1 row of a scan is a whole-body label on the T1 grid (resampled by world
-position), different files are per-station labels on each station's grid.
+position), different files are per-station labels on each station's grid. ``water`` and ``fat`` rows
+are Dixon water and fat images, one per T1 station on that station's grid (any station numbers:
+they are paired with the T1 stations by grid, :mod:`sapkit.preprocessing.dixon`).
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ import pandas as pd
 from sapkit.errors import ManifestError
 from sapkit.io.output_paths import file_stem_problem
 
-__all__ = ["LABEL_COLUMNS", "STATION_COLUMNS", "StationSource", "ScanSource", "load_stations_csv",
+__all__ = ["LABEL_COLUMNS", "STATION_COLUMNS", "STATION_SEQUENCES", "StationSource", "ScanSource", "load_stations_csv",
            "load_labels_csv", "attach_labels"]
 
 LABEL_COLUMNS = ("skeleton_label", "lesion_label", "fine_label")
 STATION_COLUMNS = ("subject_id", "sequence", "b_value", "station", "path")
+#: Sequences a station may hold: the kit's two channels and the Dixon water and fat images.
+STATION_SEQUENCES = ("t1", "dwi", "water", "fat")
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class StationSource:
     Attributes
     ----------
     sequence : str
-        ``t1`` or ``dwi``.
+        One of :data:`STATION_SEQUENCES` (``t1``, ``dwi``, Dixon ``water`` or ``fat``).
     station : int
         Station number (1 = head end for DICOM; the CSV's number for NIfTI).
     images : tuple of (b-value, files)
@@ -108,12 +112,12 @@ def _check_columns(table: pd.DataFrame, path: Path) -> list[str]:
             if why:
                 problems.append(f"{where}: {col} {row[col]!r} {why}; ids become folder and file names (scans/<scan_id>/) "
                                 "— use letters, digits, '_', '-' and '.' (not first)")
-        if row["sequence"] not in ("t1", "dwi"):
-            problems.append(f"{where}: sequence '{row['sequence']}' must be t1 or dwi")
+        if row["sequence"] not in STATION_SEQUENCES:
+            problems.append(f"{where}: sequence '{row['sequence']}' must be t1, dwi, water or fat (Dixon)")
         if row["sequence"] == "dwi" and _b_value(row["b_value"]) is None:
             problems.append(f"{where}: dwi row needs a b_value (s/mm², e.g. 1000), got '{row['b_value']}'")
-        if row["sequence"] == "t1" and row["b_value"]:
-            problems.append(f"{where}: t1 row has b_value '{row['b_value']}'; leave it empty")
+        if row["sequence"] != "dwi" and row["b_value"]:
+            problems.append(f"{where}: {row['sequence']} row has b_value '{row['b_value']}'; leave it empty")
         if not row["station"].isdigit() or int(row["station"]) < 1:
             problems.append(f"{where}: station '{row['station']}' must be a whole number ≥ 1")
         if not row["path"]:
@@ -155,10 +159,11 @@ def _scan_problems(scan_id: str, rows: pd.DataFrame, base: Path) -> list[str]:
             if value and not (base / value).is_file():
                 problems.append(f"scan {scan_id}: {col} file {base / value} does not exist; fix the path "
                                 "(relative to the stations CSV)")
-    labelled_dwi = rows[(rows["sequence"] == "dwi") & rows[[c for c in LABEL_COLUMNS if c in rows.columns]].ne("").any(axis=1)] \
+    labelled_other = rows[(rows["sequence"] != "t1") & rows[[c for c in LABEL_COLUMNS if c in rows.columns]].ne("").any(axis=1)] \
         if any(c in rows.columns for c in LABEL_COLUMNS) else rows.iloc[:0]
-    if len(labelled_dwi):
-        problems.append(f"scan {scan_id}: label files on dwi rows; labels belong on the T1 rows (T1 grid)")
+    if len(labelled_other):
+        problems.append(f"scan {scan_id}: label files on {'/'.join(sorted(set(labelled_other['sequence'])))} rows; "
+                        "labels belong on the T1 rows (T1 grid)")
     return problems
 
 
@@ -201,6 +206,8 @@ def load_stations_csv(path: str | Path) -> list[ScanSource]:
         for number, group in dwi.groupby(dwi["station"].astype(int)):
             images = tuple((_b_value(r["b_value"]), (str(base / r["path"]),)) for _, r in group.iterrows())
             stations.append(StationSource("dwi", int(number), images, "nifti", ", ".join(group["path"])))
+        stations += [StationSource(r["sequence"], int(r["station"]), ((None, (str(base / r["path"]),)),), "nifti", r["path"])
+                     for _, r in rows[rows["sequence"].isin(("water", "fat"))].iterrows()]
         first = rows.iloc[0]
         has_lesion = any(n == "lesion_label" for n, _ in whole) or any(n == "lesion_label" for v in per_station.values() for n, _ in v)
         cohort = first.get("cohort", "") or ("patient" if has_lesion else "healthy")

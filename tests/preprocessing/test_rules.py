@@ -19,7 +19,7 @@ RULES = load_rules()
     ("MR", ("DWIBS whole body",), ("ORIGINAL", "PRIMARY"), False, ("dwi", "rule: diffusion by name")),
     ("MR", ("FAST LOCALIZER",), ("ORIGINAL", "PRIMARY"), False, ("ignore", "rule: localizer")),
     ("MR", ("ep2d_diff_ADC",), ("DERIVED", "PRIMARY", "DIFFUSION", "ADC"), True, ("ignore", "rule: derived map or reformat")),
-    ("MR", ("t1_vibe_dixon_W",), ("DERIVED", "PRIMARY", "DIXON", "WATER"), False, ("ignore", "rule: Dixon water image")),
+    ("MR", ("t1_vibe_dixon_W",), ("DERIVED", "PRIMARY", "DIXON", "WATER"), False, ("water", "rule: Dixon water image")),
     ("MR", ("WB_T1_st1",), ("ORIGINAL", "PRIMARY", "M", "ND"), False, ("t1", "rule: T1-weighted")),
     ("MR", ("T2 haste cor",), ("ORIGINAL", "PRIMARY"), False, ("ignore", "rule: T2-weighted or STIR (not a kit channel)")),
     ("MR", ("rfMRI_REST_PA",), ("ORIGINAL", "PRIMARY"), False, ("unknown", None)),

@@ -3,7 +3,8 @@
 Every name below was read in a public source (cited per row by a key of ``SOURCES``); the expected
 class is the kit's: ``t1`` (the T1-weighted channel: T1 TSE/VIBE/MPRAGE, Dixon in-phase), ``dwi``
 (diffusion-weighted images, trace images included), ``ignore`` (recognised, not a kit channel:
-localizers, calibration scans, ADC/FA/calculated maps, Dixon water/fat/opposed-phase, T2/STIR) or
+localizers, calibration scans, ADC/FA/calculated maps, Dixon opposed-phase, T2/STIR), ``water``/``fat``
+(Dixon water and fat images, carried beside the T1) or
 ``unknown`` (sequences a whole-body bone protocol does not contain: fMRI, SWI). ImageType words
 and "b-value in the header" are given where the source shows them (DERIVED for maps, DIFFUSION for
 diffusion series); otherwise the ImageType of an original image, ``ORIGINAL\\PRIMARY\\M\\ND``.
@@ -98,20 +99,20 @@ TABLE = [
     ("ANGIO Projected from   C", ("DERIVED", "SECONDARY"), False, "ignore", "pydicom"),
     ("T1W/SE/1024", ("DERIVED", "SECONDARY"), False, "unknown", "pydicom_data"),  # derived: not an acquisition
     # Philips mDixon: the image class is in the frame/image type
-    ("mDixon", ("ORIGINAL", "PRIMARY", "DIXON", "WATER"), False, "ignore", "dcm2niix1022"),
-    ("mDixon", ("ORIGINAL", "PRIMARY", "DIXON", "FAT"), False, "ignore", "dcm2niix1022"),
+    ("mDixon", ("ORIGINAL", "PRIMARY", "DIXON", "WATER"), False, "water", "dcm2niix1022"),
+    ("mDixon", ("ORIGINAL", "PRIMARY", "DIXON", "FAT"), False, "fat", "dcm2niix1022"),
     ("mDixon", ("ORIGINAL", "PRIMARY", "DIXON", "FAT_FRACTION"), False, "ignore", "dcm2niix1022"),
     ("mDixon", ("ORIGINAL", "PRIMARY", "DIXON", "IN_PHASE"), False, "t1", "dcm2niix1022"),
     ("mDixon", ("ORIGINAL", "PRIMARY", "DIXON", "OPPOSED_PHASE"), False, "ignore", "dcm2niix1022"),
     # UK Biobank whole-body Dixon (Siemens Aera, six stations)
     ("Dixon_BH_17s_in", ORIGINAL, False, "t1", "ukb_wb"),
     ("Dixon_BH_17s_opp", ORIGINAL, False, "ignore", "ukb_wb"),
-    ("Dixon_BH_17s_F", ORIGINAL, False, "ignore", "ukb_wb"),
-    ("Dixon_BH_17s_W", ORIGINAL, False, "ignore", "ukb_wb"),
+    ("Dixon_BH_17s_F", ORIGINAL, False, "fat", "ukb_wb"),
+    ("Dixon_BH_17s_W", ORIGINAL, False, "water", "ukb_wb"),
     ("Dixon_noBH_in", ORIGINAL, False, "t1", "ukb_wb"),
     ("Dixon_noBH_opp", ORIGINAL, False, "ignore", "ukb_wb"),
-    ("Dixon_noBH_F", ORIGINAL, False, "ignore", "ukb_wb"),
-    ("Dixon_noBH_W", ORIGINAL, False, "ignore", "ukb_wb"),
+    ("Dixon_noBH_F", ORIGINAL, False, "fat", "ukb_wb"),
+    ("Dixon_noBH_W", ORIGINAL, False, "water", "ukb_wb"),
     # the vendor-style export of issue 24
     ("WB_T1_st1", ORIGINAL, False, "t1", "issue24"),
     ("WB_DWI_b50_b1000_st1", DIFFUSION, True, "dwi", "issue24"),
@@ -121,7 +122,7 @@ TABLE = [
 def test_the_table_is_large_cited_and_covers_the_vendors_and_classes():
     assert len(TABLE) >= 60
     assert {row[4] for row in TABLE} <= set(SOURCES)
-    assert {row[3] for row in TABLE} == {"t1", "dwi", "ignore", "unknown"}
+    assert {row[3] for row in TABLE} == {"t1", "dwi", "water", "fat", "ignore", "unknown"}
     names = " ".join(row[0] for row in TABLE).lower()
     for word in ("trace", "adc", "dixon", "_in", "_opp", "_w", "_f", "loc", "scout"):
         assert word in names
