@@ -10,7 +10,8 @@ and applied last. ``qc/scans.csv`` has a row per scan: its status (``ok``, ``reu
 defective acquisition's ``incomplete`` / ``inconsistent`` / ``warned``; ``raw.on_incomplete``), the
 ``acquisition`` defects with station and range (mm), the grid and its rule, and the lesion volume
 kept (``lesion_ml`` on the output grid, ``lesion_ml_source`` in a whole-body lesion label or the
-synthetic truth, ``lesion_kept`` their ratio). The manifest (``manifest.yaml`` + ``manifest.csv``, written with
+synthetic truth, ``lesion_kept`` their ratio) and, when a scan of the cohort has Dixon images, ``dixon``
+(the classes carried, or why one was left out). The manifest (``manifest.yaml`` + ``manifest.csv``, written with
 :func:`sapkit.data.manifest.write_manifest`) lists the successful scans. The input is only read.
 """
 
