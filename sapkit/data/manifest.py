@@ -31,7 +31,7 @@ from sapkit.label_maps import LESION_CLASSES, SKELETON_CLASSES
 __all__ = [
     "Manifest",
     "REQUIRED_COLUMNS",
-    "PATH_COLUMNS",
+    "PATH_COLUMNS", "OPTIONAL_PATH_COLUMNS",
     "load_manifest",
     "write_manifest",
     "resolve_manifest_path",

@@ -296,7 +296,6 @@ def _preprocess(source: ScanSource, config: RawConfig) -> ProcessedScan:
         clock = now
 
     t1, dwi, _ = load_scan(source, converter=config.converter, labels=False)
-    dixon_found = read_dixon(source, config.converter)
     tick("load")
     acquisition = model_acquisition(t1, dwi)  # before the labels: a split station would misplace them
     defects = [d.message for d in acquisition.defects]
@@ -304,6 +303,7 @@ def _preprocess(source: ScanSource, config: RawConfig) -> ProcessedScan:
         raise AcquisitionError(f"{'; '.join(defects)} (scan {source.scan_id}; raw.on_incomplete=warn or keep "
                                "preprocesses it as acquired)", acquisition.status)
     whole = load_labels(source, t1)
+    dixon_found = read_dixon(source, config.converter)  # class → stations; {} without Dixon
     if config.on_incomplete == "warn":
         warnings += defects
     b_key = _b1000_key(dwi, config)
