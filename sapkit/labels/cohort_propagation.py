@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sapkit.data.manifest import PATH_COLUMNS, Manifest, write_manifest
+from sapkit.data.manifest import OPTIONAL_PATH_COLUMNS, PATH_COLUMNS, Manifest, write_manifest
 from sapkit.io.nifti import read_image, read_label, save_nifti
 from sapkit.labels.propagation import propagate_labels
 
@@ -66,7 +66,7 @@ def _relocated(manifest: Manifest, labels: dict[str, Path], out: Path) -> tuple[
     table = manifest.scans.copy()
     table["skeleton_label"] = [str(labels[s].resolve()) if s in labels else p
                                for s, p in zip(table["scan_id"], table["skeleton_label"])]
-    columns = [c for c in PATH_COLUMNS + ("fine_label", "adc") if c in table.columns]
+    columns = [c for c in PATH_COLUMNS + tuple(OPTIONAL_PATH_COLUMNS) if c in table.columns]
     for col in columns:  # relative paths of the input count from its data_root
         table[col] = [str(manifest.data_root / p) if p and not os.path.isabs(p) else p for p in table[col]]
     common = Path(os.path.commonpath([str(out.resolve())] + [p for c in columns for p in table[c] if p]))
