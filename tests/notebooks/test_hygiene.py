@@ -87,6 +87,18 @@ def test_notebook_is_clean(path):
     assert not problems, f"{path.relative_to(REPO)}:\n  " + "\n  ".join(problems)
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_cell_has_a_unique_id(path):
+    """nbformat 4.5 cell ids: without them papermill prints a MissingIDFieldWarning into `make demo`'s log."""
+    import json
+
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    ids = [c.get("id") for c in raw["cells"]]
+    assert (raw["nbformat"], raw["nbformat_minor"]) >= (4, 5), f"{path.name}: nbformat {raw['nbformat']}.{raw['nbformat_minor']}"
+    assert None not in ids, f"{path.name}: cells {[i for i, v in enumerate(ids) if v is None]} have no id"
+    assert len(set(ids)) == len(ids), f"{path.name}: repeated cell ids"
+
+
 # ----------------------------------------------------------------------------- the checker itself
 def _good_notebook():
     v4 = nbformat.v4
