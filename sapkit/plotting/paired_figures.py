@@ -138,8 +138,19 @@ def slopegraph_figure(patients: pd.DataFrame, metric: str = "f2", *, reference: 
 def evaluation_slopegraph_figure(evaluation: Any, *, metric: str = "f2", reference: str = "sap",
                                  title: str | None = None):
     """:func:`slopegraph_figure` of a :class:`~sapkit.evaluation.cohort.RunEvaluation`, with its
-    Bonferroni-corrected p-values (``.comparisons``)."""
+    Bonferroni-corrected p-values (``.comparisons``). A run without ``reference`` and another init
+    gets a figure that says so (notebook 05 runs to the end on a single-init sweep)."""
+    import plotly.graph_objects as go
+
     from sapkit.plotting.evaluation_figures import comparison_pvalues
 
+    inits = sorted_inits(pd.unique(evaluation.patients["init"].astype(str))) if len(evaluation.patients) else []
+    if reference not in inits or len(inits) < 2:  # e.g. a sweep that fine-tunes SAP alone: say so, do not fail
+        fig = go.Figure(layout=dict(title=title, template="plotly_white", height=240,
+                                    xaxis=dict(visible=False), yaxis=dict(visible=False)))
+        fig.add_annotation(text=f"Nothing to pair: this run fine-tuned {inits or 'no init'}; the slopegraph pairs "
+                                f"{init_label(reference)} with another init (lesion.inits).",
+                           x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font_size=14)
+        return fig
     pvalues = comparison_pvalues(evaluation.comparisons, metric) if len(evaluation.comparisons) else {}
     return slopegraph_figure(evaluation.patients, metric, reference=reference, pvalues=pvalues, title=title)

@@ -56,3 +56,17 @@ def test_slopegraph_traces_carry_the_pairs_and_counts(patients):
     medians = [tr for tr in fig.data if tr.name == "median of each init"]
     assert list(medians[0].y) == pytest.approx([t[t["other"] == "scratch"]["other_value"].median(),
                                                 t[t["other"] == "scratch"]["reference_value"].median()])
+
+
+def test_a_run_with_one_init_gets_a_figure_that_says_so_not_an_error(patients):
+    """A sweep fine-tuning SAP alone (lesion.inits=[sap]) must still run notebook 05 to its end."""
+    from types import SimpleNamespace
+
+    from sapkit.plotting.paired_figures import evaluation_slopegraph_figure
+
+    alone = SimpleNamespace(patients=patients[patients["init"] == "sap"], comparisons=pd.DataFrame())
+    fig = evaluation_slopegraph_figure(alone, metric="f2")
+    assert len(fig.data) == 0 and "Nothing to pair" in fig.layout.annotations[0].text
+    assert "['sap']" in fig.layout.annotations[0].text
+    with pytest.raises(ConfigError, match="needs two inits"):   # the direct call keeps its error
+        slopegraph_figure(alone.patients, "f2")
