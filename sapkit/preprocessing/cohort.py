@@ -180,6 +180,18 @@ def declare_outputs(plan: OutputPlan, input_path: str | Path, out_dir: str | Pat
         plan.writes(path, flag, folder=out.path)
 
 
+def _series_summary(series: pd.DataFrame | None, limit: int = 12) -> str:
+    """How each DICOM series was classified, for the error that nothing usable was found (nothing is written then)."""
+    if series is None or not len(series):
+        return ""
+    lines = [f"  {r.scan_id}: series {r.series_number} '{r.description or '(no description)'}' -> {r.sequence} ({r.reason})"
+             for r in series.head(limit).itertuples()]
+    more = f"\n  … and {len(series) - limit} more series" if len(series) > limit else ""
+    return ("; each scan needs a T1 and a DWI series. How the series were classified:\n" + "\n".join(lines) + more
+            + "\nIf a T1 or DWI series is listed as unknown or ignore, copy the packaged rules.yaml, add a rule "
+              "for its name or ImageType and pass --rules FILE.")
+
+
 def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | None = None, *,
                jobs: int | None = None, labels: str | Path | None = None, rules: str | Path | None = None,
                force: bool = False, progress: bool = True, executor: str | None = None, resources: Resources | None = None,
@@ -232,8 +244,7 @@ def preprocess(input_path: str | Path, out_dir: str | Path, config: RawConfig | 
     plan.check()
     scans, series, skipped, rules_text = discover_scans(input_path, config, labels=labels, rules=rules, progress=progress)
     if not scans:
-        raise SapkitError(f"no scan with T1 and DWI series found in {input_path}"
-                          + ("; see the series table (classification and reasons) and adjust rules.yaml" if series is not None else ""))
+        raise SapkitError(f"no scan with T1 and DWI series found in {input_path}" + _series_summary(series))
     out.qc_dir.mkdir(parents=True, exist_ok=True)
     if series is not None:
         atomic_write_text(out.table("series"), series.to_csv(index=False))

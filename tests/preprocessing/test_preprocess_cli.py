@@ -31,6 +31,23 @@ def test_preprocess_command_errors_are_one_line(small_raw, tmp_path, capsys):
     assert "no scan with T1 and DWI series found" in capsys.readouterr().err
 
 
+def test_real_files_without_a_usable_scan_are_listed_in_the_error(tmp_path, capsys):
+    """pydicom's shipped MR and CT images: no T1 + DWI scan; the error says how each series was classified."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("MR_small.dcm", "CT_small.dcm"):
+        shutil.copy(get_testdata_file(name), folder / name)
+    assert main(["preprocess", str(folder), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "no scan with T1 and DWI series found" in err and "How the series were classified" in err
+    assert "-> unused (modality CT is not one of ['MR'])" in err and "-> unknown (no rule matched" in err
+    assert "--rules FILE" in err and not (tmp_path / "out").exists()   # nothing written on the way out
+
+
 def test_synth_raw_writes_both_forms(tmp_path, capsys):
     args = ["synth", "--raw", "--out", str(tmp_path / "raw"), "--no-progress", "-p", "synth.n_healthy_subjects=0",
             "-p", "synth.n_patients=1", "-p", "synth.height_mm=300", "-p", "synth.spacing_mm=8"]
