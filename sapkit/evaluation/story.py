@@ -26,6 +26,7 @@ import pandas as pd
 from sapkit.evaluation.statistics import wilcoxon_signed_rank
 from sapkit.evaluation.tables import PAPER_TABLE1
 from sapkit.io.run_paths import RunDir
+from sapkit.training.plateau import stuck_models
 
 __all__ = ["METRIC_LABELS", "STORY_METRICS", "INIT_LABELS", "Lead", "paired_differences", "metric_leads",
            "outcome_markdown", "learning_story", "run_story", "run_headline", "comparisons_table"]
@@ -320,6 +321,12 @@ def learning_story(run_dir: str | Path, stage: str) -> str:
         lead = (f"no init ahead" if len({_num(v) for v in order}) == 1 else f"**{_name(order.index[0])} {best}**")
         sentences.append(f"{what[0].upper() + what[1:]} (mean over folds): {lead} ({listed}).")
     n_folds = ", ".join(f"{_name(i)} {int(n)}" for i, n in table["folds"].items())
+    stuck = stuck_models(rd.lesion_dir)
+    if len(stuck):
+        names = ", ".join(f"{_name(r.init)} fold {r.fold} (loss {_num(r.last_loss)})" for r in stuck.itertuples())
+        sentences.append(f"**Never took off: {names}** — each ended at the loss of predicting no lesion with "
+                         "validation Dice 0, so its held-out patients score 0 whatever the init is worth "
+                         "(docs/reproducibility.md §5; the seed study shows how often this happens).")
     return " ".join(sentences) + f" Models per init: {n_folds}. Training curves say how the models fit; only the " \
         "held-out patients of notebook 05 say which init finds lesions better."
 

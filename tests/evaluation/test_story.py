@@ -104,3 +104,24 @@ def test_equal_medians_are_no_lead(tmp_path):
     assert "**scratch led**" not in text and "**SSL led**" not in text and "scratch and SSL share the best median (1.000), then SAP 0.000" in text
     assert "scratch, SSL and SAP share the best median (0.000)" in text  # in the kit's init order
     assert run_headline(rd.config_yaml.parent) == "No init led on any of the 4 key metrics: the best medians are shared."
+
+
+def test_a_model_that_never_took_off_is_named(tmp_path):
+    """Loss ≥ 0.95 at the end with validation lesion Dice 0: the all-background plateau (docs/reproducibility.md §5)."""
+    from sapkit.training.plateau import stuck_models
+
+    rd = RunDir(tmp_path / "run")
+    logs = {("scratch", 0): ([1.3, 0.80], 0.25), ("sap", 0): ([1.0, 0.76], 0.30), ("sap", 1): ([1.34, 1.001], 0.0),
+            ("ssl", 1): ([1.2, 0.93], 0.0)}  # ssl: Dice 0 but a loss that moved off the plateau — not stuck
+    for (init, fold), (loss, val) in logs.items():
+        md = rd.lesion(init, fold)
+        md.path.mkdir(parents=True)
+        pd.DataFrame({"epoch": [0, 1, 2], "loss": [None, *loss], "val_dice_mean": [0.0, None, val],
+                      "val_dice_lesion": [0.0, None, val]}).to_csv(md.log_csv, index=False)
+    stuck = stuck_models(rd.lesion_dir)
+    assert stuck[["init", "fold"]].values.tolist() == [["sap", "1"]] and stuck.last_loss.tolist() == [1.001]
+    text = run_story(rd.config_yaml.parent, stage="lesion")
+    assert "**Never took off: SAP fold 1 (loss 1.001)**" in text and "scratch fold" not in text
+    pd.DataFrame({"epoch": [0, 1, 2], "loss": [None, 1.34, 0.80], "val_dice_mean": [0.0, None, 0.2],
+                  "val_dice_lesion": [0.0, None, 0.2]}).to_csv(rd.lesion("sap", 1).log_csv, index=False)
+    assert "Never took off" not in run_story(rd.config_yaml.parent, stage="lesion")
