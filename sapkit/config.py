@@ -86,6 +86,7 @@ TuneStatistic = Literal["median", "mean"]
 PrecisionRule = Literal["lesion", "prediction"]  # precision counts detected GT lesions, or hitting predictions
 SamplerKind = Literal["instance_balanced", "posneg"]
 CheckpointChoice = Literal["final", "best"]
+HeadInit = Literal["random", "zero"]  # the lesion head re-created after a transfer: default init, or all zeros
 Init = Literal["scratch", "ssl", "sap"]
 HitRule = Annotated[str, Pattern(r"any|iou:(0?\.[0-9]*[1-9][0-9]*|1(\.0*)?)",
                                  "'any' or 'iou:T' with 0 < T ≤ 1 (e.g. 'iou:0.5')")]
@@ -223,6 +224,7 @@ class LesionConfig:
     amp_dtype: AmpDtype = "auto"
     label_fraction: float = bounded(1.0, 1e-9, 1.0)
     checkpoint: CheckpointChoice = "final"
+    head_init: HeadInit = "random"  # sap/ssl: the re-created output head random (default) or zero (docs/reproducibility.md §5)
     val_max_scans: int = bounded(0, 0)  # validation curves on at most this many validation scans (0 = all)
     val_fraction: float = bounded(0.125, 0.0, 0.5)  # training patients held out for validation (0 = none)
 

@@ -49,6 +49,7 @@ __all__ = [
     "INITS",
     "REPORT_COLUMNS",
     "transfer_weights",
+    "zero_head",
     "inflate_input_weight",
     "save_transfer_report",
     "lesion_param_groups",
@@ -127,6 +128,23 @@ def _rule_reason(init: str, part: str) -> str:
     if init == "sap":
         return "output head: re-created for the new classes"
     return f"{part}: not trained by SSL (ssl copies only what the pretext tasks trained)"
+
+
+def zero_head(model: nn.Module) -> int:
+    """Set every parameter of the output head (:func:`sapkit.networks.factory.model_parts`) to 0.
+
+    After a transfer the head is the only newly created part; zero weights and bias give logits 0 for
+    every class at the start (softmax ½ per voxel for two classes), so the first steps move the head
+    from the transferred features instead of from a random projection of them. Returns the number of
+    parameters set.
+    """
+    n = 0
+    with torch.no_grad():
+        for module in model_parts(model)["head"]:
+            for p in module.parameters():
+                p.zero_()
+                n += p.numel()
+    return n
 
 
 def transfer_weights(

@@ -18,7 +18,7 @@ from sapkit.errors import CheckpointError, ConfigError
 from sapkit.io.run_paths import RunDir
 from sapkit.label_maps import LESION_CLASSES
 from sapkit.networks.factory import build_model, check_roi_fits
-from sapkit.networks.transfer import INITS, lesion_param_groups, save_transfer_report, transfer_weights
+from sapkit.networks.transfer import INITS, lesion_param_groups, save_transfer_report, transfer_weights, zero_head
 from sapkit.training._task_inputs import rank_and_world
 from sapkit.training.engine import TrainResult, fit
 from sapkit.training.segmentation import dice_ce_step, segmentation_validator
@@ -76,6 +76,8 @@ def train_lesion(
                                   f"(`sapkit train {'skeleton' if init == 'sap' else 'ssl'}`) or pass --pretrained FILE")
         report = transfer_weights(model, src, init=init)
         source = f" Initialised from {src} ({report.attrs['n_loaded']} tensors loaded; see transfer.csv)."
+        if lc.head_init == "zero":  # docs/reproducibility.md §5: a random head can leave the model on the empty plateau
+            source += f" Output head set to zero ({zero_head(model)} parameters; lesion.head_init=zero)."
         if rank_and_world()[0] == 0:
             out_dir.mkdir(parents=True, exist_ok=True)
             save_transfer_report(report, out.transfer_csv)

@@ -10,7 +10,7 @@ from sapkit.config import LesionConfig, ModelConfig, load_config
 from sapkit.errors import CheckpointError, ConfigError
 from sapkit.networks.factory import build_model, part_of_tensors, ssl_modules
 from sapkit.training.ssl import SSLModel
-from sapkit.networks.transfer import lesion_param_groups, save_transfer_report, transfer_weights
+from sapkit.networks.transfer import lesion_param_groups, save_transfer_report, transfer_weights, zero_head
 
 TINY = {
     "unet": ModelConfig(backbone="unet", channels=(4, 8, 16)),
@@ -187,3 +187,19 @@ def test_tang_layout_of_other_sizes_is_refused_naming_the_tensor(tmp_path):
     with pytest.raises(CheckpointError, match=r"feature_size.*pretrained model's") as err:
         transfer_weights(build_model(TINY["swinunetr"], 2, seed=0), file, init="ssl")
     assert "module.patch_embed.proj.weight" in str(err.value) or "shape-mismatch" in str(err.value)
+
+
+@pytest.mark.parametrize("backbone", ["unet", "dynunet", "swinunetr"])
+def test_zero_head_sets_only_the_head_to_zero(backbone):
+    """lesion.head_init=zero (docs/reproducibility.md §5): head parameters 0, everything else untouched, logits 0."""
+    model = build_model(TINY[backbone], 2, seed=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    parts = part_of_tensors(model)
+    n = zero_head(model)
+    head = [k for k, part in parts.items() if part == "head"]
+    assert head and n == sum(before[k].numel() for k in head if before[k].is_floating_point())
+    for k, v in model.state_dict().items():
+        assert torch.count_nonzero(v) == 0 if k in head else torch.equal(v, before[k])
+    x = torch.randn(1, 2, 64, 64, 64) if backbone == "swinunetr" else torch.randn(1, 2, 32, 32, 32)
+    with torch.no_grad():
+        assert torch.count_nonzero(model.eval()(x)) == 0

@@ -152,6 +152,13 @@ def test_ssl_then_lesion_transfers(tmp_path, skeleton_run, smoke):
         assert counts["loaded"] > 0 and "shape-mismatch" not in counts and "missing-in-source" not in counts
         assert out.log["lr_encoder"].iloc[-1] == pytest.approx(smoke.lesion.lr_encoder_sap if init == "sap"
                                                               else smoke.lesion.lr_encoder_ssl)
+    zero = load_config("smoke", {"lesion.epochs": 1, "lesion.warmup_epochs": 0, "lesion.head_init": "zero"})
+    out = train_lesion(run_dir, zero, init="sap", fold=1, train_cases=patients, val_cases=None, sampler=sampler,
+                       progress=False)
+    card = (RunDir(run_dir).lesion("sap", 1).path / "MODEL_CARD.md").read_text()
+    assert "Output head set to zero" in card
+    state = torch.load(RunDir(run_dir).lesion("sap", 1).model(), weights_only=True)["state_dict"]
+    assert any(torch.count_nonzero(v) for k, v in state.items() if k.startswith("out."))  # it trained off zero
     bad = train_lesion  # an SSL file cannot stand in for a skeleton file: the decoder is random there
     with pytest.raises(CheckpointError, match="needs pretrained weights"):
         bad(tmp_path, smoke, init="sap", fold=1, train_cases=patients, val_cases=None, sampler=sampler, progress=False)
