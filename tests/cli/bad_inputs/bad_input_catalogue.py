@@ -171,3 +171,20 @@ def check_cli_case(tmp_path: Path, make_case, capsys) -> None:
     assert err.startswith(f"sapkit {argv[0]}: error: ") and re.search(message, err), err
     assert _input_digests(tmp_path) == before
     assert [p for p in outputs if p.exists()] == []
+
+
+def catalogue_tests(cases: list, cli_cases: list) -> tuple:
+    """The two tests each ``test_bad_<command>.py`` runs over its registered cases, as (api, cli).
+
+    Bind the ones the module has cases for at its end, e.g.
+    ``test_bad_input_raises_clear_error_and_leaves_inputs_untouched, test_bad_input_on_the_command_line_exits_with_one_message = catalogue_tests(CASES, CLI_CASES)``.
+    """
+    @pytest.mark.parametrize("make_case", cases, ids=lambda f: f.__name__)
+    def api(tmp_path, make_case):
+        check_api_case(tmp_path, make_case)
+
+    @pytest.mark.parametrize("make_case", cli_cases, ids=lambda f: f.__name__)
+    def cli(tmp_path, make_case, capsys):
+        check_cli_case(tmp_path, make_case, capsys)
+
+    return api, cli

@@ -8,14 +8,13 @@ See ``bad_input_catalogue`` for what every case must do.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import yaml
 
 from sapkit.io.nifti import save_nifti
 
 from bad_input_catalogue import (
-    AFFINE, SHAPE, YAML_BOMB, edit_meta, manifest_loader, nan_affine_nifti, read_table, write_table,
-    zero_spacing_nifti, check_api_case, check_cli_case, registry,
+    catalogue_tests, AFFINE, SHAPE, YAML_BOMB, edit_meta, manifest_loader, nan_affine_nifti, read_table, write_table,
+    zero_spacing_nifti, registry,
 )
 
 CASES, CLI_CASES, case, cli_case = registry()
@@ -374,11 +373,5 @@ def check_channels_not_a_list(root):
     return ["check", str(root / "data")], r"channels must be a list of names", []
 
 
-@pytest.mark.parametrize("make_case", CASES, ids=lambda f: f.__name__)
-def test_bad_input_raises_clear_error_and_leaves_inputs_untouched(tmp_path, make_case):
-    check_api_case(tmp_path, make_case)
-
-
-@pytest.mark.parametrize("make_case", CLI_CASES, ids=lambda f: f.__name__)
-def test_bad_input_on_the_command_line_exits_with_one_message(tmp_path, make_case, capsys):
-    check_cli_case(tmp_path, make_case, capsys)
+(test_bad_input_raises_clear_error_and_leaves_inputs_untouched,
+ test_bad_input_on_the_command_line_exits_with_one_message) = catalogue_tests(CASES, CLI_CASES)

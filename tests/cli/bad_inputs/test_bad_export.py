@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
-from bad_input_catalogue import tiny_model, check_api_case, check_cli_case, registry
+from bad_input_catalogue import catalogue_tests, tiny_model, registry
 
 CASES, CLI_CASES, case, cli_case = registry()
 
@@ -145,11 +144,5 @@ def export_onto_a_file(root):
     return argv, r"--out .*bundle\.txt is a file; name a folder", [root / ".bundle.txt.sapkit-export"]
 
 
-@pytest.mark.parametrize("make_case", CASES, ids=lambda f: f.__name__)
-def test_bad_input_raises_clear_error_and_leaves_inputs_untouched(tmp_path, make_case):
-    check_api_case(tmp_path, make_case)
-
-
-@pytest.mark.parametrize("make_case", CLI_CASES, ids=lambda f: f.__name__)
-def test_bad_input_on_the_command_line_exits_with_one_message(tmp_path, make_case, capsys):
-    check_cli_case(tmp_path, make_case, capsys)
+(test_bad_input_raises_clear_error_and_leaves_inputs_untouched,
+ test_bad_input_on_the_command_line_exits_with_one_message) = catalogue_tests(CASES, CLI_CASES)

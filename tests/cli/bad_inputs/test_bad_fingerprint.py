@@ -5,9 +5,8 @@ See ``bad_input_catalogue`` for what every case must do.
 
 from __future__ import annotations
 
-import pytest
 
-from bad_input_catalogue import nan_affine_nifti, read_only_folder, zero_spacing_nifti, check_cli_case, registry
+from bad_input_catalogue import catalogue_tests, nan_affine_nifti, read_only_folder, zero_spacing_nifti, registry
 
 CASES, CLI_CASES, case, cli_case = registry()
 
@@ -45,6 +44,4 @@ def fingerprint_json_in_a_read_only_folder(root):
         r"folder of --json .* is not writable \(read-only\?\)", []
 
 
-@pytest.mark.parametrize("make_case", CLI_CASES, ids=lambda f: f.__name__)
-def test_bad_input_on_the_command_line_exits_with_one_message(tmp_path, make_case, capsys):
-    check_cli_case(tmp_path, make_case, capsys)
+_, test_bad_input_on_the_command_line_exits_with_one_message = catalogue_tests(CASES, CLI_CASES)

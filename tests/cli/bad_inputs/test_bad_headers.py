@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
-import pytest
 
 from sapkit.io.nifti import save_nifti
 
 from bad_input_catalogue import (
-    AFFINE, SHAPE, manifest_loader, read_table, write_table, check_api_case, check_cli_case, registry,
+    catalogue_tests, AFFINE, SHAPE, manifest_loader, read_table, write_table, registry,
 )
 
 CASES, CLI_CASES, case, cli_case = registry()
@@ -232,11 +231,5 @@ def check_empty_image(root):
     return ["check", str(root / "data")], r"p02_b1000\.nii\.gz has no voxels", []
 
 
-@pytest.mark.parametrize("make_case", CASES, ids=lambda f: f.__name__)
-def test_bad_input_raises_clear_error_and_leaves_inputs_untouched(tmp_path, make_case):
-    check_api_case(tmp_path, make_case)
-
-
-@pytest.mark.parametrize("make_case", CLI_CASES, ids=lambda f: f.__name__)
-def test_bad_input_on_the_command_line_exits_with_one_message(tmp_path, make_case, capsys):
-    check_cli_case(tmp_path, make_case, capsys)
+(test_bad_input_raises_clear_error_and_leaves_inputs_untouched,
+ test_bad_input_on_the_command_line_exits_with_one_message) = catalogue_tests(CASES, CLI_CASES)

@@ -8,9 +8,8 @@ See ``bad_input_catalogue`` for what every case must do.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from bad_input_catalogue import SHAPE, read_only_folder, tiny_model, check_api_case, check_cli_case, registry
+from bad_input_catalogue import catalogue_tests, SHAPE, read_only_folder, tiny_model, registry
 
 CASES, CLI_CASES, case, cli_case = registry()
 
@@ -113,11 +112,5 @@ def predict_out_in_a_read_only_folder(root):
             str(ro / "pred")], r"--out .*pred cannot be created", []
 
 
-@pytest.mark.parametrize("make_case", CASES, ids=lambda f: f.__name__)
-def test_bad_input_raises_clear_error_and_leaves_inputs_untouched(tmp_path, make_case):
-    check_api_case(tmp_path, make_case)
-
-
-@pytest.mark.parametrize("make_case", CLI_CASES, ids=lambda f: f.__name__)
-def test_bad_input_on_the_command_line_exits_with_one_message(tmp_path, make_case, capsys):
-    check_cli_case(tmp_path, make_case, capsys)
+(test_bad_input_raises_clear_error_and_leaves_inputs_untouched,
+ test_bad_input_on_the_command_line_exits_with_one_message) = catalogue_tests(CASES, CLI_CASES)

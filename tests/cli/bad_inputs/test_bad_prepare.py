@@ -6,11 +6,9 @@ See ``bad_input_catalogue`` for what every case must do.
 
 from __future__ import annotations
 
-import pytest
 
 from bad_input_catalogue import (
-    edit_meta, nan_affine_nifti, read_only_folder, read_table, write_table, zero_spacing_nifti,
-    check_api_case, check_cli_case, registry,
+    catalogue_tests, edit_meta, nan_affine_nifti, read_only_folder, read_table, write_table, zero_spacing_nifti, registry,
 )
 
 CASES, CLI_CASES, case, cli_case = registry()
@@ -105,11 +103,5 @@ def prepare_out_in_a_read_only_folder(root):
     return ["prepare", str(root / "data"), "--out", str(ro / "prep")], r"--out .*prep cannot be created", []
 
 
-@pytest.mark.parametrize("make_case", CASES, ids=lambda f: f.__name__)
-def test_bad_input_raises_clear_error_and_leaves_inputs_untouched(tmp_path, make_case):
-    check_api_case(tmp_path, make_case)
-
-
-@pytest.mark.parametrize("make_case", CLI_CASES, ids=lambda f: f.__name__)
-def test_bad_input_on_the_command_line_exits_with_one_message(tmp_path, make_case, capsys):
-    check_cli_case(tmp_path, make_case, capsys)
+(test_bad_input_raises_clear_error_and_leaves_inputs_untouched,
+ test_bad_input_on_the_command_line_exits_with_one_message) = catalogue_tests(CASES, CLI_CASES)

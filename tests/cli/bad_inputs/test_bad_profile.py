@@ -8,9 +8,8 @@ from __future__ import annotations
 
 
 import numpy as np
-import pytest
 
-from bad_input_catalogue import YAML_BOMB, check_api_case, registry
+from bad_input_catalogue import catalogue_tests, YAML_BOMB, registry
 
 CASES, CLI_CASES, case, cli_case = registry()
 
@@ -141,6 +140,4 @@ def override_bad_yaml(root):
     return (lambda: parse_overrides(["lesion.inits=[sap"])), r"override 'lesion\.inits=\[sap' is not valid YAML"
 
 
-@pytest.mark.parametrize("make_case", CASES, ids=lambda f: f.__name__)
-def test_bad_input_raises_clear_error_and_leaves_inputs_untouched(tmp_path, make_case):
-    check_api_case(tmp_path, make_case)
+test_bad_input_raises_clear_error_and_leaves_inputs_untouched, _ = catalogue_tests(CASES, CLI_CASES)

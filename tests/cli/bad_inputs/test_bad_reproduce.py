@@ -6,9 +6,8 @@ See ``bad_input_catalogue`` for what every case must do.
 
 from __future__ import annotations
 
-import pytest
 
-from bad_input_catalogue import cli_call, check_api_case, check_cli_case, registry
+from bad_input_catalogue import catalogue_tests, cli_call, registry
 
 CASES, CLI_CASES, case, cli_case = registry()
 
@@ -32,11 +31,5 @@ def reproduce_overlap_of_one(root):
         r"'infer\.overlap' must be in \[0\.0, 1\.0\), got 1\.0", [root / "run" / "notebooks"]
 
 
-@pytest.mark.parametrize("make_case", CASES, ids=lambda f: f.__name__)
-def test_bad_input_raises_clear_error_and_leaves_inputs_untouched(tmp_path, make_case):
-    check_api_case(tmp_path, make_case)
-
-
-@pytest.mark.parametrize("make_case", CLI_CASES, ids=lambda f: f.__name__)
-def test_bad_input_on_the_command_line_exits_with_one_message(tmp_path, make_case, capsys):
-    check_cli_case(tmp_path, make_case, capsys)
+(test_bad_input_raises_clear_error_and_leaves_inputs_untouched,
+ test_bad_input_on_the_command_line_exits_with_one_message) = catalogue_tests(CASES, CLI_CASES)

@@ -6,9 +6,8 @@ See ``bad_input_catalogue`` for what every case must do.
 
 from __future__ import annotations
 
-import pytest
 
-from bad_input_catalogue import YAML_BOMB, check_api_case, registry
+from bad_input_catalogue import catalogue_tests, YAML_BOMB, registry
 
 CASES, CLI_CASES, case, cli_case = registry()
 
@@ -53,6 +52,4 @@ def sweep_grid_bomb(root):
     return (lambda: load_grid(root / "grid.yaml")), r"grid file .*grid\.yaml expands to more than 100,000 values"
 
 
-@pytest.mark.parametrize("make_case", CASES, ids=lambda f: f.__name__)
-def test_bad_input_raises_clear_error_and_leaves_inputs_untouched(tmp_path, make_case):
-    check_api_case(tmp_path, make_case)
+test_bad_input_raises_clear_error_and_leaves_inputs_untouched, _ = catalogue_tests(CASES, CLI_CASES)
