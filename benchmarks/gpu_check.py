@@ -20,7 +20,7 @@ from monai.losses import DiceCELoss
 from sapkit.config import load_config
 from sapkit.inference.sliding_window import predict_probabilities
 from sapkit.networks.factory import build_model
-from sapkit.io.run_paths import library_versions
+from sapkit.io.run_record import library_versions
 
 
 def _body_volume(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "sapkit"
-MAX_LINES = 420  # "no module over ~400 lines"
+MAX_LINES = 400  # "no module over ~400 lines"
 TOP_LEVEL_MODULES = {"__init__", "config", "_config_loader", "_config_raw", "errors", "validation", "label_maps"}
 SUBPACKAGES = {"io", "data", "labels", "networks", "training", "inference", "metrics", "evaluation", "plotting",
                "pipeline", "cli", "preprocessing", "jobs", "imaging"}

@@ -7,7 +7,7 @@ of docs/method.md §6); ``--predict`` also writes the held-out fold's probabilit
 ``skeleton``/``ssl`` first for ``--init sap|ssl`` or pass ``--pretrained FILE``. ``--resume``
 continues an interrupted run exactly, and refuses a changed configuration (only ``<task>.epochs``
 may change). Like a notebook that starts a stage, it records the run's ``config.yaml`` and
-``versions.json`` (:func:`sapkit.io.run_paths.prepare_run_dir`: unchanged when they already hold
+``versions.json`` (:func:`sapkit.io.run_record.prepare_run_dir`: unchanged when they already hold
 this configuration), which ``sapkit export`` reads. ``--print-slurm --nodes N --gpus-per-node G`` prints a SLURM batch script that runs
 the command on N nodes with torchrun (:mod:`sapkit.training.launch`) instead of training.
 """
@@ -84,7 +84,8 @@ def _records(args: argparse.Namespace, rd: RunDir) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sapkit.io.run_paths import ModelDir, RunDir, prepare_run_dir
+    from sapkit.io.run_paths import ModelDir, RunDir
+    from sapkit.io.run_record import prepare_run_dir
     from sapkit.training.engine import read_train_result
     from sapkit.training.cross_validation import finetune
     from sapkit.training.skeleton_task import train_skeleton

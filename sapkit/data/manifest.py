@@ -4,7 +4,7 @@
 (relative to the YAML), ``channels`` (must be ``[t1, b1000]``), ``csv`` and ``label_maps``.
 The CSV has one row per scan: ``scan_id, subject_id, site, cohort (healthy|patient), t1, b1000,
 skeleton_label, lesion_label``, optionally ``fold`` and :data:`OPTIONAL_PATH_COLUMNS`; paths are relative to ``data_root``.
-Both cohorts live in one manifest. Loading validates everything it can and raises one
+Both cohorts live in one manifest. Loading validates everything it can (the NIfTI files: :mod:`sapkit.data.manifest_images`) and raises one
 :class:`~sapkit.errors.ManifestError` listing every problem (scan, file, fix).
 """
 
@@ -16,14 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 import yaml
 
-from sapkit.errors import ManifestError, NiftiError
-from sapkit.imaging.components import label_components
+from sapkit.errors import ManifestError
 from sapkit.io.atomic import atomic_write_text
-from sapkit.io.nifti import check_same_grid, read_image, read_label
 from sapkit.io.output_paths import OutputPlan, file_stem_problem
 from sapkit.io.yaml_io import load_yaml_file
 from sapkit.label_maps import LESION_CLASSES, SKELETON_CLASSES
@@ -35,8 +32,6 @@ __all__ = [
     "load_manifest",
     "write_manifest",
     "resolve_manifest_path",
-    "validate_files",
-    "lesion_counts",
     "ID_COLUMNS",
     "declare_manifest_inputs",
 ]
@@ -224,6 +219,8 @@ def load_manifest(path: str | Path, *, check_files: bool = True, require_labels:
         source=str(meta.get("source", "")), channels=channels, label_maps=label_maps, scans=scans, csv_path=csv_path,
     )
     if check_files:
+        from sapkit.data.manifest_images import validate_files
+
         problems = validate_files(manifest)
         if problems:
             raise ManifestError(_format(problems, csv_path))
@@ -285,52 +282,6 @@ def _check_table(scans: pd.DataFrame, csv_path: Path, data_root: Path, *, requir
                 f"subject {subject} appears in several folds; all scans of one subject must share one fold"
             )
     return problems
-
-
-def validate_files(manifest: Manifest) -> list[str]:
-    """Open every file: readable 3D NIfTI, finite, channels/labels on the T1 grid, known labels.
-
-    Returns the list of problems (empty when all is well); each names scan, file and fix.
-    """
-    problems: list[str] = []
-    skeleton_values = set(manifest.label_maps["skeleton"])
-    lesion_values = set(manifest.label_maps["lesion"])
-    for _, row in manifest.scans.iterrows():
-        sid = row["scan_id"]
-        try:
-            t1, affine, _ = read_image(row["t1"], what="T1")
-        except NiftiError as exc:
-            problems.append(f"{sid}: {exc}")
-            continue
-        problems += _constant_image(sid, "T1", row["t1"], t1)
-        for col, kind in (("b1000", "image"), ("skeleton_label", "skeleton"), ("lesion_label", "lesion")):
-            if not row[col]:
-                continue
-            try:
-                if kind == "image":
-                    data, aff, _ = read_image(row[col], what="b1000")
-                    problems += _constant_image(sid, "b1000", row[col], data)
-                else:
-                    allowed = skeleton_values if kind == "skeleton" else lesion_values
-                    data, aff, _ = read_label(row[col], allowed=allowed, what=col)
-                check_same_grid(t1.shape, affine, data.shape, aff, name_a=f"T1 {row['t1']}", name_b=f"{col} {row[col]}")
-                if kind == "lesion" and not data.any():
-                    problems.append(
-                        f"{sid}: lesion_label {row[col]} is empty (no voxel > 0); every patient scan needs its "
-                        "lesion mask — check that the right file is named, or drop the row"
-                    )
-            except NiftiError as exc:
-                problems.append(f"{sid}: {exc}")
-    return problems
-
-
-def _constant_image(sid: str, what: str, path: str, data: np.ndarray) -> list[str]:
-    """An image holding one value everywhere has no signal: the wrong file, or a conversion that failed."""
-    low, high = float(data.min()), float(data.max())
-    if low != high:
-        return []
-    return [f"{sid}: {what} file {path} holds the value {low:g} in every voxel: no image (a failed conversion or the "
-            "wrong file); check that the right file is named, or convert the series again"]
 
 
 def write_manifest(
@@ -402,14 +353,3 @@ def declare_manifest_inputs(plan: OutputPlan, manifest: str | Path | Manifest, *
     for folder in (manifest.path.parent, manifest.data_root):
         plan.reads_folder(folder, f"{label} folder (it holds {manifest.path.name} or the scans)")
     return manifest
-
-
-def lesion_counts(manifest: Manifest, *, connectivity: int = 26) -> dict[str, int]:
-    """Number of connected lesion components per patient subject (summed over its scans)."""
-    counts: dict[str, int] = {}
-    for _, row in manifest.patients().iterrows():
-        lesion, _, _ = read_label(row["lesion_label"], what="lesion_label")
-        n = label_components(lesion, connectivity=connectivity)[1]
-        counts[row["subject_id"]] = counts.get(row["subject_id"], 0) + n
-    return counts
-

@@ -22,7 +22,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from sapkit.errors import ConfigError, ManifestError, SapkitError
+from sapkit.imaging.components import label_components
 from sapkit.io.atomic import atomic_write_text
+from sapkit.io.nifti import read_label
 from sapkit.io.run_paths import RunDir
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "fold_subjects",
     "training_subjects",
     "resolve_folds",
+    "lesion_counts",
 ]
 
 
@@ -115,8 +118,6 @@ def splits_from_manifest(manifest: Any, *, k: int = 7, tuning_fold: int = 6, see
 
     Lesion counts are the 26-connected (by default) components of each subject's lesion masks.
     """
-    from sapkit.data.manifest import lesion_counts
-
     counts = lesion_counts(manifest, connectivity=connectivity)
     healthy = sorted(set(manifest.healthy()["subject_id"]))
     splits = make_splits(counts, healthy, k=k, tuning_fold=tuning_fold, seed=seed,
@@ -219,3 +220,13 @@ def resolve_folds(splits: Mapping[str, Any], folds: Sequence[Any]) -> list[str]:
             )
         out.append(f)
     return out
+
+
+def lesion_counts(manifest: Any, *, connectivity: int = 26) -> dict[str, int]:
+    """Number of connected lesion components (``connectivity`` 6, 18 or 26) per patient subject, summed over its scans."""
+    counts: dict[str, int] = {}
+    for _, row in manifest.patients().iterrows():
+        lesion, _, _ = read_label(row["lesion_label"], what="lesion_label")
+        n = label_components(lesion, connectivity=connectivity)[1]
+        counts[row["subject_id"]] = counts.get(row["subject_id"], 0) + n
+    return counts

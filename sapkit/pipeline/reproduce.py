@@ -22,7 +22,8 @@ from sapkit.config import Config, load_config
 from sapkit.errors import SapkitError
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.run_lock import RunLock
-from sapkit.io.run_paths import RunDir, default_run_dir, prepare_run_dir
+from sapkit.io.run_paths import RunDir, default_run_dir
+from sapkit.io.run_record import prepare_run_dir
 from sapkit.pipeline.html_report import build_report
 from sapkit.pipeline.progress import RunMonitor, check_series_plan, format_seconds, planned_models
 

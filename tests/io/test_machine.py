@@ -11,7 +11,8 @@ import torch
 
 from sapkit.config import load_config
 from sapkit.io.machine import PINNED_ISA_ENV, machine_info, machine_summary, pin_isa
-from sapkit.io.run_paths import RunDir, prepare_run_dir
+from sapkit.io.run_paths import RunDir
+from sapkit.io.run_record import prepare_run_dir
 
 
 def test_versions_json_records_cpu_capability_and_threads(tmp_path):

@@ -5,7 +5,8 @@ import pytest
 
 from sapkit.config import load_config
 from sapkit.errors import ConfigError
-from sapkit.io.run_paths import PROB_SUFFIX, ModelDir, PredictionDir, RunDir, default_run_dir, prepare_run_dir
+from sapkit.io.run_paths import PROB_SUFFIX, ModelDir, PredictionDir, RunDir, default_run_dir
+from sapkit.io.run_record import prepare_run_dir
 
 # The documented run-folder layout, relative to the run folder.
 LAYOUT = {

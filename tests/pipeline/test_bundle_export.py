@@ -24,7 +24,8 @@ from sapkit.errors import CheckpointError, ConfigError
 from sapkit.inference.predict import predict_manifest
 from sapkit.inference.sliding_window import body_mask
 from sapkit.io.checkpoints import save_checkpoint
-from sapkit.io.run_paths import RunDir, prepare_run_dir
+from sapkit.io.run_paths import RunDir
+from sapkit.io.run_record import prepare_run_dir
 from sapkit.networks.factory import build_model
 from sapkit.pipeline.bundle_export import (BUNDLE_SCHEMA_URL, CHANNELS, REQUIRED_METADATA_KEYS, REQUIRED_TENSOR_KEYS,
                                            BundleDir, export_bundle, network_config, stack_channels)

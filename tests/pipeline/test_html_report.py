@@ -11,7 +11,8 @@ import pytest
 from fake_run import write_fake_eval, write_fake_run
 from sapkit.config import load_config
 from sapkit.evaluation.cohort import evaluate_run
-from sapkit.io.run_paths import RunDir, prepare_run_dir
+from sapkit.io.run_paths import RunDir
+from sapkit.io.run_record import prepare_run_dir
 from plotly.offline import get_plotlyjs
 
 from sapkit.evaluation.story import METRIC_LABELS, comparisons_table, paired_differences, run_headline

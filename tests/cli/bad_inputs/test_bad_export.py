@@ -20,7 +20,8 @@ def _run(root, *, config: bool = True, task: str = "lesion", stored_model: dict 
     """``root/run``: config.yaml, a lesion checkpoint of a tiny UNet, splits.json; the cohort is ``root/data``."""
     from sapkit.config import config_to_dict, load_config
     from sapkit.io.checkpoints import save_checkpoint
-    from sapkit.io.run_paths import RunDir, prepare_run_dir
+    from sapkit.io.run_paths import RunDir
+    from sapkit.io.run_record import prepare_run_dir
 
     cfg = load_config("smoke", {"model.channels": [4, 8], "infer.roi": [16, 16, 16]})
     rd = prepare_run_dir(root / "run", cfg) if config else RunDir(root / "run")
