@@ -17,7 +17,7 @@ Everything an array leaves lives in its folder (:meth:`sapkit.io.run_paths.RunDi
 
 An element killed outright (``SIGKILL``, SLURM time limit, node failure) cannot write its state;
 :func:`element_states` then reports ``failed`` once its job is gone. ``resume=True`` resubmits only
-elements that are not ``done`` and whose job is no longer queued or running.
+elements that are not ``done`` (or that the caller names in ``redo``) and whose job is no longer queued or running.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import socket
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import pandas as pd
 
@@ -281,6 +281,7 @@ def run_array(
     wait: bool = True,
     name: str = "sapkit",
     progress: bool = True,
+    redo: Collection[str] = (),
 ) -> pd.DataFrame:
     """Submit one job per element (a SLURM job array, or local submitit jobs) and collect states.
 
@@ -305,6 +306,8 @@ def run_array(
         Job name shown by ``squeue``.
     progress : bool
         A progress bar over finished elements.
+    redo : collection of str
+        With ``resume``: elements submitted again although ``done`` (their result is stale).
 
     Returns
     -------
@@ -328,7 +331,7 @@ def run_array(
     todo = names
     if resume:
         states = element_states(jd.path, names)
-        todo = [n for n, s in zip(states["name"], states["state"]) if s in ("never", "failed")]
+        todo = [n for n, s in zip(states["name"], states["state"]) if s in ("never", "failed") or (s == "done" and n in redo)]
     ex = _executor(executor, jd, resources, name)
     call = [(str(jd.path), n, *elements[n]) for n in todo]
     if executor == "slurm":

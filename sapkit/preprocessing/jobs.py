@@ -2,9 +2,13 @@
 
 Each element runs :func:`sapkit.preprocessing.scan_job.run_scan` for one scan on a cluster node (or
 as a submitit local job) and writes the scan folder exactly as the in-process path does; the
-submitter reads every finished scan's ``qc.json`` back. A scan that fails marks its element
-``failed`` (its error in ``OUT/jobs/preprocess/states.csv`` and ``qc/scans.csv``), so ``--resume``
-resubmits only failed or never-run scans. With ``--no-wait`` (SLURM) nothing is aggregated:
+submitter reads every finished scan's ``qc.json`` back. A scan whose acquisition check names a
+defect (``incomplete``, ``inconsistent``; ``raw.on_incomplete: fail``) finishes its element too:
+its record (status, message, digest) goes to ``OUT/jobs/preprocess/defects/<scan_id>.json`` and
+from there to ``qc/scans.csv`` as with ``--jobs``. A scan that raises marks its element ``failed``
+(its error in ``OUT/jobs/preprocess/states.csv`` and ``qc/scans.csv``), so ``--resume`` resubmits
+only failed or never-run scans, and finished ones whose inputs or settings changed since (their
+digest). With ``--no-wait`` (SLURM) nothing is aggregated:
 rerun the same command without ``--executor`` when the jobs are done — finished scans are reused
 (same inputs and settings) and the manifest is written.
 """
@@ -17,23 +21,49 @@ from typing import Any
 
 from sapkit.config import RawConfig
 from sapkit.errors import SapkitError
+from sapkit.io.atomic import atomic_write_text
 from sapkit.jobs.executors import Resources, run_array
 from sapkit.io.folders import PreprocessDir
 from sapkit.preprocessing.scan_job import run_scan
 from sapkit.preprocessing.stations import ScanSource
 
-__all__ = ["scan_element", "run_scans_as_array"]
+__all__ = ["defect_json", "scan_element", "run_scans_as_array"]
+
+
+def defect_json(out: PreprocessDir, scan_id: str) -> Path:
+    """``jobs/preprocess/defects/<scan_id>.json``: the record of a scan with a named acquisition defect."""
+    return out.jobs / "defects" / f"{scan_id}.json"
 
 
 def scan_element(source: ScanSource, config: RawConfig, out_dir: str, digest: str) -> str:
-    """What one array element runs: preprocess one scan; raise when it failed (so the state says so).
+    """What one array element runs: preprocess one scan; raise only when it failed (so the state says so).
 
-    Returns the scan's ``qc.json`` path (relative paths are resolved on the submitting side).
+    A named defect (``run_scan``'s ``incomplete``/``inconsistent``) is a result, not a crash: its
+    record is written to :func:`defect_json` and the element finishes. Returns the path of the
+    scan's record (``qc.json`` or the defect's).
     """
+    out = PreprocessDir(out_dir)
+    defect = defect_json(out, source.scan_id)
+    defect.unlink(missing_ok=True)
     record = run_scan(source, config, out_dir, digest)
-    if record["status"] != "ok":
+    if record["status"] == "failed":
         raise SapkitError(record["summary"].get("error") or "failed")
-    return str(PreprocessDir(out_dir).scan_qc_json(source.scan_id))
+    if record["status"] != "ok":
+        atomic_write_text(defect, json.dumps({**record, "digest": digest}, indent=1, default=str))
+        return str(defect)
+    return str(out.scan_qc_json(source.scan_id))
+
+
+def _finished_record(out: PreprocessDir, source: ScanSource, digest: str) -> dict | None:
+    """The record an element left for these inputs and settings (``digest``): ``qc.json`` or a defect's; else None."""
+    for path in (out.scan_qc_json(source.scan_id), defect_json(out, source.scan_id)):
+        try:
+            record = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("digest") == digest and all((out.path / p).is_file() for p in record.get("files", {}).values()):
+            return record
+    return None
 
 
 def _failed_record(source: ScanSource, error: str) -> dict[str, Any]:
@@ -61,7 +91,7 @@ def run_scans_as_array(todo: list[tuple[ScanSource, str]], config: RawConfig, ou
     resources : sapkit.jobs.executors.Resources, optional
         Per-element resources and array parallelism.
     resume : bool
-        Resubmit only elements that failed or never ran.
+        Resubmit only elements that failed or never ran, or whose record is stale (other digest).
     wait : bool
         False (SLURM): return None right after submitting.
     progress : bool
@@ -70,18 +100,19 @@ def run_scans_as_array(todo: list[tuple[ScanSource, str]], config: RawConfig, ou
     out.path.mkdir(parents=True, exist_ok=True)
     root = str(out.path.resolve())
     elements = {source.scan_id: (scan_element, (source, config, root, digest)) for source, digest in todo}
+    stale = [source.scan_id for source, digest in todo if _finished_record(out, source, digest) is None] if resume else []
     states = run_array(elements, out.jobs, executor=executor, resources=resources, resume=resume, wait=wait,
-                       name="sapkit-preprocess", progress=progress)
+                       name="sapkit-preprocess", progress=progress, redo=stale)
     if not wait and executor == "slurm":
         return None
     by_name = states.set_index("name")
     records = []
-    for source, _ in todo:
+    for source, digest in todo:
         row = by_name.loc[source.scan_id]
-        qc = out.scan_qc_json(source.scan_id)
-        if row["state"] == "done" and qc.is_file():
-            records.append(json.loads(Path(qc).read_text()))
+        record = _finished_record(out, source, digest) if row["state"] == "done" else None
+        if record is not None:
+            records.append(record)
         else:
-            error = row["error"] or f"job ended in state {row['state']} (log: {row['stderr']})"
+            error = row["error"] or f"job ended in state {row['state']} without a record (log: {row['stderr']})"
             records.append(_failed_record(source, str(error)))
     return records
