@@ -46,7 +46,7 @@ class PreprocessDir(Folder):
         OUT/scans/<scan_id>/<scan_id>_{t1,b1000,adc,skeleton,lesion,fine}.nii.gz
         OUT/scans/<scan_id>/qc.json  <scan_id>_qc.png        per-scan QC record and seam figure
         OUT/qc/scans.csv  stations.csv  series.csv  skipped_files.csv  nyul.json  summary.html
-        OUT/jobs/preprocess/                                with --executor: submitit logs, element states
+        OUT/jobs/preprocess/                                with --executor: submitit logs, element states, defects/<scan_id>.json (named defects)
 
     Each scan folder is written in a hidden staging folder and renamed into place when complete.
 
@@ -106,6 +106,11 @@ class PreprocessDir(Folder):
     def jobs(self) -> Path:
         """``jobs/preprocess/``: the job array of ``--executor local|slurm`` (logs, per-scan states)."""
         return self.path / "jobs" / "preprocess"
+
+    def defect_json(self, scan_id: str) -> Path:
+        """``jobs/preprocess/defects/<scan_id>.json``: status, message and digest of a scan with a named
+        acquisition defect (``incomplete``/``inconsistent``), written by its job-array element."""
+        return self.jobs / "defects" / f"{scan_id}.json"
 
     @property
     def summary_html(self) -> Path:

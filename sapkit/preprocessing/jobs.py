@@ -27,23 +27,18 @@ from sapkit.io.folders import PreprocessDir
 from sapkit.preprocessing.scan_job import run_scan
 from sapkit.preprocessing.stations import ScanSource
 
-__all__ = ["defect_json", "scan_element", "run_scans_as_array"]
-
-
-def defect_json(out: PreprocessDir, scan_id: str) -> Path:
-    """``jobs/preprocess/defects/<scan_id>.json``: the record of a scan with a named acquisition defect."""
-    return out.jobs / "defects" / f"{scan_id}.json"
+__all__ = ["scan_element", "run_scans_as_array"]
 
 
 def scan_element(source: ScanSource, config: RawConfig, out_dir: str, digest: str) -> str:
     """What one array element runs: preprocess one scan; raise only when it failed (so the state says so).
 
     A named defect (``run_scan``'s ``incomplete``/``inconsistent``) is a result, not a crash: its
-    record is written to :func:`defect_json` and the element finishes. Returns the path of the
+    record is written to :meth:`~sapkit.io.folders.PreprocessDir.defect_json` and the element finishes. Returns the path of the
     scan's record (``qc.json`` or the defect's).
     """
     out = PreprocessDir(out_dir)
-    defect = defect_json(out, source.scan_id)
+    defect = out.defect_json(source.scan_id)
     defect.unlink(missing_ok=True)
     record = run_scan(source, config, out_dir, digest)
     if record["status"] == "failed":
@@ -56,7 +51,7 @@ def scan_element(source: ScanSource, config: RawConfig, out_dir: str, digest: st
 
 def _finished_record(out: PreprocessDir, source: ScanSource, digest: str) -> dict | None:
     """The record an element left for these inputs and settings (``digest``): ``qc.json`` or a defect's; else None."""
-    for path in (out.scan_qc_json(source.scan_id), defect_json(out, source.scan_id)):
+    for path in (out.scan_qc_json(source.scan_id), out.defect_json(source.scan_id)):
         try:
             record = json.loads(Path(path).read_text())
         except (OSError, ValueError):
