@@ -10,9 +10,11 @@ folder (never in the input tree), ~50 ms each. SimpleITK's GDCM series reader
 give the same volume on the synthetic cohort (tested).
 
 Enhanced (multi-frame) MR files are read by the kit's own reader
-(:mod:`sapkit.preprocessing.enhanced`: per-frame positions, rescale and b-values from the
-functional groups) when one b-value is taken out of a diffusion file or the converter is SimpleITK
-(whose series reader cannot place frames); an Enhanced T1 goes to dcm2niix otherwise.
+(:mod:`sapkit.preprocessing.enhanced`: per-frame positions, rescale, b-values and image classes from
+the functional groups) when some of a file's frames are selected — one b-value of a diffusion file,
+one Dixon class (in-phase, water, fat) of an mDixon file, named by the files' ``FrameFile`` paths or
+``b_value`` — since dcm2niix converts a whole file and cannot pick frames; and when the converter is
+SimpleITK (whose series reader cannot place frames). A whole Enhanced file goes to dcm2niix otherwise.
 
 Every volume is reoriented to RAS+ by axis permutation only (values untouched) and its affine is
 rounded to 10⁻⁴ mm, so the float32 geometry that NIfTI and dcm2niix store and the float64
@@ -33,7 +35,7 @@ import numpy.typing as npt
 
 from sapkit.errors import NiftiError, SapkitError
 from sapkit.io.nifti import read_image, reorient_to_ras
-from sapkit.preprocessing.enhanced import FUNCTIONAL_GROUP_TAGS, is_enhanced, read_enhanced_volume
+from sapkit.preprocessing.enhanced import FUNCTIONAL_GROUP_TAGS, frame_selection, is_enhanced, read_enhanced_volume
 
 __all__ = ["snap_affine", "read_nifti_station", "convert_dicom", "dcm2niix_path"]
 
@@ -134,13 +136,15 @@ def convert_dicom(files: Sequence[str], *, converter: str = "dcm2niix", what: st
     Parameters
     ----------
     files : sequence of str
-        The slices of one stack (or one multi-frame file), sorted along the slice normal.
+        The slices of one stack (or one multi-frame file), sorted along the slice normal; an Enhanced
+        file given as a :class:`~sapkit.preprocessing.enhanced.FrameFile` is read for its selected frames only.
     converter : str
         ``dcm2niix`` or ``simpleitk``.
     what : str
         Names the stack in error messages.
     b_value : float, optional
-        The b-value (s/mm²) of the stack: selects the frames of an Enhanced diffusion file.
+        The b-value (s/mm²) of the stack: selects the frames of an Enhanced diffusion file (with
+        the class a ``FrameFile`` names, if any).
     rules : Rules, optional
         Where per-frame b-values are read (default: the packaged rules).
 
@@ -155,10 +159,11 @@ def convert_dicom(files: Sequence[str], *, converter: str = "dcm2niix", what: st
     SapkitError
         The converter failed or split the stack; the message names the stack and the fix.
     """
-    if files and (b_value is not None or converter != "dcm2niix") and _is_enhanced_file(files[0]):
+    frames = frame_selection(files, b_value)
+    if files and (frames is not None or converter != "dcm2niix") and _is_enhanced_file(files[0]):
         from sapkit.preprocessing.rules import load_rules
 
-        img = read_enhanced_volume(files, b_value=b_value, rules=rules or load_rules(), what=what)
+        img = read_enhanced_volume(files, frames=frames, rules=rules or load_rules(), what=what)
     elif converter == "dcm2niix":
         img = _with_dcm2niix(files, what)
     else:

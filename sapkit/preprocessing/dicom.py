@@ -5,8 +5,12 @@ Every file under the root is opened with pydicom without pixel data. Files are g
 T1, DWI and Dixon water/fat series are cut into *stacks*: one b-value, one orientation and matrix, slices sorted
 along the slice normal, split where slices repeat (several acquisitions in one series, told apart
 by ``AcquisitionNumber``) or jump (several stations in one series). An Enhanced (multi-frame) file
-is read frame by frame (position, orientation and b-value from its functional groups,
-:mod:`sapkit.preprocessing.enhanced`); its frames of one b-value must form one stack. Stacks of one patient and study
+is read frame by frame (position, orientation, b-value and image class from its functional groups,
+:mod:`sapkit.preprocessing.enhanced`); a series whose frames carry several image classes (FrameType
+value 4: an mDixon file's IN_PHASE, OUT_PHASE, WATER and FAT frames) is split into one sub-series per
+class, each classified with its FrameType as ImageType and listed on its own row; the frames of one
+b-value and class must form one stack, and its files carry that selection
+(:class:`~sapkit.preprocessing.enhanced.FrameFile`) to the conversion. Stacks of one patient and study
 form a scan ``<PatientID>_s<k>`` (k = study order by date/time); DWI stacks on one grid (the
 b-values of one station) form one DWI station; stations are numbered from the head end (T1, water
 and fat each on their own; :mod:`sapkit.preprocessing.dixon` pairs water/fat with T1 stations by grid).
@@ -29,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from sapkit.jobs.progress import progress_bar
-from sapkit.preprocessing.enhanced import FUNCTIONAL_GROUP_TAGS, frame_headers, is_enhanced
+from sapkit.preprocessing.enhanced import (DIXON_FRAME_CLASSES, FUNCTIONAL_GROUP_TAGS, FrameFile, FrameSelector,
+                                           frame_headers, is_enhanced)
 from sapkit.preprocessing.rules import Rules
 from sapkit.preprocessing.stations import ScanSource, StationSource
 
@@ -219,9 +224,39 @@ def _whole_files(members: list[dict], stacks: list[list[dict]]) -> str:
     return ""
 
 
-def _files(stack: list[dict]) -> tuple[str, ...]:
-    """The files of a stack in order (an Enhanced file once, however many of its frames it holds)."""
-    return tuple(dict.fromkeys(s["path"] for s in stack))
+def _files(stack: list[dict], frames: FrameSelector = FrameSelector()) -> tuple[str, ...]:
+    """The files of a stack in order (an Enhanced file once, however many of its frames it holds, as a
+    :class:`FrameFile` naming the stack's frames when ``frames`` selects some)."""
+    paths = dict.fromkeys(s["path"] for s in stack)
+    enhanced = {s["path"] for s in stack if "frame" in s}
+    return tuple(FrameFile(p, frames) if p in enhanced and frames != FrameSelector() else p for p in paths)
+
+
+def _by_frame_class(records: list[dict]) -> list[tuple[str | None, list[dict]]]:
+    """The records of a series per frame class (FrameType value 4) when its frames carry several Dixon
+    classes (other classes then listed on their own); else [(None, all)], as before classes were read."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[r.get("image_class", "")].append(r)
+    return sorted(groups.items()) if len(set(groups) & set(DIXON_FRAME_CLASSES)) > 1 else [(None, records)]
+
+
+def _classify(rules: Rules, row: dict, ds, image_class: str | None, records: list[dict]) -> tuple[str, str]:
+    """Sequence and reason of a series, or of the frames of one class of a split series (unknown classes listed)."""
+    image_type = tuple(str(w) for w in (ds.get("ImageType") or []))
+    uniform = {r.get("image_class", "") for r in records}
+    if image_class is not None:  # a split series: the class's FrameType stands for the ImageType
+        image_type = records[0].get("frame_type") or (image_class,)
+        row["image_type"] = "\\".join(image_type)
+    elif len(uniform) == 1 and uniform <= set(DIXON_FRAME_CLASSES) and not uniform <= set(image_type):
+        image_type += tuple(uniform)  # one Dixon class, named per frame only
+    sequence, reason = rules.classify(modality=row["modality"], texts=row.pop("texts"), image_type=image_type,
+                                      has_b_value=bool(row["b_values"]))
+    if image_class is None:
+        return sequence, reason
+    if image_class not in DIXON_FRAME_CLASSES and sequence != "ignore":
+        sequence, reason = "unknown", f"not one of the classes the kit sorts ({', '.join(DIXON_FRAME_CLASSES)}); listed, not used"
+    return sequence, f"Enhanced frames of class {image_class or '(none)'}: {reason}"
 
 
 def _station_geometry(stack: list[dict]) -> tuple:
@@ -246,7 +281,7 @@ def _build_scans(usable: list[dict]) -> list[ScanSource]:
         stations = []
         for sequence in ("t1", "water", "fat"):  # one image per station, numbered from the head end
             found = sorted([i for i in items if i["sequence"] == sequence], key=lambda i: -_centre_z(i["stack"]))
-            stations += [StationSource(sequence, k + 1, ((None, _files(i["stack"])),), "dicom",
+            stations += [StationSource(sequence, k + 1, ((None, _files(i["stack"], FrameSelector(None, i["image_class"]))),), "dicom",
                                        f"series {i['series_number']} {i['description']}") for k, i in enumerate(found)]
         dwi = defaultdict(list)
         for i in items:
@@ -254,7 +289,8 @@ def _build_scans(usable: list[dict]) -> list[ScanSource]:
                 dwi[_station_geometry(i["stack"])].append(i)
         ordered = sorted(dwi.values(), key=lambda group: -_centre_z(group[0]["stack"]))
         for k, group in enumerate(ordered):
-            images = tuple((i["b_value"], _files(i["stack"])) for i in sorted(group, key=lambda i: i["b_value"]))
+            images = tuple((i["b_value"], _files(i["stack"], FrameSelector(i["b_value"], i["image_class"])))
+                           for i in sorted(group, key=lambda i: i["b_value"]))
             desc = "; ".join(sorted({f"series {i['series_number']} {i['description']}" for i in group}))
             stations.append(StationSource("dwi", k + 1, images, "dicom", desc))
         problems = [f"scan {scan_id} has no {seq} series; check rules.yaml (qc/series.csv lists every series and why)"
@@ -313,23 +349,23 @@ def _scan(root: Path, rules: Rules, *, progress: bool) -> DicomInventory:
                    for k, uid in enumerate(sorted(items, key=lambda u, items=items: (items[u], u)))}
     rows, usable = [], []
     for uid in sorted(series, key=lambda u: (str(headers[u].get("PatientID", "")), str(headers[u].get("SeriesNumber", "")), u)):
-        ds, records = headers[uid], series[uid]
-        row = _series_row(ds, records, root)
-        patient = safe_id(row["patient_id"])
-        row["scan_id"] = f"{patient}_s{study_order[(patient, row['study_uid'])]}"
-        sequence, reason = rules.classify(modality=row["modality"], texts=row.pop("texts"),
-                                          image_type=tuple(str(w) for w in (ds.get("ImageType") or [])),
-                                          has_b_value=bool(row["b_values"]))
-        stacks = []
-        if sequence in _STACKED:
-            stacks, problem = _stacks_of(records, sequence)
-            if problem:
-                sequence, reason = "unusable", f"{reason}; {problem}"
-        row.update(sequence=sequence, reason=reason, n_stacks=len(stacks))
-        rows.append(row)
-        site = str(ds.get("InstitutionName", "") or "") or "unknown"
-        usable += [{"scan_id": row["scan_id"], "subject_id": patient, "site": safe_id(site), "study_uid": row["study_uid"],
-                    "sequence": sequence, "b_value": b, "stack": stack, "series_number": row["series_number"],
-                    "description": row["description"]} for b, stack in stacks]
+        ds = headers[uid]
+        for image_class, records in _by_frame_class(series[uid]):
+            row = _series_row(ds, records, root)
+            patient = safe_id(row["patient_id"])
+            row["scan_id"] = f"{patient}_s{study_order[(patient, row['study_uid'])]}"
+            sequence, reason = _classify(rules, row, ds, image_class, records)
+            stacks = []
+            if sequence in _STACKED:
+                stacks, problem = _stacks_of(records, sequence)
+                if problem:
+                    sequence, reason = "unusable", f"{reason}; {problem}"
+            row.update(sequence=sequence, reason=reason, n_stacks=len(stacks))
+            rows.append(row)
+            site = str(ds.get("InstitutionName", "") or "") or "unknown"
+            description = row["description"] + (f" [{image_class} frames]" if image_class else "")
+            usable += [{"scan_id": row["scan_id"], "subject_id": patient, "site": safe_id(site), "study_uid": row["study_uid"],
+                        "sequence": sequence, "b_value": b, "image_class": image_class, "stack": stack,
+                        "series_number": row["series_number"], "description": description} for b, stack in stacks]
     table = pd.DataFrame(rows, columns=list(SERIES_COLUMNS))
     return DicomInventory(root, table, pd.DataFrame(skipped, columns=["path", "reason"]), _build_scans(usable))

@@ -2,7 +2,8 @@
 
 A Dixon acquisition gives, per station, in-phase (the kit's T1 channel), opposed-phase, water and
 fat images computed from the same echoes on one grid. Water and fat stations (``water``/``fat``
-sequences of the rules or the stations CSV) are paired with the T1 (in-phase) stations by grid —
+sequences of the rules or the stations CSV; from an Enhanced mDixon file, its WATER/FAT frames, named
+by the station's ``FrameFile`` paths) are paired with the T1 (in-phase) stations by grid —
 same shape, affine within :data:`GRID_TOLERANCE_MM` — and each class is carried only when every T1
 station has exactly one image of it and every image has its T1 station; otherwise the class is left
 out with the reason (station and z range in mm), never stitched into a part-volume.

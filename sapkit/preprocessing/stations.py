@@ -47,7 +47,8 @@ class StationSource:
     station : int
         Station number (1 = head end for DICOM; the CSV's number for NIfTI).
     images : tuple of (b-value, files)
-        b-value in s/mm² (None for T1) and the files holding it: one NIfTI path, or DICOM slices.
+        b-value in s/mm² (None for T1) and the files holding it: one NIfTI path, or DICOM slices (an
+        Enhanced file as a :class:`~sapkit.preprocessing.enhanced.FrameFile` naming the frames of this image).
     kind : str
         ``nifti`` or ``dicom``.
     description : str

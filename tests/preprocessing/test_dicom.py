@@ -17,6 +17,7 @@ from sapkit.preprocessing.convert import convert_dicom
 from sapkit.preprocessing.dicom import scan_dicom_tree
 from sapkit.preprocessing.rules import load_rules
 
+from dicom_builders import enhanced_from_classic
 from raw_cohorts import small_raw  # noqa: F401 - fixture
 
 RULES = load_rules()
@@ -148,49 +149,6 @@ def test_several_stations_in_one_series_are_split_at_the_gap(tmp_path):
     assert [s.station for s in t1] == [1, 2] and inv.scans[0].problems[0].startswith("scan P9_s0 has no dwi series")
 
 
-def _enhanced_from_classic(files: list[Path], out: Path, *, per_frame_b: bool) -> Path:
-    """One Enhanced MR file holding the slices of ``files`` as frames (b-values per frame when asked)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.sequence import Sequence
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    slices = [pydicom.dcmread(f) for f in files]
-    first = slices[0]
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"  # Enhanced MR
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    for key in ("Modality", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription",
-                "ImageType", "StudyDate", "StudyTime", "InstitutionName", "Rows", "Columns", "SamplesPerPixel",
-                "PhotometricInterpretation", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation"):
-        setattr(ds, key, first.get(key))
-    ds.NumberOfFrames = len(slices)
-    shared = Dataset()
-    measures, orient, rescale = Dataset(), Dataset(), Dataset()
-    measures.PixelSpacing, measures.SliceThickness = first.PixelSpacing, first.SliceThickness
-    orient.ImageOrientationPatient = first.ImageOrientationPatient
-    rescale.RescaleSlope, rescale.RescaleIntercept, rescale.RescaleType = first.RescaleSlope, first.RescaleIntercept, "US"
-    shared.PixelMeasuresSequence, shared.PlaneOrientationSequence = Sequence([measures]), Sequence([orient])
-    shared.PixelValueTransformationSequence = Sequence([rescale])
-    ds.SharedFunctionalGroupsSequence = Sequence([shared])
-    frames = []
-    for s in slices:
-        item, position = Dataset(), Dataset()
-        position.ImagePositionPatient = s.ImagePositionPatient
-        item.PlanePositionSequence = Sequence([position])
-        if per_frame_b and "DiffusionBValue" in s:
-            diffusion = Dataset()
-            diffusion.DiffusionBValue = s.DiffusionBValue
-            item.MRDiffusionSequence = Sequence([diffusion])
-        frames.append(item)
-    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
-    ds.PixelData = b"".join(s.PixelData for s in slices)
-    out.mkdir(parents=True, exist_ok=True)
-    ds.save_as(out / "enhanced.dcm", enforce_file_format=True)
-    return out / "enhanced.dcm"
-
-
 @pytest.fixture(scope="module")
 def dwi_two_forms(tmp_path_factory):
     """A 2-b-value DWI series as classic slices and as one Enhanced file (b-values only per frame)."""
@@ -200,8 +158,8 @@ def dwi_two_forms(tmp_path_factory):
     images = {50.0: rng.uniform(0, 900, (7, 6, 5)), 1000.0: rng.uniform(0, 300, (7, 6, 5))}
     tags = SeriesTags("E1", "1.2.3.1", "1.2.3.2", "1.2.3.3", 5, "WB_DWI_b50_b1000_st1", ("ORIGINAL", "PRIMARY", "DIFFUSION"))
     classic, _ = write_dicom_series(images, affine, root / "classic", tags=tags)
-    enhanced = _enhanced_from_classic(classic, root / "enhanced", per_frame_b=True)
-    no_b = _enhanced_from_classic(classic, root / "enhanced_no_b", per_frame_b=False)
+    enhanced = enhanced_from_classic(classic, root / "enhanced", per_frame_b=True)
+    no_b = enhanced_from_classic(classic, root / "enhanced_no_b", per_frame_b=False)
     return root, classic, enhanced, no_b
 
 
@@ -228,7 +186,7 @@ def test_enhanced_without_b_values_and_enhanced_t1_in_simpleitk(dwi_two_forms, t
     assert "per-frame MRDiffusionSequence" in reason and "b_value_tags" not in reason
     # a T1-like Enhanced file (no b-values) read by the SimpleITK route: the kit's reader, not "axes don't match"
     t1_classic = classic[:5]  # the b=50 slices: one regular stack
-    t1 = _enhanced_from_classic(t1_classic, tmp_path / "t1", per_frame_b=False)
+    t1 = enhanced_from_classic(t1_classic, tmp_path / "t1", per_frame_b=False)
     vc, ac = convert_dicom([str(f) for f in t1_classic], converter="simpleitk", what="classic T1")
     ve, ae = convert_dicom([str(t1)], converter="simpleitk", what="enhanced T1")
     assert float(np.abs(ve - vc).max()) == 0.0 and np.array_equal(ae, ac)
