@@ -184,14 +184,18 @@ def verdicts(study: SeedStudy) -> tuple[list[str], list[str]]:
 
     A comparison holds when there are at least :data:`MIN_RUNS` runs, SAP is ahead (higher, or
     lower for FP per exam) in at least :data:`HOLD_SHARE` of them and the pooled test (§16) gives
-    p < 0.05 in SAP's favour.
+    p < 0.05 in SAP's favour. A phrase whose pooled test gives p < 0.05 in the other init's favour
+    ends with "<init> ahead", so a small p in the "does not hold" list is never read as SAP's.
     """
     holds, fails = [], []
     for r in study.signs.itertuples():
-        ahead = r.negative if r.metric in _LOWER_IS_BETTER else r.positive
-        text = f"{r.label}, SAP vs {r.b} ({ahead} of {r.n_runs} runs, pooled p {r.pooled_p:.2g})"
-        ok = r.n_runs >= MIN_RUNS and ahead >= HOLD_SHARE * r.n_runs and r.pooled_p < _ALPHA
-        ok = ok and (r.pooled_median_difference < 0 if r.metric in _LOWER_IS_BETTER else r.pooled_median_difference > 0)
+        lower = r.metric in _LOWER_IS_BETTER
+        ahead = r.negative if lower else r.positive
+        sap_side = r.pooled_median_difference < 0 if lower else r.pooled_median_difference > 0
+        other_side = r.pooled_median_difference > 0 if lower else r.pooled_median_difference < 0
+        against = f", {r.b} ahead" if r.pooled_p < _ALPHA and other_side else ""
+        text = f"{r.label}, SAP vs {r.b} ({ahead} of {r.n_runs} runs, pooled p {r.pooled_p:.2g}{against})"
+        ok = r.n_runs >= MIN_RUNS and ahead >= HOLD_SHARE * r.n_runs and r.pooled_p < _ALPHA and sap_side
         (holds if ok else fails).append(text)
     return holds, fails
 

@@ -86,6 +86,15 @@ def test_medians_and_ranges_across_runs(study_runs):
     one_short = study.signs.assign(positive=study.signs["positive"] - 1)  # 3 of 5 runs: below 80 %
     assert not verdicts(dataclasses.replace(study, signs=one_short))[0]
     assert "**Holds**" in text and "**Does not hold**" in text
+    # the same study with SAP and scratch swapped on F2: a small pooled p now favours scratch, and says so
+    flipped = study.signs.copy()
+    f2 = (flipped["metric"] == "f2") & (flipped["b"] == "scratch")
+    flipped.loc[f2, ["positive", "negative"]] = flipped.loc[f2, ["negative", "positive"]].to_numpy()
+    flipped.loc[f2, "pooled_median_difference"] *= -1
+    holds, fails = verdicts(dataclasses.replace(study, signs=flipped))
+    assert not any(h.startswith("F2 (patient level), SAP vs scratch") for h in holds)
+    assert "F2 (patient level), SAP vs scratch (1 of 5 runs, pooled p 0.0078, scratch ahead)" in fails
+    assert not any(f.startswith("F2 (patient level), SAP vs ssl") and f.endswith("ahead)") for f in fails)
 
 
 def test_cohort_seeds_count_each_run_patient_once(study_runs):
