@@ -42,6 +42,13 @@ def run_dir_from_args(args: argparse.Namespace) -> Path:
     return Path(args.run_dir)
 
 
+def declare_notebooks(plan: OutputPlan) -> None:
+    """The kit's notebook series is an input of every command that executes it: no output goes inside."""
+    from sapkit.pipeline.reproduce import notebooks_dir
+
+    plan.reads_folder(notebooks_dir(), "notebook series", whole=True)
+
+
 def declare_profile(plan: OutputPlan, args: argparse.Namespace) -> None:
     """A profile given as a YAML file is an input of the command."""
     profile = getattr(args, "profile", None)

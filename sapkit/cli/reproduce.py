@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sapkit.cli._common import add_profile_arguments, declare_profile, run_dir_from_args
+from sapkit.cli._common import add_profile_arguments, declare_notebooks, declare_profile, run_dir_from_args
 from sapkit.config import parse_overrides
 from sapkit.io.output_paths import OutputPlan
 from sapkit.io.run_paths import RunDir
@@ -26,7 +26,10 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
     declare_profile(plan, args)
     rd = RunDir(run_dir_from_args(args))
     plan.writes_folder(rd.path, "--run-dir")
-    for path in (rd.config_yaml, rd.versions_json, rd.report_html):
+    declare_notebooks(plan)  # --run-dir . would write the executed notebooks over the series itself
+    from sapkit.pipeline.reproduce import NOTEBOOKS, RAW_NOTEBOOK
+
+    for path in (rd.config_yaml, rd.versions_json, rd.report_html, *(rd.notebook(n) for n in (RAW_NOTEBOOK, *NOTEBOOKS))):
         plan.writes(path, "--run-dir", folder=rd.path)
     return plan
 

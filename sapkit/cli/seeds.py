@@ -15,7 +15,8 @@ import argparse
 from pathlib import Path
 
 from sapkit.cli._cluster import add_cluster_arguments, resources_from_args
-from sapkit.cli._common import add_profile_arguments, config_from_args, declare_profile, parse_overrides, run_dir_from_args
+from sapkit.cli._common import (add_profile_arguments, config_from_args, declare_notebooks, declare_profile, parse_overrides,
+                                run_dir_from_args)
 from sapkit.io.output_paths import OutputPlan
 
 __all__ = ["add_arguments", "outputs", "run"]
@@ -41,6 +42,13 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
     declare_profile(plan, args)
     plan.writes_folder(run_dir_from_args(args), "--run-dir (the base run)")
     plan.writes_folder(Path(args.out), "--out")
+    declare_notebooks(plan)  # the base run executes the series into <run-dir>/notebooks: never over it
+    from sapkit.io.run_paths import RunDir
+    from sapkit.pipeline.reproduce import NOTEBOOKS
+
+    base = run_dir_from_args(args)
+    for name in NOTEBOOKS:
+        plan.writes(RunDir(base).notebook(name), "--run-dir (the base run)", folder=base)
     return plan
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from sapkit.cli._cluster import add_cluster_arguments, resources_from_args
+from sapkit.cli._common import declare_notebooks
 from sapkit.io.output_paths import OutputPlan
 
 __all__ = ["add_arguments", "outputs", "run"]
@@ -60,6 +61,7 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
         plan.reads(rd.fingerprint_json, "the reuse run's fingerprint")
     flag = f"base_dir of {args.grid}"
     plan.writes_folder(grid.base_dir, flag)
+    declare_notebooks(plan)
     plan.writes_in(grid.base_dir, ["sweep_summary.csv", "label_efficiency.html"], flag)
     return plan
 

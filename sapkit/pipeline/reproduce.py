@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from sapkit.config import Config, load_config
-from sapkit.errors import SapkitError
+from sapkit.errors import OutputPathError, SapkitError
 from sapkit.io.atomic import atomic_write_text
 from sapkit.io.run_lock import RunLock
 from sapkit.io.run_paths import RunDir, default_run_dir
@@ -28,7 +28,7 @@ from sapkit.pipeline.html_report import build_report
 from sapkit.pipeline.progress import RunMonitor, check_series_plan, format_seconds, planned_models
 
 __all__ = [
-    "NOTEBOOKS", "RAW_NOTEBOOK", "series_notebooks", "NotebookResult", "notebooks_dir", "kernel_name", "resume_command", "run_notebook", "reproduce",
+    "NOTEBOOKS", "RAW_NOTEBOOK", "series_notebooks", "NotebookResult", "notebooks_dir", "check_run_dir", "kernel_name", "resume_command", "run_notebook", "reproduce",
 ]
 
 NOTEBOOKS = (
@@ -68,6 +68,29 @@ def notebooks_dir() -> Path:
             f"notebooks folder {folder} not found; install sapkit in editable mode from a clone (make install)"
         )
     return folder
+
+
+def check_run_dir(run_dir: str | Path, source_dir: Path | None = None) -> None:
+    """Refuse a run folder that would put its executed notebooks over the kit's own (``source_dir``).
+
+    A run writes ``<run_dir>/notebooks/<name>.ipynb``; with ``run_dir`` the repository root that is
+    the series itself, and a run folder inside ``notebooks/`` mixes outputs into the sources.
+
+    Raises
+    ------
+    OutputPathError
+        Naming the run folder, the notebooks folder and the fix.
+    """
+    source = (source_dir or notebooks_dir()).resolve()
+    run = Path(run_dir).expanduser().resolve()
+    executed = RunDir(run).notebooks_dir.resolve()
+    if run == source or source in run.parents:
+        raise OutputPathError(f"run folder {run} lies inside the kit's notebooks folder {source}; choose a run "
+                              "folder outside it, e.g. runs/<profile> (sapkit never writes into its inputs)")
+    if executed == source or source in executed.parents:
+        raise OutputPathError(f"run folder {run} would write its executed notebooks over the kit's notebooks in "
+                              f"{source}; choose a run folder of its own, e.g. runs/<profile> (sapkit never "
+                              "writes over its inputs)")
 
 
 def kernel_name() -> str:
@@ -144,6 +167,7 @@ def run_notebook(
     source = (source_dir or notebooks_dir()) / f"{name}.ipynb"
     if not source.is_file():
         raise SapkitError(f"notebook {source} does not exist; choose from {', '.join(NOTEBOOKS)}")
+    check_run_dir(run_dir, source.parent)
     rd = RunDir(run_dir)
     rd.notebooks_dir.mkdir(parents=True, exist_ok=True)
     output = rd.notebook(name)
@@ -212,6 +236,7 @@ def reproduce(
 
         pin_isa()
     run_dir = Path(run_dir or default_run_dir(str(profile))).resolve()
+    check_run_dir(run_dir)  # before anything is written: the run's record would land at the repository root
     series = series_notebooks(config)
     wanted = list(series if notebooks is None else notebooks)
     unknown = [n for n in wanted if n not in series]

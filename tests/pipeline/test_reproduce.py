@@ -76,3 +76,52 @@ def test_a_killed_kernel_is_reported_with_notebook_cell_and_resume_command(tmp_p
                      message), message
     assert f"resume with `sapkit reproduce --profile demo --run-dir {tmp_path / 'run'} -p lesion.epochs=2`" in message
     assert not RunDir(tmp_path / "run").notebook_marker("oom").exists()
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.ipynb"))}
+
+
+@pytest.mark.parametrize("command", [
+    ["reproduce", "--profile", "smoke", "--run-dir", "{root}"],
+    ["reproduce", "--profile", "smoke", "--run-dir", "{root}/notebooks/mine"],
+    ["seeds", "--profile", "smoke", "--run-dir", "{root}", "--out", "{tmp}/study"],
+    ["seeds", "--profile", "smoke", "--run-dir", "{tmp}/base", "--out", "{root}/notebooks/study"],
+])
+def test_no_run_lands_on_the_kits_own_notebooks(command, tmp_path, capsys, monkeypatch):
+    """A run folder at the repository root would write its executed notebooks over the series itself."""
+    from sapkit.cli import main
+    from sapkit.pipeline.reproduce import notebooks_dir
+
+    source = notebooks_dir()
+    root = source.parent
+    before, entries = _digests(source), sorted(p.name for p in source.iterdir())
+    monkeypatch.chdir(tmp_path)
+    code = main([c.format(root=root, tmp=tmp_path) for c in command])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "notebook series" in err and "never writes" in err
+    assert _digests(source) == before and sorted(p.name for p in source.iterdir()) == entries  # nothing written
+    assert not (root / "config.yaml").exists() and not (tmp_path / "study").exists()
+
+
+def test_the_python_api_refuses_it_too(tmp_path):
+    """reproduce() and run_notebook() check before writing: the notebooks and sweeps call them directly."""
+    from sapkit.errors import OutputPathError
+    from sapkit.pipeline.reproduce import check_run_dir, notebooks_dir, reproduce
+
+    source = notebooks_dir()
+    with pytest.raises(OutputPathError, match="over the kit's notebooks"):
+        reproduce("smoke", source.parent)
+    with pytest.raises(OutputPathError, match="inside the kit's notebooks folder"):
+        check_run_dir(source / "run")
+    check_run_dir(tmp_path / "runs" / "smoke")  # an ordinary run folder passes
+    own = tmp_path / "notebooks"  # a series of one's own, run with its parent folder as the run folder
+    own.mkdir()
+    _notebook(own / "ok.ipynb", "pass")
+    before = (own / "ok.ipynb").read_bytes()
+    with pytest.raises(OutputPathError, match="over the kit's notebooks"):
+        run_notebook("ok", tmp_path, {}, source_dir=own)
+    assert (own / "ok.ipynb").read_bytes() == before and not (own / "ok.done.json").exists()
