@@ -42,11 +42,19 @@ def run_dir_from_args(args: argparse.Namespace) -> Path:
     return Path(args.run_dir)
 
 
-def declare_notebooks(plan: OutputPlan) -> None:
-    """The kit's notebook series is an input of every command that executes it: no output goes inside."""
-    from sapkit.pipeline.reproduce import notebooks_dir
+def declare_notebooks(plan: OutputPlan, run_dir: str | Path | None = None, flag: str = "--run-dir") -> None:
+    """The kit's notebook series is an input of every command that executes it: no output goes inside.
+
+    With ``run_dir``, the executed copies ``<run_dir>/notebooks/<name>.ipynb`` are declared as its
+    outputs too, so a run folder at the repository root (whose copies would be the series) is refused.
+    """
+    from sapkit.io.run_paths import RunDir
+    from sapkit.pipeline.reproduce import NOTEBOOKS, RAW_NOTEBOOK, notebooks_dir
 
     plan.reads_folder(notebooks_dir(), "notebook series", whole=True)
+    if run_dir is not None:
+        for name in (RAW_NOTEBOOK, *NOTEBOOKS):
+            plan.writes(RunDir(run_dir).notebook(name), flag, folder=run_dir)
 
 
 def declare_profile(plan: OutputPlan, args: argparse.Namespace) -> None:

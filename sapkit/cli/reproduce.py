@@ -26,10 +26,8 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
     declare_profile(plan, args)
     rd = RunDir(run_dir_from_args(args))
     plan.writes_folder(rd.path, "--run-dir")
-    declare_notebooks(plan)  # --run-dir . would write the executed notebooks over the series itself
-    from sapkit.pipeline.reproduce import NOTEBOOKS, RAW_NOTEBOOK
-
-    for path in (rd.config_yaml, rd.versions_json, rd.report_html, *(rd.notebook(n) for n in (RAW_NOTEBOOK, *NOTEBOOKS))):
+    declare_notebooks(plan, rd.path)  # --run-dir . would write the executed notebooks over the series itself
+    for path in (rd.config_yaml, rd.versions_json, rd.report_html):
         plan.writes(path, "--run-dir", folder=rd.path)
     return plan
 

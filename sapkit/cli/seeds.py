@@ -42,13 +42,7 @@ def outputs(args: argparse.Namespace) -> OutputPlan:
     declare_profile(plan, args)
     plan.writes_folder(run_dir_from_args(args), "--run-dir (the base run)")
     plan.writes_folder(Path(args.out), "--out")
-    declare_notebooks(plan)  # the base run executes the series into <run-dir>/notebooks: never over it
-    from sapkit.io.run_paths import RunDir
-    from sapkit.pipeline.reproduce import NOTEBOOKS
-
-    base = run_dir_from_args(args)
-    for name in NOTEBOOKS:
-        plan.writes(RunDir(base).notebook(name), "--run-dir (the base run)", folder=base)
+    declare_notebooks(plan, run_dir_from_args(args), "--run-dir (the base run)")  # never over the series
     return plan
 
 
